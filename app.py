@@ -1,0 +1,3 @@
+from whistle import create_app
+
+app = create_app()

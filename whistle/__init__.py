@@ -1,0 +1,68 @@
+"""Whistle: encrypted concern reporting with two-reviewer routing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from flask import Flask, current_app
+
+from whistle import config as config_mod
+from whistle import keys as keys_mod
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _is_setup_command() -> bool:
+    """True when the flask CLI runs a command that must work before keys exist (``init``)."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if prog not in ("flask", "__main__.py") and not prog.startswith("flask"):
+        return False
+    return any(arg in ("init", "--help") for arg in sys.argv[1:])
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, database, keys, mail, web layers and commands.
+
+    Refuses to start (raises ConfigError or keys.KeyError_) on unsafe
+    configuration or missing, corrupt or widely readable key material.
+    """
+    app = Flask(__name__, template_folder=os.path.join(_ROOT, "templates"),
+                static_folder=os.path.join(_ROOT, "static"), instance_relative_config=True)
+    app.config.update(config_mod.defaults(app.instance_path))
+    app.config.from_prefixed_env("WHISTLE")
+    if test_config:
+        app.config.update(test_config)
+    config_mod.check(app.config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.jinja_env.globals.pop("config", None)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    try:
+        app.extensions["whistle_keys"] = keys_mod.load(app.config["KEYS_DIR"])
+    except keys_mod.KeyError_:
+        if not _is_setup_command() and not app.config.get("DEFER_KEYS"):
+            raise
+        app.extensions["whistle_keys"] = None
+    if app.extensions["whistle_keys"] is not None:
+        app.secret_key = app.extensions["whistle_keys"].secret_key
+
+    from whistle import cli, db, notify, ratelimit
+    from whistle.web import init_app as init_web
+
+    db.init_app(app)
+    notify.init_app(app)
+    ratelimit.init_app(app)
+    init_web(app)
+    cli.init_app(app)
+    return app
+
+
+def instance_keys() -> keys_mod.InstanceKeys:
+    """The running app's key material (the web layers fail closed without it)."""
+    found: keys_mod.InstanceKeys | None = current_app.extensions.get("whistle_keys")
+    if found is None:
+        raise keys_mod.KeyError_("key material is not loaded")
+    return found

@@ -1,0 +1,118 @@
+"""Configuration: defaults, then ``WHISTLE_*`` from the environment, then checks.
+
+A pure function of its inputs: it never reads files or touches the app's
+state, so a test can build any configuration it wants.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from whistle.crypto import KdfParams
+
+
+class ConfigError(Exception):
+    """A configuration value that Whistle refuses to start with."""
+
+
+DEFAULT_CATEGORIES = [
+    ("safeguarding", "Safeguarding of a child or vulnerable adult"),
+    ("conduct", "Conduct of a colleague or manager"),
+    ("patient-safety", "Patient or pupil safety"),
+    ("fraud", "Fraud, bribery or misuse of money"),
+    ("other", "Something else"),
+]
+DEFAULT_UNITS = ["Children's services", "Education", "Health", "Adult social care"]
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    return {
+        "DATABASE_URL": "sqlite:///" + os.path.join(instance_path, "whistle.db"),
+        "KEYS_DIR": os.path.abspath("keys"),
+        "MIN_REVIEWERS": 2,
+        "ACK_DEADLINE_DAYS": 7,
+        "FEEDBACK_DEADLINE_DAYS": 90,
+        "REMINDER_DAYS_BEFORE": 2,
+        "MAX_DETAILS_CHARS": 100_000,
+        "MAX_FIELD_CHARS": 200,
+        "MAX_CONTENT_LENGTH": 110 * 1024 * 1024,
+        "MAX_JSON_BYTES": 1024 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
+        "MAX_FORM_PARTS": 64,
+        "MAX_ATTACHMENTS": 10,
+        "MAX_ATTACHMENT_BYTES": 25 * 1024 * 1024,
+        "MAX_ATTACHMENTS_TOTAL": 100 * 1024 * 1024,
+        "ALLOW_LATER_ATTACHMENTS": True,
+        "SESSION_IDLE_MINUTES": 30,
+        "SESSION_MAX_HOURS": 12,
+        "REQUIRE_TOTP": False,
+        "ARGON2_MEMORY_KIB": 65536,
+        "ARGON2_ITERATIONS": 3,
+        "ARGON2_LANES": 1,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "STATUS_LIMIT": "20 per minute",
+        "LOGIN_LIMIT": "10 per minute",
+        "TRUSTED_HOSTS": None,
+        "MAIL_SERVER": "localhost",
+        "MAIL_PORT": 25,
+        "MAIL_USE_TLS": False,
+        "MAIL_USE_SSL": False,
+        "MAIL_DEFAULT_SENDER": "whistle@localhost",
+        "MAIL_CA_FILE": None,
+        "MAIL_TIMEOUT": 10,
+        "OUTBOX_MAX_ATTEMPTS": 12,
+        "ENV": "production",
+        "DEBUG": False,
+        "TESTING": False,
+    }
+
+
+_INT_KEYS = {
+    "MIN_REVIEWERS", "ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "REMINDER_DAYS_BEFORE",
+    "MAX_DETAILS_CHARS", "MAX_FIELD_CHARS", "MAX_CONTENT_LENGTH", "MAX_JSON_BYTES",
+    "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
+    "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ARGON2_MEMORY_KIB",
+    "ARGON2_ITERATIONS", "ARGON2_LANES", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_MAX_ATTEMPTS",
+}
+_BOOL_KEYS = {"REQUIRE_TOTP", "MAIL_USE_TLS", "MAIL_USE_SSL", "DEBUG", "TESTING",
+              "ALLOW_LATER_ATTACHMENTS"}
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no",
+                                                      "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"{key} must be true or false")
+
+
+def check(config: dict[str, Any]) -> None:
+    """Normalise types in place and refuse unsafe values with a message naming the key."""
+    for key in _INT_KEYS:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                config[key] = int(str(value))
+            except ValueError as exc:
+                raise ConfigError(f"{key} must be a whole number") from exc
+    for key in _BOOL_KEYS:
+        config[key] = _as_bool(key, config.get(key))
+    if config["MIN_REVIEWERS"] < 2:
+        raise ConfigError("MIN_REVIEWERS must be at least 2: no concern may rest on one person")
+    if config["DEBUG"] and config.get("ENV") == "production" and not config["TESTING"]:
+        raise ConfigError("DEBUG is on in production: refusing to start")
+    for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS"):
+        if config[key] < 1:
+            raise ConfigError(f"{key} must be at least 1")
+    if isinstance(config.get("TRUSTED_HOSTS"), str):
+        config["TRUSTED_HOSTS"] = [h.strip() for h in config["TRUSTED_HOSTS"].split(",")
+                                   if h.strip()]
+
+
+def kdf_params(config: dict[str, Any]) -> KdfParams:
+    return KdfParams(config["ARGON2_MEMORY_KIB"], config["ARGON2_ITERATIONS"],
+                     config["ARGON2_LANES"])

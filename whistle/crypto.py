@@ -1,0 +1,301 @@
+"""All of Whistle's cryptography, and the only module that imports ``cryptography``.
+
+Pure: bytes and keys in, bytes out. No Flask, no I/O, no globals, no
+environment reads. Every failure raises :class:`CryptoError`.
+
+Format version 1 (every blob starts with the version byte ``0x01``)
+-------------------------------------------------------------------
+
+Sealed content (``seal`` / ``open_sealed``)::
+
+    0x01 | nonce (12) | AES-256-GCM ciphertext + tag (16)
+    associated data = b"whistle:1:seal:" + context
+
+``context`` names the row and the part, e.g. ``case:<id>:details``, so a
+blob moved to another case or part fails to open.
+
+Wrapped keys (``wrap_key`` / ``unwrap_key``)::
+
+    0x01 | HPKE(ML-KEM-768 + X25519, HKDF-SHA256, AES-256-GCM) ciphertext
+    info = b"whistle:1:wrap:" + context     (context binds case, key kind, recipient)
+
+Hybrid key pairs: the private key is 96 bytes (ML-KEM-768 64-byte seed |
+X25519 32-byte scalar); the public key is 1,216 bytes (ML-KEM-768 1,184 |
+X25519 32).
+
+Password-locked private keys (``lock_private_key`` / ``unlock_private_key``)::
+
+    0x01 | m_cost KiB (u32) | t_cost (u32) | lanes (u32) | salt (16) | sealed private key
+    Argon2id(password, salt) -> 64 bytes: first 32 = key-encryption key,
+    last 32 = password verifier (its SHA-256 is stored beside the blob).
+
+Attachment chunks (``seal_chunk`` / ``open_chunk``)::
+
+    ciphertext + tag of one chunk; nonce = chunk index (u64, 11 bytes BE) | last flag (1)
+    key = HKDF-SHA256(case key, info=b"whistle:1:file:" + context)
+    associated data = b"whistle:1:chunk:" + context
+
+The nonce carries the index and the last-chunk flag, so dropping the tail,
+reordering chunks or swapping chunks between files all fail to open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+VERSION = 1
+_V = bytes([VERSION])
+KEY_SIZE = 32
+NONCE_SIZE = 12
+PRIVATE_KEY_SIZE = 96
+PUBLIC_KEY_SIZE = 1216
+_MLKEM_PUB = 1184
+_SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+# Upper bounds on Argon2 parameters read back from a blob: a tampered row
+# must not make login allocate gigabytes.
+_MAX_M_COST = 1024 * 1024
+_MAX_T_COST = 16
+_MAX_LANES = 8
+
+
+class CryptoError(Exception):
+    """Any cryptographic failure: wrong key, tampered or malformed data."""
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost: memory in KiB, iterations, lanes."""
+
+    memory_cost: int = 65536
+    iterations: int = 3
+    lanes: int = 1
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: bytes
+    public: bytes
+
+
+def random_key() -> bytes:
+    """A fresh 256-bit symmetric key from the OS CSPRNG."""
+    return os.urandom(KEY_SIZE)
+
+
+def _context_bytes(label: str, context: str) -> bytes:
+    return b"whistle:1:" + label.encode() + b":" + context.encode("utf-8")
+
+
+# -- sealed content -------------------------------------------------------
+
+
+def seal(key: bytes, plaintext: bytes, context: str) -> bytes:
+    """Encrypt ``plaintext`` under ``key``; only the same key and ``context`` open it."""
+    nonce = os.urandom(NONCE_SIZE)
+    try:
+        body = AESGCM(key).encrypt(nonce, plaintext, _context_bytes("seal", context))
+    except (ValueError, TypeError) as exc:
+        raise CryptoError("cannot seal") from exc
+    return _V + nonce + body
+
+
+def open_sealed(key: bytes, blob: bytes, context: str) -> bytes:
+    """Decrypt a blob from :func:`seal`; raises CryptoError on any mismatch."""
+    if len(blob) < 1 + NONCE_SIZE + 16 or blob[:1] != _V:
+        raise CryptoError("malformed sealed blob")
+    try:
+        return AESGCM(key).decrypt(
+            blob[1 : 1 + NONCE_SIZE], blob[1 + NONCE_SIZE :], _context_bytes("seal", context)
+        )
+    except (InvalidTag, ValueError, TypeError) as exc:
+        raise CryptoError("sealed blob does not open") from exc
+
+
+# -- hybrid key pairs and wrapping ----------------------------------------
+
+
+def _private_from_bytes(private: bytes) -> hpke.MLKEM768X25519PrivateKey:
+    if len(private) != PRIVATE_KEY_SIZE:
+        raise CryptoError("malformed private key")
+    try:
+        return hpke.MLKEM768X25519PrivateKey(
+            mlkem.MLKEM768PrivateKey.from_seed_bytes(private[:64]),
+            x25519.X25519PrivateKey.from_private_bytes(private[64:]),
+        )
+    except (ValueError, TypeError) as exc:
+        raise CryptoError("malformed private key") from exc
+
+
+def _public_from_bytes(public: bytes) -> hpke.MLKEM768X25519PublicKey:
+    if len(public) != PUBLIC_KEY_SIZE:
+        raise CryptoError("malformed public key")
+    try:
+        return hpke.MLKEM768X25519PublicKey(
+            mlkem.MLKEM768PublicKey.from_public_bytes(public[:_MLKEM_PUB]),
+            x25519.X25519PublicKey.from_public_bytes(public[_MLKEM_PUB:]),
+        )
+    except (ValueError, TypeError) as exc:
+        raise CryptoError("malformed public key") from exc
+
+
+def keypair_from_seed(seed: bytes) -> KeyPair:
+    """The hybrid key pair determined by a 96-byte seed (64 ML-KEM + 32 X25519)."""
+    if len(seed) != PRIVATE_KEY_SIZE:
+        raise CryptoError("seed must be 96 bytes")
+    mk = mlkem.MLKEM768PrivateKey.from_seed_bytes(seed[:64])
+    xk = x25519.X25519PrivateKey.from_private_bytes(seed[64:])
+    public = mk.public_key().public_bytes_raw() + xk.public_key().public_bytes_raw()
+    return KeyPair(private=bytes(seed), public=public)
+
+
+def generate_keypair() -> KeyPair:
+    """A fresh ML-KEM-768 + X25519 key pair."""
+    return keypair_from_seed(os.urandom(PRIVATE_KEY_SIZE))
+
+
+def check_public_key(public: bytes) -> None:
+    """Raise CryptoError unless ``public`` is a well-formed hybrid public key."""
+    _public_from_bytes(public)
+
+
+def wrap_key(key: bytes, recipient_public: bytes, context: str) -> bytes:
+    """HPKE-encrypt a symmetric key so only the holder of the matching private key reads it."""
+    try:
+        return _V + _SUITE.encrypt(
+            key, _public_from_bytes(recipient_public), _context_bytes("wrap", context)
+        )
+    except CryptoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the young HPKE API raises several types
+        raise CryptoError("cannot wrap key") from exc
+
+
+def unwrap_key(blob: bytes, recipient_private: bytes, context: str) -> bytes:
+    """Open a blob from :func:`wrap_key`; CryptoError for a wrong key, context or tampering."""
+    if len(blob) < 2 or blob[:1] != _V:
+        raise CryptoError("malformed wrapped key")
+    try:
+        key = _SUITE.decrypt(
+            blob[1:], _private_from_bytes(recipient_private), _context_bytes("wrap", context)
+        )
+    except CryptoError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CryptoError("wrapped key does not open") from exc
+    if len(key) != KEY_SIZE:
+        raise CryptoError("wrapped key has the wrong size")
+    return key
+
+
+# -- passwords -----------------------------------------------------------
+
+
+def _argon2(password: str, salt: bytes, params: KdfParams) -> bytes:
+    if not (8 <= params.memory_cost <= _MAX_M_COST and 1 <= params.iterations <= _MAX_T_COST
+            and 1 <= params.lanes <= _MAX_LANES):
+        raise CryptoError("Argon2 parameters out of range")
+    kdf = Argon2id(
+        salt=salt, length=64, iterations=params.iterations, lanes=params.lanes,
+        memory_cost=max(params.memory_cost, 8 * params.lanes),
+    )
+    return kdf.derive(password.encode("utf-8"))
+
+
+def lock_private_key(private: bytes, password: str, params: KdfParams) -> tuple[bytes, bytes]:
+    """Encrypt a private key under a password. Returns (locked blob, password check).
+
+    The password check is SHA-256 of an Argon2id output separate from the
+    key-encryption key, so storing it reveals nothing about the KEK.
+    """
+    salt = os.urandom(16)
+    derived = _argon2(password, salt, params)
+    header = _V + struct.pack(">III", params.memory_cost, params.iterations, params.lanes) + salt
+    sealed = seal(derived[:32], private, "private-key:" + header.hex())
+    return header + sealed, hashlib.sha256(derived[32:]).digest()
+
+
+def unlock_private_key(locked: bytes, password: str, check: bytes) -> bytes:
+    """Recover the private key; CryptoError if the password is wrong or the blob altered."""
+    if len(locked) < 29 or locked[:1] != _V:
+        raise CryptoError("malformed locked key")
+    m, t, p = struct.unpack(">III", locked[1:13])
+    header, sealed = locked[:29], locked[29:]
+    derived = _argon2(password, locked[13:29], KdfParams(m, t, p))
+    if not hmac.compare_digest(hashlib.sha256(derived[32:]).digest(), check):
+        raise CryptoError("wrong password")
+    return open_sealed(derived[:32], sealed, "private-key:" + header.hex())
+
+
+def burn_password_time(password: str, params: KdfParams) -> None:
+    """Spend the same Argon2id work as a real check, for unknown accounts."""
+    _argon2(password, b"\x00" * 16, params)
+
+
+# -- secrets held by a client (sessions) and keyed hashes ----------------
+
+
+def derive_key(secret: bytes, label: str, length: int = KEY_SIZE) -> bytes:
+    """HKDF-SHA256 of a high-entropy secret, separated by ``label``."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                info=b"whistle:1:kdf:" + label.encode()).derive(secret)
+
+
+def keyed_hash(pepper: bytes, label: str, data: bytes) -> bytes:
+    """HMAC-SHA256 under a server-side pepper; used as a lookup id."""
+    return hmac.new(pepper, b"whistle:1:" + label.encode() + b":" + data, hashlib.sha256).digest()
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256."""
+    return hashlib.sha256(data).digest()
+
+
+def chain_hash(previous: bytes, record: bytes) -> bytes:
+    """One link of a hash chain: SHA-256(previous | record)."""
+    return hashlib.sha256(b"whistle:1:chain:" + previous + record).digest()
+
+
+def reporter_keypair(token_entropy: bytes, pepper: bytes) -> KeyPair:
+    """The reporter's hybrid key pair, derived from the token and a server pepper."""
+    seed = HKDF(algorithm=hashes.SHA256(), length=PRIVATE_KEY_SIZE, salt=pepper,
+                info=b"whistle:1:reporter-key").derive(token_entropy)
+    return keypair_from_seed(seed)
+
+
+# -- attachments: chunked streams ---------------------------------------
+
+
+def file_key(case_key: bytes, context: str) -> bytes:
+    """Per-file key derived from the case key."""
+    return derive_key(case_key, "file:" + context)
+
+
+def _chunk_nonce(index: int, last: bool) -> bytes:
+    if not 0 <= index < 2**64:
+        raise CryptoError("chunk index out of range")
+    return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+
+
+def seal_chunk(key: bytes, index: int, last: bool, data: bytes, context: str) -> bytes:
+    """Encrypt chunk ``index`` of a stream; ``last`` marks the final chunk."""
+    return AESGCM(key).encrypt(_chunk_nonce(index, last), data, _context_bytes("chunk", context))
+
+
+def open_chunk(key: bytes, index: int, last: bool, blob: bytes, context: str) -> bytes:
+    """Decrypt one chunk; CryptoError if it is not chunk ``index`` (and ``last``) of this stream."""
+    try:
+        return AESGCM(key).decrypt(_chunk_nonce(index, last), blob,
+                                   _context_bytes("chunk", context))
+    except (InvalidTag, ValueError) as exc:
+        raise CryptoError("chunk does not open") from exc

@@ -1,0 +1,285 @@
+"""What happens to a concern from the reporter's side: submit, check status, talk, rotate the token.
+
+The flow of a submission (see DESIGN.md): validate -> route -> seal -> one
+transaction (case, ciphertext, wrapped keys, token hash, exclusions, audit
+event, outbox rows) -> receipt with the token, shown once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from whistle import audit, casekeys, crypto, notify, routing, settings, tokens, validation, workflow
+from whistle.keys import InstanceKeys
+from whistle.models import Assignment, Concern, Exclusion, Message, Reviewer, utcnow
+from whistle.validation import InvalidInput
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_case_ref() -> str:
+    """A public case reference: 140 random bits in Crockford base32, in groups of four."""
+    n = secrets.randbits(140)
+    chars = "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(28))
+    return "WH-" + "-".join(chars[i:i + 4] for i in range(0, 28, 4))
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    role: str | None = None
+    contact: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    category: str
+    details: str
+    unit: str | None = None
+    about_senior: bool = False
+    exclude_reviewers: tuple[str, ...] = ()
+    identity: Identity | None = None
+    attachments: tuple[Any, ...] = field(default=())  # whistle.attachments.Upload
+
+
+@dataclass(frozen=True)
+class Receipt:
+    case_ref: str
+    token: str
+    status: str
+    reviewer_count: int
+    acknowledge_by: dt.date
+    under_routed: bool
+    attachment_notes: tuple[str, ...] = ()
+
+
+def parse_submission(data: Any, session: Session, config: Mapping[str, Any]) -> Submission:
+    """Check a decoded JSON object (or form turned into one) against the intake rules."""
+    if not isinstance(data, dict):
+        raise InvalidInput("the concern must be a JSON object")
+    allowed = {"category", "details", "unit", "about_senior", "exclude_reviewers", "identity",
+               "idempotency_key", "clean_metadata"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise InvalidInput(f"unknown field: {sorted(unknown)[0]}", sorted(unknown)[0])
+    max_line = config["MAX_FIELD_CHARS"]
+    category = validation.line(data.get("category"), "category", 64, required=True)
+    if category not in {c["id"] for c in settings.categories(session)}:
+        raise InvalidInput("unknown category", "category")
+    unit = validation.line(data.get("unit"), "unit", max_line)
+    if unit is not None and unit not in settings.units(session):
+        raise InvalidInput("unknown unit", "unit")
+    details = validation.text(data.get("details"), "details", config["MAX_DETAILS_CHARS"],
+                              required=True)
+    excluded = validation.id_list(data.get("exclude_reviewers"), "exclude_reviewers")
+    if excluded:
+        known = set(session.scalars(select(Reviewer.id).where(Reviewer.id.in_(excluded))))
+        if set(excluded) - known:
+            raise InvalidInput("unknown reviewer in exclude_reviewers", "exclude_reviewers")
+    identity = None
+    raw_identity = data.get("identity")
+    if raw_identity is not None:
+        if not isinstance(raw_identity, dict) or set(raw_identity) - {"name", "role", "contact"}:
+            raise InvalidInput("identity must be an object with name, role, contact", "identity")
+        name = validation.line(raw_identity.get("name"), "identity.name", max_line, required=True)
+        identity = Identity(
+            name=name or "",
+            role=validation.line(raw_identity.get("role"), "identity.role", max_line),
+            contact=validation.line(raw_identity.get("contact"), "identity.contact", max_line),
+        )
+    return Submission(
+        category=category or "", details=details or "", unit=unit,
+        about_senior=validation.boolean(data.get("about_senior"), "about_senior"),
+        exclude_reviewers=tuple(dict.fromkeys(excluded)), identity=identity,
+    )
+
+
+def _candidates(session: Session) -> list[routing.Candidate]:
+    open_load = dict(session.execute(
+        select(Assignment.reviewer_id, func.count()).where(Assignment.status != "closed")
+        .group_by(Assignment.reviewer_id)
+    ).tuples().all())
+    return [
+        routing.Candidate(
+            id=r.id, units=frozenset(json.loads(r.units)),
+            categories=frozenset(json.loads(r.categories)), independent=r.is_independent,
+            open_load=open_load.get(r.id, 0), admin=r.is_admin,
+        )
+        for r in session.scalars(select(Reviewer).where(Reviewer.active.is_(True),
+                                                        Reviewer.is_reviewer.is_(True)))
+    ]
+
+
+def submit(session: Session, keys: InstanceKeys, config: Mapping[str, Any], sub: Submission,
+           idempotency_key: bytes | None = None, now: dt.datetime | None = None) -> Receipt:
+    """Store a concern, sealed for its reviewers and the recovery key, in one transaction.
+
+    Never rejects for lack of reviewers: an under-routed concern is stored for
+    whoever is eligible plus the recovery key, and administrators are alerted.
+    The returned token exists nowhere else; only its keyed hash is stored.
+    """
+    now = now or utcnow()
+    today = now.date()
+    route = routing.route(
+        routing.Need(sub.category, sub.unit, sub.about_senior, frozenset(sub.exclude_reviewers)),
+        _candidates(session), config["MIN_REVIEWERS"],
+    )
+    reviewers = {r.id: r for r in session.scalars(
+        select(Reviewer).where(Reviewer.id.in_(route.reviewer_ids)))}
+    case_ref = new_case_ref()
+    token, entropy = tokens.new_token()
+    ck = casekeys.CaseKeys.fresh()
+    concern = Concern(
+        id=case_ref, category=sub.category, unit=sub.unit, about_senior=sub.about_senior,
+        status=workflow.RECEIVED, created=today,
+        acknowledge_by=today + dt.timedelta(days=config["ACK_DEADLINE_DAYS"]),
+        under_routed=route.under_routed,
+        details_ct=crypto.seal(ck.case, sub.details.encode(), casekeys.part(case_ref, "details")),
+        identity_ct=(crypto.seal(ck.case, json.dumps(sub.identity.__dict__).encode(),
+                                 casekeys.part(case_ref, "identity"))
+                     if sub.identity else None),
+        token_lookup=tokens.lookup_id(keys.token_pepper, entropy),
+        idempotency=(crypto.keyed_hash(keys.index_pepper, "idempotency", idempotency_key)
+                     if idempotency_key else None),
+    )
+    session.add(concern)
+    session.flush()
+    for rid in route.reviewer_ids:
+        casekeys.wrap(session, case_ref, ck, "reviewer", rid, reviewers[rid].public_key)
+        session.add(Assignment(concern_id=case_ref, reviewer_id=rid, status=concern.status,
+                               created=today))
+        notify.queue(session, reviewers[rid].email, "activity")
+    casekeys.wrap(session, case_ref, ck, "recovery", "org", keys.recovery_public)
+    reporter = crypto.reporter_keypair(entropy, keys.reporter_pepper)
+    casekeys.wrap(session, case_ref, ck, "reporter", "reporter", reporter.public,
+                  thread_only=True)
+    for rid in sub.exclude_reviewers:
+        session.add(Exclusion(tag=casekeys.exclusion_tag(keys.index_pepper, case_ref, rid),
+                              concern_id=case_ref))
+    notes: tuple[str, ...] = ()
+    if sub.attachments:
+        from whistle import attachments
+
+        notes = attachments.store_all(session, case_ref, ck.case, sub.attachments, today)
+    # Reporter-side time is kept to the day (no time of day to correlate).
+    day = dt.datetime.combine(today, dt.time())
+    audit.record(session, case_ref, "received", "reporter", day,
+                 {"reviewers": len(route.reviewer_ids), "under_routed": route.under_routed,
+                  "attachments": len(sub.attachments)})
+    for rid in route.reviewer_ids:
+        audit.record(session, case_ref, "assigned", "system", day, {"reviewer": rid})
+    if route.under_routed:
+        audit.record(session, case_ref, "under_routed", "system", day)
+        for admin in session.scalars(select(Reviewer).where(Reviewer.is_admin.is_(True),
+                                                            Reviewer.active.is_(True))):
+            notify.queue(session, admin.email, "admin_attention")
+    session.commit()
+    return Receipt(case_ref, token, concern.status, len(route.reviewer_ids),
+                   concern.acknowledge_by, route.under_routed, notes)
+
+
+def replay(session: Session, keys: InstanceKeys, idempotency_key: bytes) -> Concern | None:
+    """The concern already stored under this idempotency key, if any."""
+    tag = crypto.keyed_hash(keys.index_pepper, "idempotency", idempotency_key)
+    return session.scalars(select(Concern).where(Concern.idempotency == tag)).first()
+
+
+# -- the reporter's side after submission --------------------------------
+
+
+@dataclass(frozen=True)
+class ReporterView:
+    concern: Concern
+    thread_key: bytes
+    previous_use: dt.date | None
+
+
+def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
+                  now: dt.datetime | None = None) -> ReporterView | None:
+    """The case a token opens, or None. A miss costs the same work whatever the input."""
+    if not isinstance(token_text, str):
+        raise InvalidInput("token must be text", "token")
+    if len(token_text) > tokens.MAX_TOKEN_CHARS:
+        raise InvalidInput("token is too long", "token")
+    entropy = tokens.parse(token_text)
+    probe = entropy if entropy is not None else secrets.token_bytes(tokens.TOKEN_BYTES)
+    concern = session.scalars(select(Concern).where(
+        Concern.token_lookup == tokens.lookup_id(keys.token_pepper, probe))).first()
+    if concern is None or entropy is None:
+        return None
+    reporter = crypto.reporter_keypair(entropy, keys.reporter_pepper)
+    try:
+        thread = casekeys.unwrap(session, concern.id, "reporter", "reporter", reporter.private,
+                                 (casekeys.THREAD,))[casekeys.THREAD]
+    except crypto.CryptoError:
+        return None
+    previous = concern.token_last_used
+    concern.token_last_used = (now or utcnow()).date()
+    session.commit()
+    return ReporterView(concern, thread, previous)
+
+
+def reporter_messages(session: Session, view: ReporterView) -> list[dict[str, Any]]:
+    """The conversation the reporter may read (messages and feedback), decrypted."""
+    rows = session.scalars(select(Message).where(
+        Message.concern_id == view.concern.id, Message.kind.in_(("message", "feedback")))
+        .order_by(Message.seq))
+    return [
+        {"id": m.id, "from": m.sender, "at": m.created.isoformat(), "kind": m.kind,
+         "body": crypto.open_sealed(view.thread_key, m.body_ct,
+                                    casekeys.part(m.concern_id, f"{m.kind}:{m.id}")).decode()}
+        for m in rows
+    ]
+
+
+def reporter_events(session: Session, concern_id: str) -> list[dict[str, Any]]:
+    """The reporter's timeline: dates and event types only."""
+    shown = workflow.REPORTER_EVENTS
+    return [{"at": e.at.date().isoformat(), "type": e.type}
+            for e in audit.trail(session, concern_id) if e.type in shown]
+
+
+def add_reporter_message(session: Session, view: ReporterView, body: Any,
+                         config: Mapping[str, Any], now: dt.datetime | None = None) -> Message:
+    """A message from the reporter to the case's reviewers, sealed with the thread key."""
+    text = validation.text(body, "body", config["MAX_DETAILS_CHARS"], required=True) or ""
+    today = (now or utcnow()).date()
+    msg = workflow.add_message(session, view.concern, view.thread_key, "message", "reporter",
+                               None, text, today)
+    audit.record(session, view.concern.id, "reporter_message", "reporter",
+                 dt.datetime.combine(today, dt.time()), {"message": msg.id})
+    for a in view.concern.assignments:
+        if a.reviewer.active:
+            notify.queue(session, a.reviewer.email, "activity")
+    session.commit()
+    return msg
+
+
+def rotate_token(session: Session, keys: InstanceKeys, view: ReporterView,
+                 now: dt.datetime | None = None) -> str:
+    """Replace the token: re-wrap the thread key for the new reporter key; the old one dies now."""
+    token, entropy = tokens.new_token()
+    from whistle.models import WrappedKey
+
+    concern = view.concern
+    for row in session.scalars(select(WrappedKey).where(
+            WrappedKey.concern_id == concern.id, WrappedKey.recipient_kind == "reporter")):
+        session.delete(row)
+    session.flush()
+    reporter = crypto.reporter_keypair(entropy, keys.reporter_pepper)
+    casekeys.wrap(session, concern.id, casekeys.CaseKeys(b"", view.thread_key), "reporter",
+                  "reporter", reporter.public, thread_only=True)
+    concern.token_lookup = tokens.lookup_id(keys.token_pepper, entropy)
+    today = (now or utcnow()).date()
+    audit.record(session, concern.id, "token_replaced", "reporter",
+                 dt.datetime.combine(today, dt.time()))
+    session.commit()
+    return token

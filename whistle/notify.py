@@ -1,0 +1,143 @@
+"""Content-free notifications through a transactional outbox.
+
+Every mail of a kind is byte-identical for every case: no case reference,
+category, unit, text or reporter detail ever reaches a mail. A mail is queued
+in the same transaction as the event that causes it, and a pending mail of
+the same kind to the same person absorbs new ones (one mail per window).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import smtplib
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask_mail import Connection, Mail
+from flask_mail import Message as MailMessage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from whistle.models import OutboxMail, utcnow
+
+TEMPLATES = {
+    "activity": (
+        "Whistle: activity for you",
+        "There is activity for you on Whistle.\n\n"
+        "Please sign in to see it. This message never contains case details.\n",
+    ),
+    "reminder": (
+        "Whistle: a deadline is near",
+        "A deadline on Whistle is near for a case assigned to you.\n\n"
+        "Please sign in to see it. This message never contains case details.\n",
+    ),
+    "escalation": (
+        "Whistle: a case is overdue",
+        "A case on Whistle is overdue and has been escalated to you.\n\n"
+        "Please sign in to see it. This message never contains case details.\n",
+    ),
+    "admin_attention": (
+        "Whistle: administrator attention needed",
+        "A case on Whistle needs administrator attention (routing or deadlines).\n\n"
+        "Please sign in to the administration pages. This message never contains case details.\n",
+    ),
+}
+
+
+def queue(session: Session, recipient: str, template: str) -> None:
+    """Queue a mail in the caller's transaction, unless the same one is already pending."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template}")
+    pending = session.scalars(
+        select(OutboxMail.id).where(
+            OutboxMail.recipient == recipient, OutboxMail.template == template,
+            OutboxMail.sent.is_(None), OutboxMail.failed.is_(False),
+        ).limit(1)
+    ).first()
+    if pending is None:
+        session.add(OutboxMail(recipient=recipient, template=template))
+
+
+class VerifiedConnection(Connection):
+    """Flask-Mail's connection, but STARTTLS and SMTPS verify the server certificate."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        mail = self.mail
+        context = ssl.create_default_context(cafile=mail.ca_file)  # type: ignore[attr-defined]
+        host: smtplib.SMTP
+        if mail.use_ssl:
+            host = smtplib.SMTP_SSL(mail.server, mail.port, timeout=mail.timeout,  # type: ignore[attr-defined]
+                                    context=context)
+        else:
+            host = smtplib.SMTP(mail.server, mail.port, timeout=mail.timeout)  # type: ignore[attr-defined]
+        host.set_debuglevel(0)
+        if mail.use_tls:
+            host.starttls(context=context)
+        if mail.username and mail.password:
+            host.login(mail.username, mail.password)
+        return host
+
+
+class VerifiedMail(Mail):
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        state = app.extensions["mail"]
+        state.ca_file = app.config.get("MAIL_CA_FILE")
+        state.timeout = app.config.get("MAIL_TIMEOUT", 10)
+        state.connect = lambda: VerifiedConnection(state)
+
+
+mail = VerifiedMail()
+
+
+def init_app(app: Flask) -> None:
+    mail.init_app(app)
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    deferred: int = 0
+    given_up: int = 0
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(3600, 30 * 2 ** max(0, attempts - 1)))
+
+
+def deliver_pending(session: Session, app: Flask, now: dt.datetime | None = None,
+                    limit: int = 500) -> DeliveryReport:
+    """Send due mail once; failures are retried later with backoff, never lost."""
+    now = now or utcnow()
+    report = DeliveryReport()
+    due = list(session.scalars(
+        select(OutboxMail).where(OutboxMail.sent.is_(None), OutboxMail.failed.is_(False),
+                                 OutboxMail.next_attempt <= now)
+        .order_by(OutboxMail.id).limit(limit)
+    ))
+    if not due:
+        return report
+    state: Any = app.extensions["mail"]
+    try:
+        with state.connect() as conn:
+            for item in due:
+                subject, body = TEMPLATES[item.template]
+                conn.send(MailMessage(subject=subject, recipients=[item.recipient], body=body,
+                                      sender=app.config["MAIL_DEFAULT_SENDER"]))
+                item.sent = now
+                report.sent += 1
+                session.commit()
+    except (OSError, smtplib.SMTPException):
+        for item in due:
+            if item.sent is None:
+                item.attempts += 1
+                item.next_attempt = now + _backoff(item.attempts)
+                if item.attempts >= app.config["OUTBOX_MAX_ATTEMPTS"]:
+                    item.failed = True
+                    report.given_up += 1
+                else:
+                    report.deferred += 1
+        session.commit()
+    return report

@@ -1,0 +1,415 @@
+"""What reviewers do: enrol, sign in, list and open their cases, act on them, share them.
+
+A reviewer's private key is stored only locked under their password
+(Argon2id). At login it is re-sealed under a key derived from a random
+session secret that only the client holds; each request unseals it, uses it
+and drops it. Deleting the session row destroys the key material.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyotp
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from whistle import audit, casekeys, crypto, notify, workflow
+from whistle.config import kdf_params
+from whistle.keys import InstanceKeys
+from whistle.models import (
+    Assignment, Attachment, Concern, Exclusion, Message, Reviewer, ReviewerSession, utcnow,
+)
+from whistle.validation import InvalidInput
+
+
+class AuthError(Exception):
+    def __init__(self, code: str = "invalid_credentials", message: str = "wrong email or password"
+                 ) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class NotFound(Exception):
+    """The case does not exist or is not assigned to this reviewer (indistinguishable)."""
+
+
+# -- accounts ------------------------------------------------------------
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < 12:
+        raise InvalidInput("the password must have at least 12 characters", "password")
+    if len(password) > 1024:
+        raise InvalidInput("the password is too long", "password")
+
+
+def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, password: str,
+          units: list[str] | None = None, senior: bool = False, independent: bool = False,
+          admin: bool = False, reviews: bool = True) -> Reviewer:
+    """Create an account with a fresh hybrid key pair locked under ``password``."""
+    email = email.strip().lower()
+    if session.scalars(select(Reviewer).where(Reviewer.email == email)).first():
+        raise InvalidInput("a reviewer with this email already exists", "email", "duplicate", 409)
+    check_password_strength(password)
+    pair = crypto.generate_keypair()
+    locked, check = crypto.lock_private_key(pair.private, password, kdf_params(dict(config)))
+    reviewer = Reviewer(
+        name=name.strip(), email=email, units=json.dumps(units or []), is_senior=senior,
+        is_independent=independent, is_admin=admin, is_reviewer=reviews,
+        public_key=pair.public, locked_private_key=locked, password_check=check,
+    )
+    session.add(reviewer)
+    session.commit()
+    return reviewer
+
+
+def change_password(session: Session, config: Mapping[str, Any], reviewer: Reviewer,
+                    old: str, new: str) -> None:
+    """Re-lock the private key under the new password and end every session."""
+    check_password_strength(new)
+    try:
+        private = crypto.unlock_private_key(reviewer.locked_private_key, old,
+                                            reviewer.password_check)
+    except crypto.CryptoError as exc:
+        raise AuthError() from exc
+    reviewer.locked_private_key, reviewer.password_check = crypto.lock_private_key(
+        private, new, kdf_params(dict(config)))
+    reviewer.credentials_version += 1
+    session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
+    session.commit()
+
+
+@dataclass
+class DisableReport:
+    reviewer: Reviewer
+    understaffed: list[tuple[str, int]]  # (case_ref, active reviewers left)
+
+
+def disable(session: Session, config: Mapping[str, Any], reviewer_id: str) -> DisableReport:
+    """Disable an account and end its sessions; report open cases left short of reviewers."""
+    reviewer = session.get(Reviewer, reviewer_id)
+    if reviewer is None:
+        raise NotFound()
+    reviewer.active = False
+    reviewer.credentials_version += 1
+    session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
+    short: list[tuple[str, int]] = []
+    case_ids = list(session.scalars(select(Assignment.concern_id).where(
+        Assignment.reviewer_id == reviewer_id, Assignment.status != workflow.CLOSED)))
+    for cid in case_ids:
+        left = session.scalar(select(func.count()).select_from(Assignment).join(Reviewer).where(
+            Assignment.concern_id == cid, Reviewer.active.is_(True))) or 0
+        audit.record(session, cid, "reviewer_disabled", "admin", utcnow(),
+                     {"reviewer": reviewer_id, "active_left": left})
+        if left < config["MIN_REVIEWERS"]:
+            short.append((cid, left))
+    session.commit()
+    return DisableReport(reviewer, short)
+
+
+# -- sessions ------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes | None:
+    if not isinstance(text, str) or len(text) != 43:
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=")
+    except (ValueError, TypeError):
+        return None
+
+
+def _verify_totp(reviewer: Reviewer, private: bytes, otp: Any, now: dt.datetime) -> None:
+    if reviewer.totp_secret_ct is None:
+        return
+    if not isinstance(otp, str) or not otp.isdigit() or len(otp) != 6:
+        raise AuthError("otp_required", "a one-time code from your authenticator is required")
+    secret = crypto.open_sealed(crypto.derive_key(private, "totp"), reviewer.totp_secret_ct,
+                                f"reviewer:{reviewer.id}:totp").decode()
+    totp = pyotp.TOTP(secret)
+    ts = now.replace(tzinfo=dt.timezone.utc).timestamp()
+    for drift in (0, -1, 1):
+        step = int(ts // 30) + drift
+        if step > reviewer.totp_last_step and secrets.compare_digest(
+                totp.generate_otp(step), otp):
+            reviewer.totp_last_step = step  # no code is accepted twice
+            return
+    raise AuthError("invalid_credentials", "wrong email, password or one-time code")
+
+
+def login(session: Session, config: Mapping[str, Any], email: Any, password: Any,
+          otp: Any = None, now: dt.datetime | None = None) -> tuple[str, Reviewer]:
+    """Check credentials; return (session secret for the client, reviewer)."""
+    now = now or utcnow()
+    if not isinstance(email, str) or not isinstance(password, str) or len(email) > 254 \
+            or len(password) > 1024:
+        raise InvalidInput("email and password must be text", "email")
+    reviewer = session.scalars(select(Reviewer).where(
+        Reviewer.email == email.strip().lower())).first()
+    if reviewer is None or not reviewer.active:
+        crypto.burn_password_time(password, kdf_params(dict(config)))
+        raise AuthError()
+    try:
+        private = crypto.unlock_private_key(reviewer.locked_private_key, password,
+                                            reviewer.password_check)
+    except crypto.CryptoError as exc:
+        raise AuthError() from exc
+    _verify_totp(reviewer, private, otp, now)
+    if config.get("REQUIRE_TOTP") and reviewer.totp_secret_ct is None:
+        pass  # signed in, but the web layers send them to set up two-factor first
+    secret = secrets.token_bytes(32)
+    sid = crypto.digest(secret)
+    session.add(ReviewerSession(
+        id=sid, reviewer_id=reviewer.id, created=now, last_seen=now,
+        credentials_version=reviewer.credentials_version,
+        key_ct=crypto.seal(crypto.derive_key(secret, "session"), private,
+                           "session:" + sid.hex()),
+    ))
+    session.commit()
+    return _b64(secret), reviewer
+
+
+@dataclass
+class SignedIn:
+    reviewer: Reviewer
+    row: ReviewerSession
+    secret: bytes
+
+    def private_key(self) -> bytes:
+        return crypto.open_sealed(crypto.derive_key(self.secret, "session"), self.row.key_ct,
+                                  "session:" + self.row.id.hex())
+
+
+def authenticate(session: Session, config: Mapping[str, Any], token: Any,
+                 now: dt.datetime | None = None) -> SignedIn | None:
+    """The signed-in reviewer for a client's session secret, or None (expired, ended, disabled)."""
+    now = now or utcnow()
+    secret = _unb64(token) if isinstance(token, str) else None
+    if secret is None:
+        return None
+    row = session.get(ReviewerSession, crypto.digest(secret))
+    if row is None:
+        return None
+    reviewer = session.get(Reviewer, row.reviewer_id)
+    idle = dt.timedelta(minutes=config["SESSION_IDLE_MINUTES"])
+    lifetime = dt.timedelta(hours=config["SESSION_MAX_HOURS"])
+    if (reviewer is None or not reviewer.active
+            or row.credentials_version != reviewer.credentials_version
+            or now - row.last_seen > idle or now - row.created > lifetime or now < row.created):
+        session.delete(row)
+        session.commit()
+        return None
+    if now - row.last_seen > dt.timedelta(seconds=60):
+        row.last_seen = now
+        session.commit()
+    return SignedIn(reviewer, row, secret)
+
+
+def logout(session: Session, signed: SignedIn) -> None:
+    session.delete(signed.row)
+    session.commit()
+
+
+def enable_totp(session: Session, signed: SignedIn, secret: str, code: str,
+                now: dt.datetime | None = None) -> None:
+    """Turn on two-factor after the reviewer proved their authenticator shows ``code``."""
+    if not pyotp.TOTP(secret).verify(code, for_time=(now or utcnow()).replace(
+            tzinfo=dt.timezone.utc), valid_window=1):
+        raise InvalidInput("that code does not match: try the current one", "otp")
+    r = signed.reviewer
+    r.totp_secret_ct = crypto.seal(crypto.derive_key(signed.private_key(), "totp"),
+                                   secret.encode(), f"reviewer:{r.id}:totp")
+    session.commit()
+
+
+# -- cases ---------------------------------------------------------------
+
+
+def _assignment(session: Session, reviewer_id: str, case_ref: Any) -> Concern:
+    if not isinstance(case_ref, str) or len(case_ref) > 64:
+        raise NotFound()
+    a = session.get(Assignment, (case_ref, reviewer_id))
+    if a is None:
+        raise NotFound()
+    return a.concern
+
+
+def case_keys(session: Session, signed: SignedIn, case_ref: Any) -> tuple[Concern, casekeys.CaseKeys]:
+    concern = _assignment(session, signed.reviewer.id, case_ref)
+    found = casekeys.unwrap(session, concern.id, "reviewer", signed.reviewer.id,
+                            signed.private_key())
+    return concern, casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD])
+
+
+def list_cases(session: Session, reviewer_id: str, status: str | None, page: int, per_page: int
+               ) -> tuple[list[Concern], int]:
+    """One page of the reviewer's cases, newest first; only cases assigned to them."""
+    q = select(Assignment.concern_id).where(Assignment.reviewer_id == reviewer_id)
+    count_q = select(func.count()).select_from(Assignment).where(
+        Assignment.reviewer_id == reviewer_id)
+    if status == "overdue":
+        q = q.join(Concern).where(Concern.overdue.is_(True))
+        count_q = count_q.join(Concern).where(Concern.overdue.is_(True))
+    elif status == "open":
+        q = q.where(Assignment.status != workflow.CLOSED)
+        count_q = count_q.where(Assignment.status != workflow.CLOSED)
+    elif status:
+        q = q.where(Assignment.status == status)
+        count_q = count_q.where(Assignment.status == status)
+    ids = list(session.scalars(q.order_by(Assignment.created.desc(), Assignment.concern_id.desc())
+                               .offset((page - 1) * per_page).limit(per_page)))
+    by_id = {c.id: c for c in session.scalars(select(Concern).where(Concern.id.in_(ids)))}
+    return [by_id[i] for i in ids], session.scalar(count_q) or 0
+
+
+def summary(c: Concern) -> dict[str, Any]:
+    return {
+        "case_ref": c.id, "status": c.status, "category": c.category, "unit": c.unit,
+        "about_senior": c.about_senior, "created": c.created.isoformat(),
+        "acknowledge_by": c.acknowledge_by.isoformat(),
+        "feedback_by": c.feedback_by.isoformat() if c.feedback_by else None,
+        "overdue": c.overdue, "under_routed": c.under_routed,
+    }
+
+
+def open_case(session: Session, signed: SignedIn, case_ref: Any) -> dict[str, Any]:
+    """The whole case, decrypted for this reviewer. NotFound unless assigned to them."""
+    concern, keys = case_keys(session, signed, case_ref)
+    cid = concern.id
+    details = crypto.open_sealed(keys.case, concern.details_ct, casekeys.part(cid, "details"))
+    identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
+                                              casekeys.part(cid, "identity")))
+                if concern.identity_ct else None)
+    messages, notes = [], []
+    for m in session.scalars(select(Message).where(Message.concern_id == cid)
+                             .order_by(Message.seq)):
+        key = keys.case if m.kind == "note" else keys.thread
+        body = crypto.open_sealed(key, m.body_ct, casekeys.part(cid, f"{m.kind}:{m.id}")).decode()
+        entry = {"id": m.id, "from": m.sender, "reviewer_id": m.reviewer_id,
+                 "at": m.created.isoformat(), "kind": m.kind, "body": body}
+        (notes if m.kind == "note" else messages).append(entry)
+    reviewers = [{"id": a.reviewer.id, "name": a.reviewer.name, "active": a.reviewer.active}
+                 for a in concern.assignments]
+    from whistle import attachments
+
+    data = summary(concern) | {
+        "details": details.decode(), "identity": identity,
+        "attachments": attachments.listing(session, cid, keys.case),
+        "messages": messages, "notes": notes,
+        "events": [{"at": e.at.isoformat(), "type": e.type, "actor": e.actor,
+                    "data": json.loads(e.data)} for e in audit.trail(session, cid)],
+        "reviewers": reviewers,
+        "acknowledged_on": concern.acknowledged_on.isoformat() if concern.acknowledged_on
+        else None,
+    }
+    if concern.status in (workflow.CLOSURE_PROPOSED, workflow.CLOSED):
+        data["closure"] = {"proposed_by": concern.proposed_by,
+                           "outcome": concern.outcome or concern.proposed_outcome,
+                           "closed_on": concern.closed_on.isoformat() if concern.closed_on
+                           else None}
+    return data
+
+
+def transition(session: Session, signed: SignedIn, config: Mapping[str, Any], case_ref: Any,
+               to: Any, note: Any = None, outcome: Any = None, feedback: Any = None,
+               now: dt.datetime | None = None) -> str:
+    from whistle import validation
+
+    if not isinstance(to, str):
+        raise InvalidInput("to must be one of acknowledged, investigating, closed", "to")
+    note_t = validation.text(note, "note", config["MAX_DETAILS_CHARS"])
+    feedback_t = validation.text(feedback, "feedback", config["MAX_DETAILS_CHARS"])
+    if outcome is not None and not isinstance(outcome, str):
+        raise InvalidInput("outcome must be text", "outcome")
+    concern, keys = case_keys(session, signed, case_ref)
+    now = now or utcnow()
+    new = workflow.transition(session, concern, signed.reviewer.id, to, keys, config, now,
+                              note_t, outcome, feedback_t)
+    for a in concern.assignments:
+        if a.reviewer.active and a.reviewer_id != signed.reviewer.id:
+            notify.queue(session, a.reviewer.email, "activity")
+    session.commit()
+    return new
+
+
+def post_message(session: Session, signed: SignedIn, config: Mapping[str, Any], case_ref: Any,
+                 body: Any, internal: bool = False, now: dt.datetime | None = None) -> Message:
+    """A message to the reporter (thread key) or an internal note (case key)."""
+    from whistle import validation
+
+    text = validation.text(body, "body", config["MAX_DETAILS_CHARS"], required=True) or ""
+    concern, keys = case_keys(session, signed, case_ref)
+    now = now or utcnow()
+    kind = "note" if internal else "message"
+    msg = workflow.add_message(session, concern, keys.case if internal else keys.thread, kind,
+                               "reviewer", signed.reviewer.id, text, now.date())
+    audit.record(session, concern.id, "note" if internal else "reviewer_message",
+                 signed.reviewer.id, now, {"message": msg.id})
+    for a in concern.assignments:
+        if a.reviewer.active and a.reviewer_id != signed.reviewer.id:
+            notify.queue(session, a.reviewer.email, "activity")
+    session.commit()
+    return msg
+
+
+def is_excluded(session: Session, keys: InstanceKeys, case_ref: str, reviewer_id: str) -> bool:
+    tag = casekeys.exclusion_tag(keys.index_pepper, case_ref, reviewer_id)
+    return session.get(Exclusion, tag) is not None
+
+
+class ShareRefused(Exception):
+    def __init__(self, code: str, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def add_to_case(session: Session, instance: InstanceKeys, concern: Concern,
+                ck: casekeys.CaseKeys, target_id: Any, actor: str, now: dt.datetime) -> Reviewer:
+    """Give another reviewer the case: wrap both keys for them, assign, audit, notify."""
+    target = session.get(Reviewer, target_id) if isinstance(target_id, str) else None
+    if target is None or not target.active or not target.is_reviewer:
+        raise ShareRefused("not_found", "no such active reviewer", 404)
+    if is_excluded(session, instance, concern.id, target.id):
+        raise ShareRefused("excluded", "the reporter excluded this reviewer from the case")
+    if session.get(Assignment, (concern.id, target.id)) is not None:
+        raise ShareRefused("already_assigned", "this reviewer already has the case")
+    casekeys.wrap(session, concern.id, ck, "reviewer", target.id, target.public_key)
+    session.add(Assignment(concern_id=concern.id, reviewer_id=target.id, status=concern.status,
+                           created=concern.created))
+    audit.record(session, concern.id, "shared", actor, now, {"reviewer": target.id})
+    notify.queue(session, target.email, "activity")
+    if concern.under_routed:
+        active = session.scalar(select(func.count()).select_from(Assignment).join(Reviewer).where(
+            Assignment.concern_id == concern.id, Reviewer.active.is_(True))) or 0
+        if active >= 2:
+            concern.under_routed = False
+    return target
+
+
+def share(session: Session, signed: SignedIn, instance: InstanceKeys, case_ref: Any,
+          reviewer_id: Any, now: dt.datetime | None = None) -> Reviewer:
+    concern, ck = case_keys(session, signed, case_ref)
+    target = add_to_case(session, instance, concern, ck, reviewer_id, signed.reviewer.id,
+                         now or utcnow())
+    session.commit()
+    return target
+
+
+def attachment_for(session: Session, signed: SignedIn, case_ref: Any, attachment_id: Any
+                   ) -> tuple[Attachment, bytes]:
+    concern, keys = case_keys(session, signed, case_ref)
+    att = session.get(Attachment, attachment_id) if isinstance(attachment_id, str) else None
+    if att is None or att.concern_id != concern.id:
+        raise NotFound()
+    return att, keys.case

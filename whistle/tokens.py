@@ -1,0 +1,49 @@
+"""The reporter's token: 128 bits shown once as 12 BIP-39 words with a checksum.
+
+Accepted back case-insensitively, with any mix of spaces and dashes between
+words. The server keeps only a keyed hash (see ``lookup_id``).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from mnemonic import Mnemonic
+
+from whistle import crypto
+
+TOKEN_BYTES = 16
+WORDS = 12
+MAX_TOKEN_CHARS = 256  # longer input is refused before any hashing or lookup
+_SEPARATORS = re.compile(r"[\s\-_.,]+")
+_mnemonic = Mnemonic("english")
+_wordset = frozenset(_mnemonic.wordlist)
+
+
+def new_token() -> tuple[str, bytes]:
+    """A fresh token: (the 12 words to show once, its 16 bytes of entropy)."""
+    entropy = secrets.token_bytes(TOKEN_BYTES)
+    return _mnemonic.to_mnemonic(entropy), entropy
+
+
+def parse(text: str) -> bytes | None:
+    """The entropy behind a typed token, or None if it cannot be one of ours."""
+    if len(text) > MAX_TOKEN_CHARS:
+        return None
+    words = [w for w in _SEPARATORS.split(text.strip().lower()) if w]
+    if len(words) != WORDS or any(w not in _wordset for w in words):
+        return None
+    phrase = " ".join(words)
+    if not _mnemonic.check(phrase):
+        return None
+    return bytes(_mnemonic.to_entropy(phrase))
+
+
+def lookup_id(pepper: bytes, entropy: bytes) -> bytes:
+    """The only form in which a token is stored: HMAC-SHA256 under a pepper kept outside the DB."""
+    return crypto.keyed_hash(pepper, "token", entropy)
+
+
+def words(token: str) -> list[str]:
+    return token.split()

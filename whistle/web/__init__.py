@@ -1,0 +1,31 @@
+"""The web layers, one per audience: reporters, reviewers, administrators, the JSON API."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from flask_wtf.csrf import CSRFProtect
+
+from whistle.web import security
+
+csrf = CSRFProtect()
+
+
+def init_app(app: Flask) -> None:
+    from whistle.web import admin, api, pages, report, reviewer, uploads
+
+    app.request_class = uploads.WhistleRequest
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 3600)
+    app.config["WTF_CSRF_SSL_STRICT"] = True
+    security.init_app(app)
+    csrf.init_app(app)
+    csrf.exempt(api.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(report.bp)
+    app.register_blueprint(reviewer.bp)
+    app.register_blueprint(admin.bp)
+    pages.register_errors(app)
+
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        return jsonify(status="ok")

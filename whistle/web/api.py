@@ -1,0 +1,195 @@
+"""The JSON API (``/api/v1``): reporters without accounts, reviewers with bearer sessions."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from whistle import db, instance_keys, intake, review
+from whistle.keys import KeyError_
+from whistle.validation import InvalidInput
+from whistle.web import common, flows
+from whistle.web.common import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
+    if isinstance(exc, ApiError):
+        body: dict[str, Any] = {"error": exc.error, "message": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return jsonify(body), exc.code or 400, exc.extra_headers
+    code = exc.code or 500
+    name = (exc.name or "error").lower().replace(" ", "_")
+    return jsonify(error=name, message=exc.description or name), code, {}
+
+
+@bp.errorhandler(InvalidInput)
+def _invalid(exc: InvalidInput) -> tuple[Response, int]:
+    body = {"error": exc.code, "message": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    return jsonify(body), exc.status
+
+
+@bp.errorhandler(KeyError_)
+def _no_keys(_exc: KeyError_) -> tuple[Response, int]:
+    return jsonify(error="unavailable", message="Whistle is not ready: key material is missing"), 503
+
+
+# -- reporters -----------------------------------------------------------
+
+
+@bp.get("/intake")
+def intake_options() -> Response:
+    return jsonify(flows.intake_options(db.session()))
+
+
+@bp.post("/concerns")
+def submit_concern() -> tuple[Response, int]:
+    if request.mimetype == "multipart/form-data":
+        fields = common.form_fields(multi=("attachment",))
+        if "concern" not in fields:
+            raise ApiError(400, "invalid_input", "the multipart body needs a concern part")
+        data = common.parse_json_bytes(fields["concern"].encode())
+        files = request.files.getlist("attachment")
+    else:
+        data, files = common.json_body(), []
+    receipt = flows.submit(data, files)
+    return jsonify(flows.receipt_json(receipt)), 201
+
+
+def _reporter_view(data: dict[str, Any]) -> intake.ReporterView:
+    view = flows.find_case(data.get("token"))
+    if view is None:
+        raise ApiError(404, "not_found", "no case matches this token")
+    return view
+
+
+@bp.post("/status")
+def status() -> Response:
+    view = _reporter_view(common.json_body())
+    return jsonify(flows.status_json(view))
+
+
+@bp.post("/status/messages")
+def reporter_message() -> tuple[Response, int]:
+    data = common.json_body()
+    view = _reporter_view(data)
+    msg = intake.add_reporter_message(db.session(), view, data.get("body"), current_app.config)
+    return jsonify(id=msg.id, at=msg.created.isoformat()), 201
+
+
+@bp.post("/status/token")
+def rotate_token() -> Response:
+    view = _reporter_view(common.json_body())
+    return jsonify(token=intake.rotate_token(db.session(), instance_keys(), view))
+
+
+# -- reviewers -----------------------------------------------------------
+
+
+@bp.post("/auth/login")
+def login() -> Response:
+    data = common.json_body()
+    secret, reviewer = flows.login(data.get("email"), data.get("password"), data.get("otp"))
+    return jsonify(access_token=secret,
+                   expires_in=current_app.config["SESSION_IDLE_MINUTES"] * 60,
+                   reviewer={"id": reviewer.id, "name": reviewer.name})
+
+
+def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        signed = (review.authenticate(db.session(), current_app.config, token.strip())
+                  if scheme.lower() == "bearer" else None)
+        if signed is None:
+            raise ApiError(401, "unauthorized", "sign in first",
+                           headers={"WWW-Authenticate": "Bearer"})
+        g.signed = signed
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.post("/auth/logout")
+@signed_in
+def logout() -> tuple[str, int]:
+    review.logout(db.session(), g.signed)
+    return "", 204
+
+
+@bp.get("/cases")
+@signed_in
+def cases() -> Response:
+    status, page, per_page = flows.list_args(request.args)
+    found, total = review.list_cases(db.session(), g.signed.reviewer.id, status, page, per_page)
+    return jsonify(cases=[review.summary(c) for c in found], page=page, per_page=per_page,
+                   total=total)
+
+
+@bp.get("/cases/<case_ref>")
+@signed_in
+def case(case_ref: str) -> Response:
+    return jsonify(flows.open_case(g.signed, case_ref))
+
+
+@bp.get("/cases/<case_ref>/attachments/<attachment_id>")
+@signed_in
+def attachment(case_ref: str, attachment_id: str) -> Response:
+    return flows.download(g.signed, case_ref, attachment_id)
+
+
+@bp.post("/cases/<case_ref>/transitions")
+@signed_in
+def transition(case_ref: str) -> Response:
+    data = common.json_body()
+    new = flows.transition(g.signed, case_ref, data)
+    return jsonify(case_ref=case_ref, status=new)
+
+
+@bp.post("/cases/<case_ref>/messages")
+@signed_in
+def message(case_ref: str) -> tuple[Response, int]:
+    data = common.json_body()
+    internal = data.get("internal", False)
+    if not isinstance(internal, bool):
+        raise ApiError(400, "invalid_input", "internal must be true or false", "internal")
+    msg = flows.post_message(g.signed, case_ref, data.get("body"), internal)
+    return jsonify(id=msg.id, at=msg.created.isoformat(), kind=msg.kind), 201
+
+
+@bp.post("/cases/<case_ref>/notes")
+@signed_in
+def note(case_ref: str) -> tuple[Response, int]:
+    msg = flows.post_message(g.signed, case_ref, common.json_body().get("body"), True)
+    return jsonify(id=msg.id, at=msg.created.isoformat(), kind=msg.kind), 201
+
+
+@bp.post("/cases/<case_ref>/reviewers")
+@signed_in
+def share(case_ref: str) -> tuple[Response, int]:
+    target = flows.share(g.signed, case_ref, common.json_body().get("reviewer_id"))
+    return jsonify(case_ref=case_ref, reviewer={"id": target.id, "name": target.name}), 201
+
+
+@bp.get("/me")
+@signed_in
+def me() -> Response:
+    r = g.signed.reviewer
+    return jsonify(id=r.id, name=r.name, admin=r.is_admin, totp=r.totp_secret_ct is not None)
+
+
+@bp.get("/reviewers")
+@signed_in
+def reviewers() -> Response:
+    return jsonify(reviewers=flows.reviewer_choices(db.session()))
+

@@ -1,0 +1,104 @@
+"""Request parsing shared by the web layers: strict JSON and strict forms, clear 4xx errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flask import current_app, request
+from werkzeug.exceptions import HTTPException
+
+from whistle.validation import InvalidInput
+
+
+class ApiError(HTTPException):
+    """An error with a code, a message and a status, rendered as JSON or HTML by the layer."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = status
+        self.error = code
+        self.message = message
+        self.field = field
+        self.extra_headers = headers or {}
+
+
+def from_invalid(exc: InvalidInput) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message, exc.field)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ApiError(400, "invalid_json", f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> None:
+    raise ApiError(400, "invalid_json", f"{name} is not allowed")
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_json", "the body is not valid UTF-8") from exc
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from exc
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 4xx: 415 wrong type, 413 too big, 400 malformed."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    limit = current_app.config["MAX_JSON_BYTES"]
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", "the body is too large")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, "too_large", "the body is too large")
+    data = parse_json_bytes(raw)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def form_fields(multi: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The posted form as a dict; 415 for other content types, 400 for duplicates or bad text.
+
+    Fields named in ``multi`` may repeat and come back as lists.
+    """
+    if request.mimetype not in FORM_TYPES:
+        raise ApiError(415, "unsupported_media_type", "send the form as a web form")
+    if request.mimetype == "application/x-www-form-urlencoded":
+        limit = current_app.config["MAX_FORM_MEMORY_SIZE"]
+        raw = request.get_data(cache=True)
+        if len(raw) > limit:
+            raise ApiError(413, "too_large", "the form is too large")
+        try:
+            pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, encoding="utf-8",
+                              errors="strict", max_num_fields=current_app.config["MAX_FORM_PARTS"])
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ApiError(400, "invalid_form", "the form is not valid UTF-8") from exc
+    else:
+        pairs = list(request.form.items(multi=True))
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if "\ufffd" in value or "\x00" in value:
+            raise ApiError(400, "invalid_form", f"{key} is not valid text", key)
+        if key in multi:
+            out.setdefault(key, []).append(value)
+        elif key in out:
+            raise ApiError(400, "invalid_form", f"{key} was sent more than once", key)
+        else:
+            out[key] = value
+    return out

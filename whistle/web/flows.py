@@ -1,0 +1,198 @@
+"""Glue shared by the HTML pages and the JSON API: call the domain, turn its errors into 4xx.
+
+Views in both layers stay short: parse, call one function here, render.
+"""
+
+from __future__ import annotations
+
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Response, current_app
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from whistle import crypto, db, instance_keys, intake, review, settings, workflow
+from whistle.models import Reviewer
+from whistle.ratelimit import limiter
+from whistle.validation import InvalidInput
+from whistle.web.common import ApiError, from_invalid
+
+
+def intake_options(session: Any) -> dict[str, Any]:
+    cfg = current_app.config
+    return {
+        "categories": settings.categories(session),
+        "units": settings.units(session),
+        "reviewers": reviewer_choices(session),
+        "min_reviewers": cfg["MIN_REVIEWERS"],
+        "limits": {
+            "details_chars": cfg["MAX_DETAILS_CHARS"], "field_chars": cfg["MAX_FIELD_CHARS"],
+            "attachments": cfg["MAX_ATTACHMENTS"], "attachment_bytes": cfg["MAX_ATTACHMENT_BYTES"],
+            "attachments_total_bytes": cfg["MAX_ATTACHMENTS_TOTAL"],
+            "request_bytes": cfg["MAX_CONTENT_LENGTH"],
+        },
+        "deadlines": {"acknowledge_days": cfg["ACK_DEADLINE_DAYS"],
+                      "feedback_days": cfg["FEEDBACK_DEADLINE_DAYS"]},
+    }
+
+
+def reviewer_choices(session: Any) -> list[dict[str, str]]:
+    rows = session.scalars(select(Reviewer).where(Reviewer.active.is_(True),
+                                                  Reviewer.is_reviewer.is_(True))
+                           .order_by(Reviewer.name))
+    return [{"id": r.id, "name": r.name} for r in rows]
+
+
+def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
+           ) -> intake.Receipt:
+    """Validate and store a concern. 4xx for bad input, 503 if it could not be stored."""
+    session = db.session()
+    try:
+        sub = intake.parse_submission(data, session, current_app.config)
+        if files:
+            from whistle import attachments
+
+            clean = data.get("clean_metadata", True) if isinstance(data, dict) else True
+            if not isinstance(clean, bool):
+                raise InvalidInput("clean_metadata must be true or false", "clean_metadata")
+            uploads = attachments.read_uploads(files, current_app.config, clean)
+            sub = intake.Submission(**(sub.__dict__ | {"attachments": tuple(uploads)}))
+        keys = instance_keys()
+        if idempotency_key is not None:
+            existing = intake.replay(session, keys, idempotency_key)
+            if existing is not None:
+                raise ApiError(409, "already_submitted",
+                               "this concern was already received; its token was shown then")
+        return intake.submit(session, keys, current_app.config, sub, idempotency_key)
+    except InvalidInput as exc:
+        raise from_invalid(exc) from exc
+    except OperationalError as exc:
+        session.rollback()
+        raise ApiError(503, "unavailable", "Your concern was NOT saved: the database is "
+                       "unavailable. Please keep your text and try again shortly.",
+                       headers={"Retry-After": "30"}) from exc
+
+
+def receipt_json(r: intake.Receipt) -> dict[str, Any]:
+    out: dict[str, Any] = {"case_ref": r.case_ref, "token": r.token, "status": r.status,
+                           "reviewer_count": r.reviewer_count,
+                           "acknowledge_by": r.acknowledge_by.isoformat()}
+    if r.under_routed:
+        out["under_routed"] = True
+    if r.attachment_notes:
+        out["attachment_notes"] = list(r.attachment_notes)
+    return out
+
+
+def find_case(token: Any) -> intake.ReporterView | None:
+    """Look a token up; too many misses anywhere -> 429 for misses (hits always pass)."""
+    try:
+        view = intake.find_by_token(db.session(), instance_keys(), token)
+    except InvalidInput as exc:
+        raise from_invalid(exc) from exc
+    if view is None:
+        lim = limiter()
+        if not lim.fail("status", "miss"):
+            raise ApiError(429, "rate_limited", "too many attempts: wait and try again",
+                           headers={"Retry-After": str(lim.retry_after("status", "miss"))})
+    return view
+
+
+def status_json(view: intake.ReporterView) -> dict[str, Any]:
+    c = view.concern
+    session = db.session()
+    out: dict[str, Any] = {
+        "case_ref": c.id, "status": c.status, "created": c.created.isoformat(),
+        "acknowledge_by": c.acknowledge_by.isoformat(),
+        "feedback_by": c.feedback_by.isoformat() if c.feedback_by else None,
+        "overdue": c.overdue,
+        "token_last_used": view.previous_use.isoformat() if view.previous_use else None,
+        "events": intake.reporter_events(session, c.id),
+        "messages": intake.reporter_messages(session, view),
+    }
+    if c.status == workflow.CLOSED:
+        out["outcome"] = c.outcome
+    return out
+
+
+def login(email: Any, password: Any, otp: Any) -> tuple[str, Reviewer]:
+    session = db.session()
+    lim = limiter()
+    key = (crypto.keyed_hash(instance_keys().index_pepper, "login", email.strip().lower()
+                             .encode()).hex() if isinstance(email, str) and len(email) < 300
+           else "invalid")
+    if lim.exceeded("login", key) or lim.exceeded("login", "all"):
+        raise ApiError(429, "rate_limited", "too many failed sign-ins: wait and try again",
+                       headers={"Retry-After": str(lim.retry_after("login", key))})
+    try:
+        return review.login(session, current_app.config, email, password, otp)
+    except InvalidInput as exc:
+        raise from_invalid(exc) from exc
+    except review.AuthError as exc:
+        lim.fail("login", key)
+        raise ApiError(401, exc.code, exc.message) from exc
+
+
+def list_args(args: Mapping[str, str]) -> tuple[str | None, int, int]:
+    status = args.get("status") or None
+    if status is not None and status not in workflow.STATUSES + ("overdue", "open"):
+        raise ApiError(400, "invalid_input", "unknown status filter", "status")
+    try:
+        page = int(args.get("page", "1"))
+        per_page = int(args.get("per_page", "25"))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_input", "page and per_page must be whole numbers") from exc
+    if not (1 <= page <= 1_000_000 and 1 <= per_page <= 100):
+        raise ApiError(400, "invalid_input", "page must be >= 1 and per_page 1..100")
+    return status, page, per_page
+
+
+def _case_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except review.NotFound as exc:
+        raise ApiError(404, "not_found", "no such case") from exc
+    except InvalidInput as exc:
+        raise from_invalid(exc) from exc
+    except workflow.WorkflowError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    except review.ShareRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+    except crypto.CryptoError as exc:
+        raise ApiError(409, "integrity_error", "this case's data failed its integrity check "
+                       "or your key cannot open it; the event was not changed") from exc
+
+
+def open_case(signed: review.SignedIn, case_ref: str) -> dict[str, Any]:
+    data: dict[str, Any] = _case_call(review.open_case, db.session(), signed, case_ref)
+    return data
+
+
+def transition(signed: review.SignedIn, case_ref: str, data: Mapping[str, Any]) -> str:
+    new: str = _case_call(review.transition, db.session(), signed, current_app.config, case_ref,
+                          data.get("to"), data.get("note"), data.get("outcome"),
+                          data.get("feedback"))
+    return new
+
+
+def post_message(signed: review.SignedIn, case_ref: str, body: Any, internal: bool) -> Any:
+    return _case_call(review.post_message, db.session(), signed, current_app.config, case_ref,
+                      body, internal)
+
+
+def share(signed: review.SignedIn, case_ref: str, reviewer_id: Any) -> Reviewer:
+    target: Reviewer = _case_call(review.share, db.session(), signed, instance_keys(), case_ref,
+                                  reviewer_id)
+    return target
+
+
+def download(signed: review.SignedIn, case_ref: str, attachment_id: str) -> Response:
+    from whistle import attachments
+
+    att, case_key = _case_call(review.attachment_for, db.session(), signed, case_ref,
+                               attachment_id)
+    return _case_call(attachments.download_response, db.session(), att, case_key)
+
+

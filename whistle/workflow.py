@@ -1,0 +1,134 @@
+"""The case workflow as policy: who may move a case where, and what it records.
+
+    received -> acknowledged -> investigating -> closure_proposed -> closed
+                                     ^                  |              |
+                                     +---- rejected ----+   reopened --+
+
+* Any assigned reviewer may acknowledge, start investigating, message the
+  reporter or propose closure (with an outcome).
+* No one closes alone: only a *different* assigned reviewer confirms a
+  proposal (``closed``) or rejects it (back to ``investigating``).
+* Reopening a closed case needs a written reason.
+* Every change is an audit event; feedback for the reporter is sealed with
+  the thread key, like a message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from whistle import audit, casekeys, crypto
+from whistle.models import Assignment, Concern, Message, new_id
+
+RECEIVED = "received"
+ACKNOWLEDGED = "acknowledged"
+INVESTIGATING = "investigating"
+CLOSURE_PROPOSED = "closure_proposed"
+CLOSED = "closed"
+STATUSES = (RECEIVED, ACKNOWLEDGED, INVESTIGATING, CLOSURE_PROPOSED, CLOSED)
+OPEN_STATUSES = (RECEIVED, ACKNOWLEDGED, INVESTIGATING, CLOSURE_PROPOSED)
+OUTCOMES = ("substantiated", "partially_substantiated", "not_substantiated", "referred",
+            "withdrawn")
+# What the reporter's timeline shows (types only, dates to the day).
+REPORTER_EVENTS = frozenset({
+    "received", "acknowledged", "investigating", "closure_proposed", "closure_rejected",
+    "closed", "reopened", "reviewer_message", "reporter_message", "feedback",
+    "acknowledge_overdue", "feedback_overdue", "token_replaced",
+})
+
+
+class WorkflowError(Exception):
+    def __init__(self, code: str, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def add_message(session: Session, concern: Concern, thread_key: bytes, kind: str, sender: str,
+                reviewer_id: str | None, body: str, today: dt.date) -> Message:
+    seq = (session.scalar(select(func.max(Message.seq)).where(
+        Message.concern_id == concern.id)) or 0) + 1
+    msg = Message(id=new_id(), concern_id=concern.id, seq=seq, kind=kind, sender=sender,
+                  reviewer_id=reviewer_id, created=today, body_ct=b"")
+    msg.body_ct = crypto.seal(thread_key, body.encode(),
+                              casekeys.part(concern.id, f"{kind}:{msg.id}"))
+    session.add(msg)
+    return msg
+
+
+def _set_status(session: Session, concern: Concern, status: str) -> None:
+    concern.status = status
+    for a in session.scalars(select(Assignment).where(Assignment.concern_id == concern.id)):
+        a.status = status
+
+
+def transition(session: Session, concern: Concern, actor_id: str, to: str,
+               keys: casekeys.CaseKeys, config: Mapping[str, Any], now: dt.datetime,
+               note: str | None = None, outcome: str | None = None,
+               feedback: str | None = None) -> str:
+    """Apply one requested move; returns the new status or raises WorkflowError."""
+    current = concern.status
+    data: dict[str, Any] = {"from": current}
+    today = now.date()
+    if to == ACKNOWLEDGED:
+        if current != RECEIVED:
+            raise WorkflowError("invalid_transition", f"cannot acknowledge a case that is {current}")
+        new, event = ACKNOWLEDGED, "acknowledged"
+        concern.acknowledged_on = today
+        concern.feedback_by = today + dt.timedelta(days=config["FEEDBACK_DEADLINE_DAYS"])
+    elif to == INVESTIGATING:
+        if current in (RECEIVED, ACKNOWLEDGED):
+            new, event = INVESTIGATING, "investigating"
+            if concern.acknowledged_on is None:
+                concern.acknowledged_on = today
+                concern.feedback_by = today + dt.timedelta(days=config["FEEDBACK_DEADLINE_DAYS"])
+        elif current == CLOSURE_PROPOSED:
+            if concern.proposed_by == actor_id:
+                raise WorkflowError("second_reviewer_required",
+                                    "another assigned reviewer must reject or confirm the proposal")
+            new, event = INVESTIGATING, "closure_rejected"
+            data["proposed_by"] = concern.proposed_by
+            concern.proposed_by = concern.proposed_outcome = None
+        elif current == CLOSED:
+            if not note:
+                raise WorkflowError("reason_required", "reopening a case needs a written reason",
+                                    400)
+            new, event = INVESTIGATING, "reopened"
+            concern.closed_on = concern.outcome = None
+        else:
+            raise WorkflowError("invalid_transition", f"the case is already {current}")
+    elif to == CLOSED:
+        if current == CLOSURE_PROPOSED:
+            if concern.proposed_by == actor_id:
+                raise WorkflowError("second_reviewer_required",
+                                    "a different assigned reviewer must confirm the closure")
+            new, event = CLOSED, "closed"
+            data["proposed_by"] = concern.proposed_by
+            concern.outcome, concern.closed_on = concern.proposed_outcome, today
+            data["outcome"] = concern.outcome
+        elif current in (RECEIVED, ACKNOWLEDGED, INVESTIGATING):
+            if outcome not in OUTCOMES:
+                raise WorkflowError("outcome_required",
+                                    "proposing closure needs an outcome: " + ", ".join(OUTCOMES),
+                                    400)
+            new, event = CLOSURE_PROPOSED, "closure_proposed"
+            concern.proposed_by, concern.proposed_outcome = actor_id, outcome
+            data["outcome"] = outcome
+        else:
+            raise WorkflowError("invalid_transition", f"the case is already {current}")
+    else:
+        raise WorkflowError("invalid_transition", f"unknown status {to!r}", 400)
+    _set_status(session, concern, new)
+    if note:
+        msg = add_message(session, concern, keys.case, "note", "reviewer", actor_id, note, today)
+        data["note"] = msg.id
+    if feedback:
+        msg = add_message(session, concern, keys.thread, "feedback", "reviewer", actor_id,
+                          feedback, today)
+        data["feedback"] = msg.id
+    audit.record(session, concern.id, event, actor_id, now, data)
+    return new
