@@ -6,6 +6,7 @@ import sys
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
 from whistle import audit, db, keys, migrate, notify, review
@@ -18,6 +19,7 @@ def _session():  # type: ignore[no-untyped-def]
 
 
 @click.command("init")
+@with_appcontext
 @click.option("--recovery-out", default="whistle-recovery-private-key.txt",
               help="Where to write the recovery private key, once (outside KEYS_DIR).")
 def init_command(recovery_out: str) -> None:
@@ -49,6 +51,7 @@ reviewer_group = click.Group("reviewer", help="Enrol, list and disable reviewers
 
 
 @reviewer_group.command("add")
+@with_appcontext
 @click.option("--name", required=True)
 @click.option("--email", required=True)
 @click.option("--unit", "units", multiple=True)
@@ -75,6 +78,7 @@ def reviewer_add(name: str, email: str, units: tuple[str, ...], senior: bool,
 
 
 @reviewer_group.command("list")
+@with_appcontext
 def reviewer_list() -> None:
     """List reviewers (no secrets)."""
     import json
@@ -89,6 +93,7 @@ def reviewer_list() -> None:
 
 
 @reviewer_group.command("disable")
+@with_appcontext
 @click.argument("reviewer_id")
 def reviewer_disable(reviewer_id: str) -> None:
     """Disable a reviewer; report cases left with too few active reviewers."""
@@ -106,6 +111,7 @@ def reviewer_disable(reviewer_id: str) -> None:
 
 
 @click.command("outbox")
+@with_appcontext
 def outbox_command() -> None:
     """Deliver pending notification mail once (failures are retried on a later run)."""
     with _session() as s:
@@ -117,6 +123,7 @@ audit_group = click.Group("audit", help="The hash-chained audit trail.")
 
 
 @audit_group.command("verify")
+@with_appcontext
 def audit_verify() -> None:
     """Check every case's chain; exit 1 and name the first broken link."""
     with _session() as s:

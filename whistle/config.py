@@ -60,6 +60,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MAIL_USE_SSL": False,
         "MAIL_DEFAULT_SENDER": "whistle@localhost",
         "MAIL_CA_FILE": None,
+        "MAIL_SUPPRESS_SEND": False,  # Flask-Mail would suppress in TESTING: tests use real SMTP
         "MAIL_TIMEOUT": 10,
         "OUTBOX_MAX_ATTEMPTS": 12,
         "ENV": "production",
@@ -75,7 +76,7 @@ _INT_KEYS = {
     "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS", "ARGON2_LANES", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_MAX_ATTEMPTS",
 }
-_BOOL_KEYS = {"REQUIRE_TOTP", "MAIL_USE_TLS", "MAIL_USE_SSL", "DEBUG", "TESTING",
+_BOOL_KEYS = {"REQUIRE_TOTP", "MAIL_USE_TLS", "MAIL_USE_SSL", "DEBUG", "TESTING", "MAIL_SUPPRESS_SEND",
               "ALLOW_LATER_ATTACHMENTS"}
 
 

@@ -94,7 +94,7 @@ def create_missing(keys_dir: str, recovery_out: str) -> list[str]:
         (base / RECOVERY_PUBLIC).write_text(pair.public.hex() + "\n")
         notes.append(f"created the organisation recovery key pair; public half: {base / RECOVERY_PUBLIC}")
         notes.append(f"PRIVATE half written ONCE to {out.resolve()}")
-        notes.append("  -> copy it to offline media (e.g. two USB sticks in a safe), then delete it here.")
+        notes.append("  -> move it OFFLINE: copy it to offline media (e.g. two USB sticks in a safe), then delete it here.")
         notes.append("     Whistle never keeps it; it re-shares cases when reviewers are gone:")
         notes.append("     flask --app app recovery reshare <case_ref> --to <reviewer_id> --key-file <path>")
     return notes

@@ -121,7 +121,7 @@ def deliver_pending(session: Session, app: Flask, now: dt.datetime | None = None
         return report
     state: Any = app.extensions["mail"]
     try:
-        with state.connect() as conn:
+        with app.app_context(), state.connect() as conn:
             for item in due:
                 subject, body = TEMPLATES[item.template]
                 conn.send(MailMessage(subject=subject, recipients=[item.recipient], body=body,

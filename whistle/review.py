@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyotp
+from sqlalchemy import case as sql_case
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,8 @@ from whistle import audit, casekeys, crypto, notify, workflow
 from whistle.config import kdf_params
 from whistle.keys import InstanceKeys
 from whistle.models import (
-    Assignment, Attachment, Concern, Exclusion, Message, Reviewer, ReviewerSession, utcnow,
+    Assignment, Attachment, AuditEvent, Concern, Exclusion, Message, Reviewer, ReviewerSession,
+    Setting, utcnow,
 )
 from whistle.validation import InvalidInput
 
@@ -83,7 +85,31 @@ def change_password(session: Session, config: Mapping[str, Any], reviewer: Revie
         private, new, kdf_params(dict(config)))
     reviewer.credentials_version += 1
     session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
+    flag = session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id)
+    if flag is not None:
+        session.delete(flag)
     session.commit()
+
+
+# An administrator who chose a reviewer's first password knows it: until the
+# reviewer replaces it, the account does nothing but change it.
+_PASSWORD_SET_BY_ADMIN = "password_set_by_admin:"
+
+
+def require_password_change(session: Session, reviewer_id: str) -> None:
+    """Mark a password as set by someone else (caller's transaction)."""
+    if session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer_id) is None:
+        session.add(Setting(key=_PASSWORD_SET_BY_ADMIN + reviewer_id, value="true"))
+
+
+def account_setup_needed(session: Session, config: Mapping[str, Any], reviewer: Reviewer
+                         ) -> str | None:
+    """What a signed-in reviewer must do before anything else: "password", "totp" or None."""
+    if session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id) is not None:
+        return "password"
+    if config.get("REQUIRE_TOTP") and reviewer.totp_secret_ct is None:
+        return "totp"
+    return None
 
 
 @dataclass
@@ -92,8 +118,13 @@ class DisableReport:
     understaffed: list[tuple[str, int]]  # (case_ref, active reviewers left)
 
 
-def disable(session: Session, config: Mapping[str, Any], reviewer_id: str) -> DisableReport:
-    """Disable an account and end its sessions; report open cases left short of reviewers."""
+def disable(session: Session, config: Mapping[str, Any], reviewer_id: str,
+            actor: str = "admin") -> DisableReport:
+    """Disable an account and end its sessions; report open cases left short of reviewers.
+
+    A case left with fewer than MIN_REVIEWERS active reviewers is marked
+    under-routed, so it shows on the administrators' attention list.
+    """
     reviewer = session.get(Reviewer, reviewer_id)
     if reviewer is None:
         raise NotFound()
@@ -106,10 +137,13 @@ def disable(session: Session, config: Mapping[str, Any], reviewer_id: str) -> Di
     for cid in case_ids:
         left = session.scalar(select(func.count()).select_from(Assignment).join(Reviewer).where(
             Assignment.concern_id == cid, Reviewer.active.is_(True))) or 0
-        audit.record(session, cid, "reviewer_disabled", "admin", utcnow(),
+        audit.record(session, cid, "reviewer_disabled", actor, utcnow(),
                      {"reviewer": reviewer_id, "active_left": left})
         if left < config["MIN_REVIEWERS"]:
             short.append((cid, left))
+            concern = session.get(Concern, cid)
+            if concern is not None:
+                concern.under_routed = True
     session.commit()
     return DisableReport(reviewer, short)
 
@@ -130,22 +164,35 @@ def _unb64(text: str) -> bytes | None:
         return None
 
 
-def _verify_totp(reviewer: Reviewer, private: bytes, otp: Any, now: dt.datetime) -> None:
-    if reviewer.totp_secret_ct is None:
-        return
+def _match_totp_step(reviewer: Reviewer, secret: str, otp: Any, now: dt.datetime) -> int | None:
+    """The time step ``otp`` belongs to (one step of drift allowed), if newer than the last used."""
     if not isinstance(otp, str) or not otp.isdigit() or len(otp) != 6:
-        raise AuthError("otp_required", "a one-time code from your authenticator is required")
-    secret = crypto.open_sealed(crypto.derive_key(private, "totp"), reviewer.totp_secret_ct,
-                                f"reviewer:{reviewer.id}:totp").decode()
+        return None
     totp = pyotp.TOTP(secret)
     ts = now.replace(tzinfo=dt.timezone.utc).timestamp()
     for drift in (0, -1, 1):
         step = int(ts // 30) + drift
         if step > reviewer.totp_last_step and secrets.compare_digest(
                 totp.generate_otp(step), otp):
-            reviewer.totp_last_step = step  # no code is accepted twice
-            return
-    raise AuthError("invalid_credentials", "wrong email, password or one-time code")
+            return step
+    return None
+
+
+def _totp_secret(reviewer: Reviewer, private: bytes) -> str:
+    assert reviewer.totp_secret_ct is not None
+    return crypto.open_sealed(crypto.derive_key(private, "totp"), reviewer.totp_secret_ct,
+                              f"reviewer:{reviewer.id}:totp").decode()
+
+
+def _verify_totp(reviewer: Reviewer, private: bytes, otp: Any, now: dt.datetime) -> None:
+    if reviewer.totp_secret_ct is None:
+        return
+    if not isinstance(otp, str) or not otp.isdigit() or len(otp) != 6:
+        raise AuthError("otp_required", "a one-time code from your authenticator is required")
+    step = _match_totp_step(reviewer, _totp_secret(reviewer, private), otp, now)
+    if step is None:
+        raise AuthError("invalid_credentials", "wrong email, password or one-time code")
+    reviewer.totp_last_step = step  # no code is accepted twice
 
 
 def login(session: Session, config: Mapping[str, Any], email: Any, password: Any,
@@ -221,15 +268,57 @@ def logout(session: Session, signed: SignedIn) -> None:
     session.commit()
 
 
-def enable_totp(session: Session, signed: SignedIn, secret: str, code: str,
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(reviewer: Reviewer, secret: str) -> str:
+    """The otpauth:// URI an authenticator app imports (no third-party QR service involved)."""
+    return pyotp.TOTP(secret).provisioning_uri(name=reviewer.email, issuer_name="Whistle")
+
+
+def _reauthenticate(reviewer: Reviewer, password: Any) -> bytes:
+    """Two-factor changes need the password again (ASVS 7.5.1), not just a live session."""
+    if not isinstance(password, str) or len(password) > 1024:
+        raise AuthError("invalid_credentials", "wrong password")
+    try:
+        return crypto.unlock_private_key(reviewer.locked_private_key, password,
+                                         reviewer.password_check)
+    except crypto.CryptoError as exc:
+        raise AuthError("invalid_credentials", "wrong password") from exc
+
+
+def enable_totp(session: Session, signed: SignedIn, secret: str, code: Any, password: Any,
                 now: dt.datetime | None = None) -> None:
-    """Turn on two-factor after the reviewer proved their authenticator shows ``code``."""
-    if not pyotp.TOTP(secret).verify(code, for_time=(now or utcnow()).replace(
-            tzinfo=dt.timezone.utc), valid_window=1):
-        raise InvalidInput("that code does not match: try the current one", "otp")
+    """Turn on two-factor for the signed-in reviewer only, after re-entering the password
+    and proving their authenticator shows ``code``. That code is then used up."""
     r = signed.reviewer
-    r.totp_secret_ct = crypto.seal(crypto.derive_key(signed.private_key(), "totp"),
-                                   secret.encode(), f"reviewer:{r.id}:totp")
+    private = _reauthenticate(r, password)
+    if not isinstance(secret, str) or len(secret) < 16:
+        raise InvalidInput("start two-factor setup again", "otp")
+    step = _match_totp_step(r, secret, code, now or utcnow())
+    if step is None:
+        raise InvalidInput("that code does not match: try the current one", "otp")
+    r.totp_secret_ct = crypto.seal(crypto.derive_key(private, "totp"), secret.encode(),
+                                   f"reviewer:{r.id}:totp")
+    r.totp_last_step = step
+    session.commit()
+
+
+def disable_totp(session: Session, config: Mapping[str, Any], signed: SignedIn, code: Any,
+                 password: Any, now: dt.datetime | None = None) -> None:
+    """Turn two-factor off (password and a current code); refused when configuration requires it."""
+    r = signed.reviewer
+    if config.get("REQUIRE_TOTP"):
+        raise InvalidInput("two-factor sign-in is required here and cannot be turned off", "otp")
+    private = _reauthenticate(r, password)
+    if r.totp_secret_ct is None:
+        return
+    step = _match_totp_step(r, _totp_secret(r, private), code, now or utcnow())
+    if step is None:
+        raise InvalidInput("that code does not match: try the current one", "otp")
+    r.totp_secret_ct = None
+    r.totp_last_step = step
     session.commit()
 
 
@@ -252,9 +341,18 @@ def case_keys(session: Session, signed: SignedIn, case_ref: Any) -> tuple[Concer
     return concern, casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD])
 
 
-def list_cases(session: Session, reviewer_id: str, status: str | None, page: int, per_page: int
-               ) -> tuple[list[Concern], int]:
-    """One page of the reviewer's cases, newest first; only cases assigned to them."""
+SORTS = ("newest", "oldest", "overdue", "status")
+
+
+def list_cases(session: Session, reviewer_id: str, status: str | None, page: int, per_page: int,
+               sort: str = "newest") -> tuple[list[Concern], int]:
+    """One page of the reviewer's cases; only cases assigned to them.
+
+    ``sort``: newest (default) or oldest first, overdue cases first, or by
+    workflow status (received first); ties newest first.
+    """
+    if sort not in SORTS:
+        raise InvalidInput("sort must be one of " + ", ".join(SORTS), "sort")
     q = select(Assignment.concern_id).where(Assignment.reviewer_id == reviewer_id)
     count_q = select(func.count()).select_from(Assignment).where(
         Assignment.reviewer_id == reviewer_id)
@@ -267,8 +365,20 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
     elif status:
         q = q.where(Assignment.status == status)
         count_q = count_q.where(Assignment.status == status)
-    ids = list(session.scalars(q.order_by(Assignment.created.desc(), Assignment.concern_id.desc())
-                               .offset((page - 1) * per_page).limit(per_page)))
+    newest = (Assignment.created.desc(), Assignment.concern_id.desc())
+    if sort == "oldest":
+        order: tuple[Any, ...] = (Assignment.created.asc(), Assignment.concern_id.asc())
+    elif sort == "overdue":
+        if status != "overdue":
+            q = q.join(Concern)
+        order = (Concern.overdue.desc(), *newest)
+    elif sort == "status":
+        rank = sql_case({s: i for i, s in enumerate(workflow.STATUSES)}, value=Assignment.status,
+                    else_=len(workflow.STATUSES))
+        order = (rank, *newest)
+    else:
+        order = newest
+    ids = list(session.scalars(q.order_by(*order).offset((page - 1) * per_page).limit(per_page)))
     by_id = {c.id: c for c in session.scalars(select(Concern).where(Concern.id.in_(ids)))}
     return [by_id[i] for i in ids], session.scalar(count_q) or 0
 
@@ -283,22 +393,44 @@ def summary(c: Concern) -> dict[str, Any]:
     }
 
 
-def open_case(session: Session, signed: SignedIn, case_ref: Any) -> dict[str, Any]:
-    """The whole case, decrypted for this reviewer. NotFound unless assigned to them."""
+# Reading a case is an audit event too, once per reviewer per window (pages reload often).
+OPENED_WINDOW = dt.timedelta(minutes=30)
+
+
+def _record_opened(session: Session, concern_id: str, reviewer_id: str, now: dt.datetime) -> None:
+    recent = session.scalars(select(AuditEvent.id).where(
+        AuditEvent.concern_id == concern_id, AuditEvent.type == "opened",
+        AuditEvent.actor == reviewer_id, AuditEvent.at > now - OPENED_WINDOW).limit(1)).first()
+    if recent is None:
+        audit.record(session, concern_id, "opened", reviewer_id, now)
+        session.commit()
+
+
+def open_case(session: Session, signed: SignedIn, case_ref: Any,
+              now: dt.datetime | None = None) -> dict[str, Any]:
+    """The whole case, decrypted for this reviewer, and recorded as read by them.
+
+    NotFound unless assigned to them. Feedback waiting on a closure proposal
+    is under ``closure.feedback``, not among the messages the reporter has seen.
+    """
     concern, keys = case_keys(session, signed, case_ref)
     cid = concern.id
+    _record_opened(session, cid, signed.reviewer.id, now or utcnow())
     details = crypto.open_sealed(keys.case, concern.details_ct, casekeys.part(cid, "details"))
     identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
                                               casekeys.part(cid, "identity")))
                 if concern.identity_ct else None)
-    messages, notes = [], []
+    messages, notes, drafts = [], [], {}
     for m in session.scalars(select(Message).where(Message.concern_id == cid)
                              .order_by(Message.seq)):
         key = keys.case if m.kind == "note" else keys.thread
         body = crypto.open_sealed(key, m.body_ct, casekeys.part(cid, f"{m.kind}:{m.id}")).decode()
         entry = {"id": m.id, "from": m.sender, "reviewer_id": m.reviewer_id,
                  "at": m.created.isoformat(), "kind": m.kind, "body": body}
-        (notes if m.kind == "note" else messages).append(entry)
+        if m.kind == workflow.PROPOSED_FEEDBACK:
+            drafts[m.id] = body
+        else:
+            (notes if m.kind == "note" else messages).append(entry)
     reviewers = [{"id": a.reviewer.id, "name": a.reviewer.name, "active": a.reviewer.active}
                  for a in concern.assignments]
     from whistle import attachments
@@ -318,6 +450,9 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any) -> dict[str, An
                            "outcome": concern.outcome or concern.proposed_outcome,
                            "closed_on": concern.closed_on.isoformat() if concern.closed_on
                            else None}
+        if concern.status == workflow.CLOSURE_PROPOSED:
+            pending = workflow.pending_feedback_id(session, cid)
+            data["closure"]["feedback"] = drafts.get(pending) if pending else None
     return data
 
 
@@ -413,3 +548,12 @@ def attachment_for(session: Session, signed: SignedIn, case_ref: Any, attachment
     if att is None or att.concern_id != concern.id:
         raise NotFound()
     return att, keys.case
+
+
+def share_candidates(session: Session, instance: InstanceKeys, case_ref: str,
+                     assigned: set[str]) -> list[dict[str, str]]:
+    """Active reviewers this case could be shared with: not assigned, not excluded from it."""
+    rows = session.scalars(select(Reviewer).where(
+        Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.name))
+    return [{"id": r.id, "name": r.name} for r in rows
+            if r.id not in assigned and not is_excluded(session, instance, case_ref, r.id)]

@@ -11,11 +11,18 @@
 * Reopening a closed case needs a written reason.
 * Every change is an audit event; feedback for the reporter is sealed with
   the thread key, like a message.
+* Feedback proposed with a closure waits, sealed, until the second reviewer
+  confirms: two people agree on what the reporter is told, and a rejected
+  proposal never reaches them.
+* Deadlines: a ``received`` case owes acknowledgement by ``acknowledge_by``;
+  an acknowledged, open case owes feedback by ``feedback_by``. A case past the
+  deadline it owes is overdue (``deadlines`` escalates it once).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto
-from whistle.models import Assignment, Concern, Message, new_id
+from whistle.models import Assignment, AuditEvent, Concern, Message, new_id
 
 RECEIVED = "received"
 ACKNOWLEDGED = "acknowledged"
@@ -42,6 +49,26 @@ REPORTER_EVENTS = frozenset({
 })
 
 
+ACKNOWLEDGE = "acknowledge"
+FEEDBACK = "feedback"
+# Feedback held back until a closure proposal is confirmed (thread key, reviewers only).
+PROPOSED_FEEDBACK = "proposed_feedback"
+
+
+def owed_deadline(concern: Concern) -> tuple[str, dt.date] | None:
+    """The deadline the case currently owes the reporter: (kind, date), or None once closed."""
+    if concern.status == RECEIVED:
+        return ACKNOWLEDGE, concern.acknowledge_by
+    if concern.status in OPEN_STATUSES and concern.feedback_by is not None:
+        return FEEDBACK, concern.feedback_by
+    return None
+
+
+def is_overdue(concern: Concern, today: dt.date) -> bool:
+    owed = owed_deadline(concern)
+    return owed is not None and today > owed[1]
+
+
 class WorkflowError(Exception):
     def __init__(self, code: str, message: str, status: int = 409) -> None:
         super().__init__(message)
@@ -58,6 +85,30 @@ def add_message(session: Session, concern: Concern, thread_key: bytes, kind: str
                               casekeys.part(concern.id, f"{kind}:{msg.id}"))
     session.add(msg)
     return msg
+
+
+def pending_feedback_id(session: Session, concern_id: str) -> str | None:
+    """The id of the feedback proposed with the latest closure proposal, if any."""
+    event = session.scalars(select(AuditEvent).where(
+        AuditEvent.concern_id == concern_id, AuditEvent.type == "closure_proposed")
+        .order_by(AuditEvent.seq.desc()).limit(1)).first()
+    if event is None:
+        return None
+    found: str | None = json.loads(event.data).get("feedback")
+    return found
+
+
+def _release_feedback(session: Session, concern: Concern, thread_key: bytes,
+                      today: dt.date) -> Message | None:
+    """On confirmation: re-seal the proposal's feedback as a message the reporter can read."""
+    draft_id = pending_feedback_id(session, concern.id)
+    draft = session.get(Message, draft_id) if draft_id else None
+    if draft is None or draft.kind != PROPOSED_FEEDBACK:
+        return None
+    body = crypto.open_sealed(thread_key, draft.body_ct,
+                              casekeys.part(concern.id, f"{draft.kind}:{draft.id}")).decode()
+    return add_message(session, concern, thread_key, "feedback", "reviewer", draft.reviewer_id,
+                       body, today)
 
 
 def _set_status(session: Session, concern: Concern, status: str) -> None:
@@ -99,6 +150,7 @@ def transition(session: Session, concern: Concern, actor_id: str, to: str,
                                     400)
             new, event = INVESTIGATING, "reopened"
             concern.closed_on = concern.outcome = None
+            concern.proposed_by = concern.proposed_outcome = None
         else:
             raise WorkflowError("invalid_transition", f"the case is already {current}")
     elif to == CLOSED:
@@ -110,6 +162,9 @@ def transition(session: Session, concern: Concern, actor_id: str, to: str,
             data["proposed_by"] = concern.proposed_by
             concern.outcome, concern.closed_on = concern.proposed_outcome, today
             data["outcome"] = concern.outcome
+            released = _release_feedback(session, concern, keys.thread, today)
+            if released is not None:
+                data["released_feedback"] = released.id
         elif current in (RECEIVED, ACKNOWLEDGED, INVESTIGATING):
             if outcome not in OUTCOMES:
                 raise WorkflowError("outcome_required",
@@ -123,12 +178,16 @@ def transition(session: Session, concern: Concern, actor_id: str, to: str,
     else:
         raise WorkflowError("invalid_transition", f"unknown status {to!r}", 400)
     _set_status(session, concern, new)
+    if concern.overdue and not is_overdue(concern, today):
+        concern.overdue = False  # the owed step was taken; the trail keeps that it was late
     if note:
         msg = add_message(session, concern, keys.case, "note", "reviewer", actor_id, note, today)
         data["note"] = msg.id
     if feedback:
-        msg = add_message(session, concern, keys.thread, "feedback", "reviewer", actor_id,
-                          feedback, today)
+        # With a proposal the feedback waits for the second reviewer; otherwise it goes now.
+        kind = PROPOSED_FEEDBACK if new == CLOSURE_PROPOSED else "feedback"
+        msg = add_message(session, concern, keys.thread, kind, "reviewer", actor_id, feedback,
+                          today)
         data["feedback"] = msg.id
     audit.record(session, concern.id, event, actor_id, now, data)
     return new

@@ -80,10 +80,8 @@ def form_fields(multi: tuple[str, ...] = ()) -> dict[str, Any]:
     if request.mimetype not in FORM_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the form as a web form")
     if request.mimetype == "application/x-www-form-urlencoded":
-        limit = current_app.config["MAX_FORM_MEMORY_SIZE"]
+        request.form  # noqa: B018 - parsing caches the raw body (see web.uploads)
         raw = request.get_data(cache=True)
-        if len(raw) > limit:
-            raise ApiError(413, "too_large", "the form is too large")
         try:
             pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, encoding="utf-8",
                               errors="strict", max_num_fields=current_app.config["MAX_FORM_PARTS"])
