@@ -1,9 +1,81 @@
-"""Commands added by the workflow work: deadlines and recovery."""
+"""Commands added by the workflow work: ``deadlines`` and ``recovery reshare | reshare-all``."""
 
 from __future__ import annotations
 
-from flask import Flask
+import click
+from flask import Flask, current_app
+
+from whistle import db, deadlines, instance_keys, keys, recovery
+from whistle.models import Reviewer, utcnow
+
+
+@click.command("deadlines")
+def deadlines_command() -> None:
+    """Send due deadline reminders and escalate overdue cases once (for cron)."""
+    with db.new_session(current_app) as s:
+        report = deadlines.run(s, current_app.config, instance_keys(), utcnow())
+    click.echo(f"reminders sent for {len(report.reminded)} case(s); "
+               f"{len(report.escalated)} case(s) escalated; {report.overdue} case(s) overdue")
+
+
+recovery_group = click.Group(
+    "recovery", help="Re-share cases using the organisation's offline recovery key.")
+
+
+def _read_key(path: str) -> bytes:
+    try:
+        return keys.read_recovery_private(path)
+    except (OSError, keys.KeyError_) as exc:
+        raise click.ClickException(f"cannot read the recovery key from {path}: {exc}") from exc
+
+
+@recovery_group.command("reshare")
+@click.argument("case_ref")
+@click.option("--to", "to", required=True, help="The reviewer id to give the case to.")
+@click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The recovery private key file (from offline media).")
+def reshare_command(case_ref: str, to: str, key_file: str) -> None:
+    """Give one case to a reviewer (refuses reviewers the reporter excluded)."""
+    private = _read_key(key_file)
+    with db.new_session(current_app) as s:
+        try:
+            target = recovery.reshare(s, instance_keys(), case_ref.strip(), to, private,
+                                      utcnow())
+        except recovery.RecoveryError as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"case {case_ref} shared with {target.name}; recorded in its audit trail")
+
+
+@recovery_group.command("reshare-all")
+@click.option("--from", "from_", required=True, help="The reviewer whose cases to re-share.")
+@click.option("--to", "to", required=True, help="The reviewer id to give the cases to.")
+@click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The recovery private key file (from offline media).")
+def reshare_all_command(from_: str, to: str, key_file: str) -> None:
+    """Give every case of one reviewer (e.g. one who left) to another, skipping exclusions."""
+    private = _read_key(key_file)
+    with db.new_session(current_app) as s:
+        if s.get(Reviewer, from_) is None:
+            raise click.ClickException(f"no reviewer {from_}")
+        target = s.get(Reviewer, to)
+        if target is None or not target.active or not target.is_reviewer:
+            raise click.ClickException(f"no active reviewer {to}")
+        refs = recovery.cases_of(s, from_)
+        report = recovery.ReshareAllReport()
+        now = utcnow()
+        with click.progressbar(refs, label="re-sharing cases", show_pos=True) as bar:
+            for ref in bar:
+                try:
+                    recovery.reshare_one_of_many(s, instance_keys(), ref, to, private, now,
+                                                 report)
+                except recovery.RecoveryError as exc:
+                    raise click.ClickException(exc.message) from exc
+    click.echo(f"shared {len(report.shared)} case(s) with {target.name}; "
+               f"{len(report.already)} already theirs")
+    for ref in report.excluded:
+        click.echo(f"NOT shared {ref}: the reporter excluded this reviewer; choose another")
 
 
 def init_app(app: Flask) -> None:
-    return None
+    app.cli.add_command(deadlines_command)
+    app.cli.add_command(recovery_group)

@@ -1,0 +1,738 @@
+"""Whistle benchmark: the real server, a real database, real load, one table.
+
+    .venv/bin/python bench/run.py [--cases N] [--engine sqlite|postgres|both]
+
+For each engine it enrols reviewers with the production Argon2id parameters,
+bulk-loads sealed cases (bench/loader.py: real ciphertext and wrapped keys for
+every case), starts gunicorn (2 workers, deploy/gunicorn.conf.py, production
+configuration, no access log) and drives it with wrk on loopback. It measures
+``GET /healthz`` with the same workers in the same run and reports each
+scenario's requests/s as a ratio to it, next to the targets of issue 6.
+Growth compares latency at a small database (``--small``, measured first)
+with the full one. With PostgreSQL it also runs submit and status through two
+instances behind nginx (rate limits in Redis) and reports the aggregate.
+
+The table goes to stdout and to bench/results/latest.md with the machine's
+CPU and the versions. Never run in CI; numbers are for comparison over time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from bench import loader  # noqa: E402
+from tests.support import services  # noqa: E402
+from whistle import db, keys, migrate, review  # noqa: E402
+from whistle.models import Concern  # noqa: E402
+
+HOST = "127.0.0.1"
+LUA_DIR = ROOT / "bench" / "wrk"
+RESULTS = ROOT / "bench" / "results" / "latest.md"
+BIN = Path(sys.executable).parent
+PASSWORD = "benchmark password, long enough"
+# Production Argon2id parameters (whistle.config defaults), stated in the report.
+ARGON2 = {"ARGON2_MEMORY_KIB": 65536, "ARGON2_ITERATIONS": 3, "ARGON2_LANES": 1}
+REVIEWERS = 12
+PER_PAGE = 25
+
+# Targets from issue 6: (min ratio to /healthz for sqlite, for postgres, p99 ms for sqlite).
+TARGETS: dict[str, tuple[float, float, float | None]] = {
+    "submit": (0.20, 0.13, None),
+    "status": (0.55, 0.30, 20.0),
+    "inbox first page": (0.40, 0.15, 20.0),
+    "inbox deep page": (0.40, 0.15, 20.0),
+    "inbox deep (cursor)": (0.40, 0.15, 20.0),
+    "open case": (0.30, 0.15, None),
+}
+GROWTH_TARGET = 1.5
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def details_text(n: int, salt: str) -> str:
+    base = (f"[{salt}] On the school trip the supervising teacher left the group of pupils "
+            "alone for most of the afternoon and asked the older ones not to mention it. ")
+    return (base * (n // len(base) + 1))[:n]
+
+
+def http(method: str, url: str, body: Any = None, bearer: str | None = None,
+         timeout: float = 30) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if bearer:
+        req.add_header("Authorization", "Bearer " + bearer)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+def rss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def version_of(cmd: list[str], pattern: str = r"[\d.]+") -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    m = re.search(pattern, out.stdout + out.stderr)
+    return m.group(0) if m else "?"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
+# ---------------------------------------------------------------------------- server
+
+
+class Server:
+    """gunicorn serving app:app with the production configuration."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2, label: str = "app") -> None:
+        self.port = services.free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.label = label
+        self.log = tempfile.NamedTemporaryFile(prefix=f"whistle-bench-{label}-", suffix=".log",
+                                               delete=False)
+        cmd = [str(BIN / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+               "--bind", f"{HOST}:{self.port}", "--workers", str(workers),
+               "--chdir", str(ROOT), "app:app"]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL)
+        self.workers = workers
+        self._wait()
+
+    def _wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {Path(self.log.name).read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                status, _ = http("GET", self.url + "/healthz", timeout=2)
+                if status == 200 and len(children(self.proc.pid)) >= self.workers:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not answer: {Path(self.log.name).read_text()[-3000:]}")
+
+    def worker_rss_mib(self) -> list[float]:
+        return [rss_kib(p) / 1024 for p in children(self.proc.pid)]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log.name)
+
+
+def server_env(database_url: str, keys_dir: str, extra: dict[str, str] | None = None
+               ) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHISTLE_")}
+    env.update({
+        "WHISTLE_DATABASE_URL": database_url, "WHISTLE_KEYS_DIR": keys_dir,
+        "WHISTLE_MIN_REVIEWERS": "3", "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+# ---------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class Result:
+    scenario: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    note: str = ""
+
+    @staticmethod
+    def from_report(name: str, report: dict[str, Any], note: str = "") -> Result:
+        errors = sum(report[k] for k in ("connect_errors", "read_errors", "write_errors",
+                                         "status_errors", "timeouts"))
+        seconds = report["duration_us"] / 1e6
+        return Result(name, report["requests"] / seconds, report["p50_us"] / 1000,
+                      report["p99_us"] / 1000, errors, report["requests"], note)
+
+
+@dataclass
+class Load:
+    duration: float
+    connections: int
+    threads: int = 1
+    warmup: float = 1.0
+
+
+def wrk(url: str, script: str, lines: list[str], load: Load, bearer: str | None = None,
+        warmup: bool = True) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="whistle-wrk-") as tmp:
+        lines_file = Path(tmp) / "lines.txt"
+        lines_file.write_text("\n".join(lines) + "\n")
+        report = Path(tmp) / "report.json"
+        env = dict(os.environ, WRK_LUA_DIR=str(LUA_DIR), WRK_LINES=str(lines_file),
+                   WRK_REPORT=str(report), WRK_BEARER=bearer or "")
+        base = ["wrk", f"-t{load.threads}", f"-c{load.connections}", "--timeout", "10s",
+                "-s", str(LUA_DIR / script)]
+        if warmup and load.warmup > 0:
+            subprocess.run(base + [f"-d{max(1, round(load.warmup))}s", url], env=env,
+                           capture_output=True, check=False)
+        proc = subprocess.run(base + [f"-d{max(1, round(load.duration))}s", url], env=env,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0 or not report.exists():
+            raise RuntimeError(f"wrk failed: {proc.stdout}{proc.stderr}")
+        data: dict[str, Any] = json.loads(report.read_text())
+        return data
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Session_:
+    bearer: str
+    login_ms: list[float] = field(default_factory=list)
+
+
+def login(url: str, email: str, times: int = 1) -> Session_:
+    timings = []
+    token = ""
+    for _ in range(times):
+        started = time.perf_counter()
+        status, body = http("POST", url + "/api/v1/auth/login",
+                            {"email": email, "password": PASSWORD})
+        timings.append((time.perf_counter() - started) * 1000)
+        if status != 200:
+            raise RuntimeError(f"login failed: {status} {body}")
+        token = body["access_token"]
+    return Session_(token, timings)
+
+
+def submit_bodies() -> list[str]:
+    return [json.dumps({"category": "conduct", "unit": "Education",
+                        "details": details_text(2048, f"bench {i}")}) for i in range(16)]
+
+
+def status_lines(tokens: list[str], n: int = 1000) -> list[str]:
+    import random
+
+    chosen = random.sample(tokens, min(n, len(tokens)))
+    return [json.dumps({"token": t}) for t in chosen]
+
+
+def open_lines(cases: list[str], n: int = 1000) -> list[str]:
+    import random
+
+    return [f"/api/v1/cases/{c}" for c in random.sample(cases, min(n, len(cases)))]
+
+
+def deep_page(heavy_count: int) -> int:
+    pages = max(1, -(-heavy_count // PER_PAGE))
+    return max(1, int(pages * 0.9))
+
+
+def cursor_at(url: str, bearer: str, page: int) -> str | None:
+    """The keyset cursor that starts ``page`` (if the server offers cursors)."""
+    if page <= 1:
+        return None
+    status, body = http("GET", f"{url}/api/v1/cases?page={page - 1}&per_page={PER_PAGE}",
+                        bearer=bearer)
+    if status != 200 or not isinstance(body, dict):
+        return None
+    return body.get("next")
+
+
+def check_responses(url: str, bearer: str, tokens: list[str], cases: list[str]) -> None:
+    """Every scenario's request must really succeed before it is timed."""
+    checks = [
+        ("status", http("POST", url + "/api/v1/status", {"token": tokens[0]})),
+        ("inbox", http("GET", url + f"/api/v1/cases?per_page={PER_PAGE}", bearer=bearer)),
+        ("open", http("GET", url + f"/api/v1/cases/{cases[0]}", bearer=bearer)),
+    ]
+    for name, (status, body) in checks:
+        if status != 200:
+            raise RuntimeError(f"{name} check failed: {status} {body}")
+    status, body = http("GET", url + f"/api/v1/cases/{cases[0]}", bearer=bearer)
+    if len(body["details"]) != 2048 or len(body["reviewers"]) != 3:
+        raise RuntimeError("open case returned unexpected content")
+
+
+def run_read_scenarios(url: str, bearer: str, samples: loader.Samples, load: Load,
+                       deep: bool) -> dict[str, Result]:
+    out: dict[str, Result] = {}
+    out["status"] = Result.from_report(
+        "status", wrk(url + "/api/v1/status", "post.lua", status_lines(samples.tokens), load))
+    out["inbox first page"] = Result.from_report("inbox first page", wrk(
+        url, "get.lua", [f"/api/v1/cases?per_page={PER_PAGE}"], load, bearer))
+    if deep:
+        page = deep_page(samples.heavy_count)
+        out["inbox deep page"] = Result.from_report("inbox deep page", wrk(
+            url, "get.lua", [f"/api/v1/cases?page={page}&per_page={PER_PAGE}"], load, bearer),
+            f"page {page} of {deep_page(samples.heavy_count) * 10 // 9}, OFFSET")
+        cursor = cursor_at(url, bearer, page)
+        if cursor:
+            out["inbox deep (cursor)"] = Result.from_report("inbox deep (cursor)", wrk(
+                url, "get.lua", [f"/api/v1/cases?per_page={PER_PAGE}&after={cursor}"], load,
+                bearer), f"same page by keyset cursor")
+    out["open case"] = Result.from_report(
+        "open case", wrk(url, "get.lua", open_lines(samples.heavy_cases), load, bearer))
+    return out
+
+
+def run_submit(url: str, load: Load) -> Result:
+    return Result.from_report("submit", wrk(url + "/api/v1/concerns", "post.lua",
+                                            submit_bodies(), load))
+
+
+def healthz(url: str, load: Load) -> Result:
+    return Result.from_report("GET /healthz", wrk(url, "get.lua", ["/healthz"], load))
+
+
+# ---------------------------------------------------------------------------- databases
+
+
+@contextlib.contextmanager
+def database(engine_name: str, workdir: Path) -> Iterator[tuple[str, Any]]:
+    if engine_name == "sqlite":
+        yield f"sqlite:///{workdir / 'whistle.db'}", None
+        return
+    with services.postgres_server() as pg:
+        yield pg.create_database("whistle_bench"), pg
+
+
+def db_size(engine: Any, url: str) -> int:
+    if url.startswith("sqlite:///"):
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        path = Path(url[len("sqlite:///"):])
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+
+def enrol(engine: Any) -> list[tuple[str, str, bytes]]:
+    out = []
+    config = dict(ARGON2)
+    with Session(engine) as s:
+        for i in range(REVIEWERS):
+            r = review.enrol(s, config, f"Reviewer {i:02d}", f"reviewer{i:02d}@example.org",
+                             PASSWORD, units=[])
+            out.append((r.id, r.email, r.public_key))
+    return out
+
+
+# ---------------------------------------------------------------------------- nginx
+
+
+NGINX_CONF = """
+worker_processes {workers};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+daemon off;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    client_max_body_size 110m;
+    upstream whistle {{
+        server {a};
+        server {b};
+    }}
+    server {{
+        listen {host}:{port};
+        location / {{
+            proxy_pass http://whistle;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(a: str, b: str) -> Iterator[str]:
+    tmp = Path(tempfile.mkdtemp(prefix="whistle-bench-nginx-"))
+    port = services.free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(workers=1, tmp=tmp, a=a, b=b, host=HOST, port=port,
+                                      user="user root root;" if os.geteuid() == 0 else ""))
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
+            with contextlib.suppress(OSError):
+                if http("GET", url + "/healthz", timeout=2)[0] == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("nginx did not answer")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- one engine
+
+
+@dataclass
+class EngineRun:
+    engine: str
+    cases: int
+    small: int
+    results: dict[str, Result] = field(default_factory=dict)
+    small_results: dict[str, Result] = field(default_factory=dict)
+    pair: dict[str, Result] = field(default_factory=dict)
+    login_ms: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)
+    bytes_per_case: float = 0.0
+    total_cases: int = 0
+    load_seconds: float = 0.0
+    heavy_count: int = 0
+    deep_page: int = 0
+
+
+def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str) -> EngineRun:
+    run = EngineRun(name, args.cases, args.small)
+    load = Load(args.duration, args.connections, args.threads, args.warmup)
+    with database(name, workdir) as (url, pg):
+        engine = db.make_engine(url)
+        migrate.upgrade(engine)
+        print(f"[{name}] enrolling {REVIEWERS} reviewers (Argon2id 64 MiB, t=3)", flush=True)
+        reviewers = enrol(engine)
+        plan = loader.Plan(keys=keys.load(keys_dir),
+                           reviewers=[(rid, pub) for rid, _e, pub in reviewers],
+                           today=dt.date.today())
+        heavy_email = reviewers[0][1]
+        samples = loader.Samples()
+        env = server_env(url, keys_dir)
+        started = time.monotonic()
+
+        if args.small and args.small < args.cases:
+            print(f"[{name}] loading {args.small} cases (growth baseline)", flush=True)
+            loader.load(engine, plan, args.small, samples, processes=args.procs)
+            loader.settle(engine)
+            run.load_seconds += time.monotonic() - started
+            server = Server(env)
+            try:
+                bearer = login(server.url, heavy_email).bearer
+                check_responses(server.url, bearer, samples.tokens, samples.heavy_cases)
+                print(f"[{name}] measuring at {samples.loaded} cases", flush=True)
+                run.small_results["healthz"] = healthz(server.url, load)
+                run.small_results.update(run_read_scenarios(server.url, bearer, samples, load,
+                                                             deep=False))
+                run.small_results["submit"] = run_submit(server.url, load)
+            finally:
+                server.stop()
+            started = time.monotonic()
+
+        remaining = args.cases - samples.loaded
+        print(f"[{name}] loading {remaining} cases", flush=True)
+        loader.load(engine, plan, remaining, samples, processes=args.procs)
+        loader.settle(engine)
+        run.load_seconds += time.monotonic() - started
+        run.heavy_count = samples.heavy_count
+        run.deep_page = deep_page(samples.heavy_count)
+
+        server = Server(env)
+        try:
+            session = login(server.url, heavy_email, times=args.logins)
+            run.login_ms = session.login_ms
+            check_responses(server.url, session.bearer, samples.tokens, samples.heavy_cases)
+            print(f"[{name}] measuring at {samples.loaded} cases", flush=True)
+            results = {"healthz": healthz(server.url, load)}
+            results.update(run_read_scenarios(server.url, session.bearer, samples, load,
+                                              deep=True))
+            results["submit"] = run_submit(server.url, load)
+            results["healthz (after)"] = healthz(server.url, load)
+            run.results = results
+            run.rss_mib = server.worker_rss_mib()
+        finally:
+            server.stop()
+
+        with engine.connect() as conn:
+            run.total_cases = conn.execute(select(func.count()).select_from(Concern)).scalar_one()
+        run.bytes_per_case = db_size(engine, url) / max(1, run.total_cases)
+
+        if pg is not None and not args.no_nginx:
+            run.pair = run_pair(url, keys_dir, samples, load)
+        engine.dispose()
+    return run
+
+
+def run_pair(url: str, keys_dir: str, samples: loader.Samples, load: Load) -> dict[str, Result]:
+    """Submit and status through nginx in front of two instances (2 workers each)."""
+    print("[postgres] two instances behind nginx, rate limits in Redis", flush=True)
+    out: dict[str, Result] = {}
+    with services.redis_server() as redis:
+        env = server_env(url, keys_dir, {"WHISTLE_RATELIMIT_STORAGE_URI": redis.url})
+        a, b = Server(env, label="a"), Server(env, label="b")
+        try:
+            with nginx(f"{HOST}:{a.port}", f"{HOST}:{b.port}") as front:
+                wide = Load(load.duration, load.connections * 2, load.threads, load.warmup)
+                out["healthz"] = healthz(front, wide)
+                out["status"] = Result.from_report("status", wrk(
+                    front + "/api/v1/status", "post.lua", status_lines(samples.tokens), wide))
+                out["submit"] = run_submit(front, wide)
+        finally:
+            a.stop()
+            b.stop()
+    return out
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def fmt_ratio(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def table(runs: list[EngineRun]) -> list[str]:
+    lines = ["| engine | scenario | req/s | p50 ms | p99 ms | ratio to /healthz | target | "
+             "met | errors |",
+             "|---|---|---:|---:|---:|---:|---|---|---:|"]
+    for run in runs:
+        base = run.results["healthz"].rps
+        pg = run.engine == "postgres"
+        for key, r in run.results.items():
+            if key.startswith("healthz"):
+                lines.append(f"| {run.engine} | {r.scenario}{' (after)' if 'after' in key else ''}"
+                             f" | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | 1.00 | | | "
+                             f"{r.errors} |")
+                continue
+            ratio = r.rps / base
+            target, met = "", ""
+            if key in TARGETS:
+                lo_sqlite, lo_pg, p99 = TARGETS[key]
+                lo = lo_pg if pg else lo_sqlite
+                target = f">= {lo:.2f}" + (f", p99 < {p99:.0f} ms" if p99 and not pg else "")
+                ok = ratio >= lo and (not p99 or pg or r.p99_ms < p99) and r.errors == 0
+                met = "yes" if ok else "NO"
+            note = f" ({r.note})" if r.note else ""
+            lines.append(f"| {run.engine} | {r.scenario}{note} | {r.rps:.0f} | {r.p50_ms:.2f} | "
+                         f"{r.p99_ms:.2f} | {fmt_ratio(ratio)} | {target} | {met} | {r.errors} |")
+        if run.small_results:
+            small_base = run.small_results["healthz"].rps
+            for key in ("status", "inbox first page", "open case", "submit"):
+                if key not in run.small_results or key not in run.results:
+                    continue
+                s, big = run.small_results[key], run.results[key]
+                ratio = big.p50_ms / s.p50_ms if s.p50_ms else float("inf")
+                ok = ratio <= GROWTH_TARGET and s.errors == 0
+                lines.append(
+                    f"| {run.engine} | growth {key}: p50 {s.p50_ms:.2f} ms at {run.small} vs "
+                    f"{big.p50_ms:.2f} ms at {run.cases} cases (small-DB ratio to /healthz "
+                    f"{s.rps / small_base:.2f}) | {s.rps:.0f} | {s.p50_ms:.2f} | "
+                    f"{s.p99_ms:.2f} | latency x{ratio:.2f} | <= x{GROWTH_TARGET} | "
+                    f"{'yes' if ok else 'NO'}{'' if key != 'submit' else ' (info)'} | "
+                    f"{s.errors} |")
+        if run.pair:
+            pb = run.pair["healthz"].rps
+            for key, r in run.pair.items():
+                ratio = r.rps / pb
+                lines.append(f"| {run.engine}, 2 instances + nginx | {r.scenario} (aggregate) | "
+                             f"{r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+                             f"{fmt_ratio(ratio)} | | | {r.errors} |")
+    return lines
+
+
+def extras(runs: list[EngineRun]) -> list[str]:
+    lines = []
+    for run in runs:
+        login_ms = statistics.median(run.login_ms) if run.login_ms else float("nan")
+        rss = ", ".join(f"{x:.0f}" for x in run.rss_mib)
+        lines += [
+            f"- **{run.engine}**: {run.total_cases} cases after the run "
+            f"({run.cases} loaded in {run.load_seconds:.0f} s, "
+            f"{run.cases / max(run.load_seconds, 1e-9):.0f} cases/s); heavy reviewer holds "
+            f"{run.heavy_count} ({run.heavy_count * 100 / max(1, run.cases):.0f}%), deep page = "
+            f"page {run.deep_page} of {PER_PAGE}",
+            f"  - login (POST /api/v1/auth/login, Argon2id m=64 MiB, t=3, p=1): median "
+            f"{login_ms:.0f} ms over {len(run.login_ms)} sequential logins",
+            f"  - resident memory per worker after the run: {rss} MiB",
+            f"  - database size per case: {run.bytes_per_case / 1024:.1f} KiB "
+            f"(data, indexes, wrapped keys, audit trail)",
+        ]
+    return lines
+
+
+def versions() -> list[str]:
+    import cryptography
+    import flask
+    import gunicorn
+    import psycopg
+    import sqlalchemy
+    import werkzeug
+
+    pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return [
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores; kernel {platform.release()}",
+        f"- Python {platform.python_version()}, Flask {flask.__version__}, Werkzeug "
+        f"{version_of([str(BIN / 'python'), '-c', 'import importlib.metadata as m;print(m.version(\"werkzeug\"))'])}"
+        f", SQLAlchemy {sqlalchemy.__version__}, cryptography {cryptography.__version__}, "
+        f"gunicorn {gunicorn.__version__}, psycopg {psycopg.__version__}",
+        f"- SQLite {sqlite3.sqlite_version}, PostgreSQL "
+        f"{version_of([str(pg_bin[-1]), '--version']) if pg_bin else '?'}, "
+        f"nginx {version_of(['nginx', '-v'], r'[0-9][0-9.]+')}, "
+        f"Redis {version_of(['redis-server', '--version'], r'(?<=v=)[0-9.]+')}, "
+        f"wrk {version_of(['wrk', '--version'], r'[0-9][0-9.]+')}",
+    ] if werkzeug else []
+
+
+def write_report(runs: list[EngineRun], args: argparse.Namespace, argv: list[str],
+                 elapsed: float) -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = [
+        "# Whistle benchmark: latest run",
+        "",
+        f"`.venv/bin/python bench/run.py {' '.join(argv)}`".replace(" `", "`"),
+        "",
+        f"{now}; {elapsed / 60:.1f} min in total. gunicorn 2 sync workers "
+        f"(deploy/gunicorn.conf.py, production configuration, no access log), "
+        f"MIN_REVIEWERS=3, wrk -t{args.threads} -c{args.connections} for {args.duration:.0f} s "
+        f"per scenario after {args.warmup:.0f} s of warm-up, all on loopback on the same "
+        f"machine (wrk shares the cores). Ratios are to `GET /healthz` measured in the same run "
+        f"with the same workers. Submit: 2 KB details, 3 reviewers, ML-KEM-768+X25519; SQLite "
+        f"in WAL mode with synchronous=FULL; PostgreSQL with fsync on (default settings).",
+        "",
+        *table(runs),
+        "",
+        *extras(runs),
+        "",
+        "Versions:",
+        "",
+        *versions(),
+        "",
+    ]
+    text_out = "\n".join(body)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text_out)
+    return text_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cases", type=int, default=20000, help="cases in the full database")
+    p.add_argument("--small", type=int, default=None,
+                   help="cases in the growth baseline (default: max(1000, cases/100))")
+    p.add_argument("--engine", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per scenario")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per scenario")
+    p.add_argument("--connections", type=int, default=4, help="wrk connections")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads")
+    p.add_argument("--procs", type=int, default=os.cpu_count() or 2,
+                   help="loader processes (crypto)")
+    p.add_argument("--logins", type=int, default=5, help="timed logins")
+    p.add_argument("--no-nginx", action="store_true",
+                   help="skip the two-instances-behind-nginx run (PostgreSQL)")
+    args = p.parse_args(argv)
+    if args.small is None:
+        args.small = max(1000, args.cases // 100)
+    if shutil.which("wrk") is None:
+        print("bench: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
+    workdir = Path(tempfile.mkdtemp(prefix="whistle-bench-"))
+    runs = []
+    try:
+        keys_dir = str(workdir / "keys")
+        keys.create_missing(keys_dir, str(workdir / "recovery-private.txt"))
+        for name in engines:
+            engine_dir = workdir / name
+            engine_dir.mkdir()
+            runs.append(run_engine(name, args, engine_dir, keys_dir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print(write_report(runs, args, argv, time.monotonic() - started))
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""What administrators do: accounts, routing settings, the attention list. Never case content.
+
+Administrators hold no case key. The attention list names cases by reference
+and dates only, and hides a case from an administrator the reporter excluded
+from it: an excluded person finds no trace of the case anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from whistle import review, settings, setup, validation
+from whistle.keys import InstanceKeys
+from whistle.models import Concern, Reviewer
+from whistle.validation import InvalidInput
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_CATEGORY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    name: str
+    email: str
+    password: str | None  # None: generate one, shown once
+    units: tuple[str, ...] = ()
+    senior: bool = False
+    independent: bool = False
+    admin: bool = False
+    reviews: bool = True
+
+
+def _check_account(session: Session, config: Mapping[str, Any], acc: NewAccount) -> None:
+    validation.line(acc.name, "name", config["MAX_FIELD_CHARS"], required=True)
+    email = validation.line(acc.email, "email", 254, required=True) or ""
+    if not _EMAIL.fullmatch(email):
+        raise InvalidInput("enter an email address", "email")
+    if session.scalars(select(Reviewer.id).where(Reviewer.email == email.lower())).first():
+        raise InvalidInput(f"{email} is already enrolled", "email", "duplicate", 409)
+    if acc.password is not None:
+        review.check_password_strength(acc.password)
+    known = set(settings.units(session))
+    for unit in acc.units:
+        if unit not in known:
+            raise InvalidInput(f"unknown unit {unit}", "units")
+
+
+def generated_password() -> str:
+    """A first password for someone else to replace: 120 bits, easy to read out."""
+    return "-".join(secrets.token_urlsafe(6) for _ in range(4))
+
+
+def enrol(session: Session, config: Mapping[str, Any], acc: NewAccount
+          ) -> tuple[Reviewer, str | None]:
+    """Enrol an account for someone else. Returns (reviewer, generated password or None).
+
+    The administrator knows this first password, so the account must replace
+    it before doing anything else (``review.account_setup_needed``).
+    """
+    _check_account(session, config, acc)
+    password = acc.password if acc.password is not None else generated_password()
+    r = review.enrol(session, config, acc.name, acc.email, password, list(acc.units), acc.senior,
+                     acc.independent, acc.admin, acc.reviews)
+    review.require_password_change(session, r.id)
+    session.commit()
+    return r, (password if acc.password is None else None)
+
+
+def update_reviewer(session: Session, config: Mapping[str, Any], reviewer_id: str,
+                    units: list[str], senior: bool, independent: bool) -> Reviewer:
+    """Change routing attributes. Existing cases keep their reviewers (no retroactive routing)."""
+    r = session.get(Reviewer, reviewer_id)
+    if r is None:
+        raise review.NotFound()
+    known = set(settings.units(session))
+    for unit in units:
+        if unit not in known:
+            raise InvalidInput(f"unknown unit {unit}", "units")
+    r.units, r.is_senior, r.is_independent = json.dumps(sorted(set(units))), senior, independent
+    session.commit()
+    return r
+
+
+def disable(session: Session, config: Mapping[str, Any], keys: InstanceKeys, admin: Reviewer,
+            reviewer_id: str) -> list[tuple[str, int]]:
+    """Disable an account; the cases left short that this administrator may know of."""
+    if reviewer_id == admin.id:
+        raise InvalidInput("you cannot disable your own account", "reviewer")
+    report = review.disable(session, config, reviewer_id, actor=admin.id)
+    return [(ref, left) for ref, left in report.understaffed
+            if not review.is_excluded(session, keys, ref, admin.id)]
+
+
+def attention(session: Session, keys: InstanceKeys, admin_id: str) -> list[Concern]:
+    """Under-routed or overdue cases, oldest first, minus those the admin is excluded from."""
+    rows = session.scalars(select(Concern).where(
+        or_(Concern.under_routed.is_(True), Concern.overdue.is_(True)))
+        .order_by(Concern.created, Concern.id))
+    return [c for c in rows if not review.is_excluded(session, keys, c.id, admin_id)]
+
+
+def parse_categories(text: Any) -> list[dict[str, str]]:
+    """One category per line, ``id | label``; ids are lower-case words joined by dashes."""
+    if not isinstance(text, str):
+        raise InvalidInput("categories must be text", "categories")
+    out: list[dict[str, str]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        cid, sep, label = raw.partition("|")
+        cid, label = cid.strip(), label.strip()
+        if not sep or not _CATEGORY_ID.fullmatch(cid) or not label:
+            raise InvalidInput(f"line {n}: write it as id | label, e.g. fraud | Fraud or theft",
+                               "categories")
+        label = validation.line(label, "categories", 200, required=True) or ""
+        if cid in {c["id"] for c in out}:
+            raise InvalidInput(f"line {n}: the id {cid} appears twice", "categories")
+        out.append({"id": cid, "label": label})
+    if not out or len(out) > 50:
+        raise InvalidInput("offer between 1 and 50 categories", "categories")
+    return out
+
+
+def parse_units(text: Any, max_chars: int) -> list[str]:
+    """One unit per line; blank lines ignored; no duplicates."""
+    if not isinstance(text, str):
+        raise InvalidInput("units must be text", "units")
+    out: list[str] = []
+    for raw in text.splitlines():
+        unit = validation.line(raw, "units", max_chars)
+        if unit and unit not in out:
+            out.append(unit)
+    if len(out) > 200:
+        raise InvalidInput("offer at most 200 units", "units")
+    return out
+
+
+def save_form_options(session: Session, categories: list[dict[str, str]],
+                      units: list[str]) -> None:
+    """Set what the report form offers. Existing cases keep the values they were filed with."""
+    settings.put(session, "categories", categories)
+    settings.put(session, "units", units)
+    session.commit()
+
+
+# -- first-run setup -----------------------------------------------------
+
+
+def setup_open(session: Session, keys_dir: str) -> bool:
+    """/setup exists only while a code is pending and no administrator has ever been enrolled."""
+    admins = session.scalar(select(func.count()).select_from(Reviewer).where(
+        Reviewer.is_admin.is_(True))) or 0
+    return admins == 0 and setup.pending(keys_dir)
+
+
+class SetupRefused(Exception):
+    """Wrong or used setup code."""
+
+
+def first_run(session: Session, config: Mapping[str, Any], keys_dir: str, code: Any,
+              admin: NewAccount, reviewers: list[NewAccount]) -> list[tuple[Reviewer, str | None]]:
+    """Enrol the first administrator (and reviewers) with the one-time code from ``init``.
+
+    Everything is checked before the code is used up, so a typo in a form
+    field does not burn it. Reviewers enrolled here get a first password to
+    replace, like any account an administrator creates.
+    """
+    accounts = [admin, *reviewers]
+    emails = [a.email.strip().lower() for a in accounts]
+    if len(set(emails)) != len(emails):
+        raise InvalidInput("each person needs a different email address", "email")
+    if admin.password is None:
+        raise InvalidInput("choose your password", "password")
+    for acc in accounts:
+        _check_account(session, config, acc)
+    try:
+        accepted = setup.check_and_consume(keys_dir, code)
+    except OSError:  # a concurrent request used it first
+        accepted = False
+    if not accepted:
+        raise SetupRefused()
+    first = review.enrol(session, config, admin.name, admin.email, admin.password,
+                         list(admin.units), admin.senior, admin.independent, True, admin.reviews)
+    done: list[tuple[Reviewer, str | None]] = [(first, None)]
+    for acc in reviewers:
+        done.append(enrol(session, config, acc))
+    return done

@@ -1,0 +1,84 @@
+"""Re-sharing cases with the organisation's offline recovery key.
+
+Every case's keys are also wrapped for the recovery public key (see
+``intake.submit``). When a case's reviewers are gone (left, lost their
+password), whoever holds the offline private half re-shares it with a current
+reviewer: unwrap with the recovery key, wrap for the reviewer, assign, audit.
+The same rules as sharing between reviewers apply: never to a reviewer the
+reporter excluded, never to a disabled account.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from whistle import casekeys, crypto, review
+from whistle.keys import InstanceKeys
+from whistle.models import Assignment, Concern, Reviewer
+
+ACTOR = "recovery_key"
+
+
+class RecoveryError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _keys_for(session: Session, concern: Concern, recovery_private: bytes) -> casekeys.CaseKeys:
+    try:
+        found = casekeys.unwrap(session, concern.id, "recovery", "org", recovery_private)
+    except crypto.CryptoError as exc:
+        raise RecoveryError("wrong_key", f"the recovery key does not open case {concern.id}: "
+                            "is this the key file of this instance?") from exc
+    return casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD])
+
+
+def reshare(session: Session, instance: InstanceKeys, case_ref: str, target_id: str,
+            recovery_private: bytes, now: dt.datetime) -> Reviewer:
+    """Give ``target_id`` the case, opened with the recovery private key. Commits."""
+    concern = session.get(Concern, case_ref)
+    if concern is None:
+        raise RecoveryError("not_found", f"no case {case_ref}")
+    ck = _keys_for(session, concern, recovery_private)
+    try:
+        target = review.add_to_case(session, instance, concern, ck, target_id, ACTOR, now)
+    except review.ShareRefused as exc:
+        session.rollback()
+        raise RecoveryError(exc.code, exc.message) from exc
+    session.commit()
+    return target
+
+
+@dataclass
+class ReshareAllReport:
+    shared: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+
+
+def cases_of(session: Session, reviewer_id: str) -> list[str]:
+    """Every case assigned to a reviewer (closed ones too: they may be reopened)."""
+    return list(session.scalars(select(Assignment.concern_id).where(
+        Assignment.reviewer_id == reviewer_id).order_by(Assignment.created,
+                                                        Assignment.concern_id)))
+
+
+def reshare_one_of_many(session: Session, instance: InstanceKeys, case_ref: str, target_id: str,
+                        recovery_private: bytes, now: dt.datetime,
+                        report: ReshareAllReport) -> None:
+    """One step of ``recovery reshare-all``: an excluded or already assigned target is skipped."""
+    try:
+        reshare(session, instance, case_ref, target_id, recovery_private, now)
+        report.shared.append(case_ref)
+    except RecoveryError as exc:
+        if exc.code == "excluded":
+            report.excluded.append(case_ref)
+        elif exc.code == "already_assigned":
+            report.already.append(case_ref)
+        else:
+            raise
