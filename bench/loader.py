@@ -69,7 +69,7 @@ class Samples:
 def _details(rng: random.Random, size: int) -> bytes:
     out: list[str] = []
     n = 0
-    while n < size:
+    while n <= size:
         w = rng.choice(_WORDS)
         out.append(w)
         n += len(w) + 1
@@ -246,5 +246,8 @@ def settle(engine: Engine) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
     else:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = engine.raw_connection()  # outside any transaction
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()

@@ -185,6 +185,9 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            print(f"  server log kept: {self.log.name}")
+            return
         with contextlib.suppress(OSError):
             os.unlink(self.log.name)
 
@@ -320,7 +323,7 @@ def check_responses(url: str, bearer: str, tokens: list[str], cases: list[str]) 
             raise RuntimeError(f"{name} check failed: {status} {body}")
     status, body = http("GET", url + f"/api/v1/cases/{cases[0]}", bearer=bearer)
     if len(body["details"]) != 2048 or len(body["reviewers"]) != 3:
-        raise RuntimeError("open case returned unexpected content")
+        raise RuntimeError(f"open case returned unexpected content: {json.dumps(body)[:3000]}")
 
 
 def run_read_scenarios(url: str, bearer: str, samples: loader.Samples, load: Load,
@@ -368,8 +371,11 @@ def database(engine_name: str, workdir: Path) -> Iterator[tuple[str, Any]]:
 
 def db_size(engine: Any, url: str) -> int:
     if url.startswith("sqlite:///"):
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = engine.raw_connection()  # outside any transaction
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
         path = Path(url[len("sqlite:///"):])
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
     with engine.connect() as conn:
@@ -640,26 +646,26 @@ def extras(runs: list[EngineRun]) -> list[str]:
 
 
 def versions() -> list[str]:
-    import cryptography
-    import flask
-    import gunicorn
-    import psycopg
-    import sqlalchemy
-    import werkzeug
+    from importlib import metadata
+
+    def v(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "?"
 
     pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    pg_version = version_of([str(pg_bin[-1]), "--version"]) if pg_bin else "?"
     return [
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores; kernel {platform.release()}",
-        f"- Python {platform.python_version()}, Flask {flask.__version__}, Werkzeug "
-        f"{version_of([str(BIN / 'python'), '-c', 'import importlib.metadata as m;print(m.version(\"werkzeug\"))'])}"
-        f", SQLAlchemy {sqlalchemy.__version__}, cryptography {cryptography.__version__}, "
-        f"gunicorn {gunicorn.__version__}, psycopg {psycopg.__version__}",
-        f"- SQLite {sqlite3.sqlite_version}, PostgreSQL "
-        f"{version_of([str(pg_bin[-1]), '--version']) if pg_bin else '?'}, "
+        f"- Python {platform.python_version()}, Flask {v('flask')}, Werkzeug {v('werkzeug')}, "
+        f"SQLAlchemy {v('sqlalchemy')}, cryptography {v('cryptography')}, "
+        f"gunicorn {v('gunicorn')}, psycopg {v('psycopg')}, limits {v('limits')}",
+        f"- SQLite {sqlite3.sqlite_version}, PostgreSQL {pg_version}, "
         f"nginx {version_of(['nginx', '-v'], r'[0-9][0-9.]+')}, "
         f"Redis {version_of(['redis-server', '--version'], r'(?<=v=)[0-9.]+')}, "
         f"wrk {version_of(['wrk', '--version'], r'[0-9][0-9.]+')}",
-    ] if werkzeug else []
+    ]
 
 
 def write_report(runs: list[EngineRun], args: argparse.Namespace, argv: list[str],

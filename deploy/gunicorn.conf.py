@@ -22,6 +22,7 @@ graceful_timeout = 30
 # No access log: reporter requests must leave no trace of who asked what.
 # Errors go to stderr (the journal under systemd) and never carry content.
 accesslog = None
+logger_class = "whistle.logs.GunicornLogger"  # no access log even if asked; error log filtered
 errorlog = "-"
 loglevel = "warning"
 

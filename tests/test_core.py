@@ -106,7 +106,7 @@ def test_excluded_reviewer_never_sees_the_case_in_any_list(
 
 def test_a_reviewer_not_assigned_gets_404_like_a_case_that_does_not_exist(
         app: Flask, client: FlaskClient) -> None:
-    a, b = make_reviewer(app), make_reviewer(app)
+    make_reviewer(app), make_reviewer(app)
     receipt = submit_concern(client)
     outsider = make_reviewer(app)
     headers = login(client, outsider)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from typing import Any
 
 from flask import Flask, current_app
+from flask.helpers import get_debug_flag
 
 from whistle import config as config_mod
 from whistle import keys as keys_mod
+from whistle import logs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,12 +34,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 static_folder=os.path.join(_ROOT, "static"), instance_relative_config=True)
     app.config.update(config_mod.defaults(app.instance_path))
     app.config.from_prefixed_env("WHISTLE")
+    if get_debug_flag():
+        # `flask --debug` or FLASK_DEBUG=1 would turn the interactive debugger on: refuse
+        # it in production like WHISTLE_DEBUG.
+        app.config["DEBUG"] = True
     if test_config:
         app.config.update(test_config)
     config_mod.check(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     app.jinja_env.globals.pop("config", None)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logs.configure(app)
 
     try:
         app.extensions["whistle_keys"] = keys_mod.load(app.config["KEYS_DIR"])

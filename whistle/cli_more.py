@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from whistle import db, deadlines, instance_keys, keys, recovery
 from whistle.models import Reviewer, utcnow
 
 
 @click.command("deadlines")
+@with_appcontext
 def deadlines_command() -> None:
     """Send due deadline reminders and escalate overdue cases once (for cron)."""
     with db.new_session(current_app) as s:
@@ -30,6 +32,7 @@ def _read_key(path: str) -> bytes:
 
 
 @recovery_group.command("reshare")
+@with_appcontext
 @click.argument("case_ref")
 @click.option("--to", "to", required=True, help="The reviewer id to give the case to.")
 @click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -47,6 +50,7 @@ def reshare_command(case_ref: str, to: str, key_file: str) -> None:
 
 
 @recovery_group.command("reshare-all")
+@with_appcontext
 @click.option("--from", "from_", required=True, help="The reviewer whose cases to re-share.")
 @click.option("--to", "to", required=True, help="The reviewer id to give the cases to.")
 @click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -60,6 +64,7 @@ def reshare_all_command(from_: str, to: str, key_file: str) -> None:
         target = s.get(Reviewer, to)
         if target is None or not target.active or not target.is_reviewer:
             raise click.ClickException(f"no active reviewer {to}")
+        target_name = target.name
         refs = recovery.cases_of(s, from_)
         report = recovery.ReshareAllReport()
         now = utcnow()
@@ -70,7 +75,7 @@ def reshare_all_command(from_: str, to: str, key_file: str) -> None:
                                                  report)
                 except recovery.RecoveryError as exc:
                     raise click.ClickException(exc.message) from exc
-    click.echo(f"shared {len(report.shared)} case(s) with {target.name}; "
+    click.echo(f"shared {len(report.shared)} case(s) with {target_name}; "
                f"{len(report.already)} already theirs")
     for ref in report.excluded:
         click.echo(f"NOT shared {ref}: the reporter excluded this reviewer; choose another")

@@ -50,6 +50,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "ARGON2_MEMORY_KIB": 65536,
         "ARGON2_ITERATIONS": 3,
         "ARGON2_LANES": 1,
+        "DB_BUSY_TIMEOUT_MS": 5000,  # SQLite: how long a write waits for a lock before 503
+        "LOG_LEVEL": "INFO",
         "RATELIMIT_STORAGE_URI": "memory://",
         "STATUS_LIMIT": "20 per minute",
         "LOGIN_LIMIT": "10 per minute",
@@ -75,6 +77,7 @@ _INT_KEYS = {
     "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
     "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS", "ARGON2_LANES", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_MAX_ATTEMPTS",
+    "DB_BUSY_TIMEOUT_MS",
 }
 _BOOL_KEYS = {"REQUIRE_TOTP", "MAIL_USE_TLS", "MAIL_USE_SSL", "DEBUG", "TESTING", "MAIL_SUPPRESS_SEND",
               "ALLOW_LATER_ATTACHMENTS"}

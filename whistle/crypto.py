@@ -266,11 +266,15 @@ def chain_hash(previous: bytes, record: bytes) -> bytes:
     return hashlib.sha256(b"whistle:1:chain:" + previous + record).digest()
 
 
+def reporter_private_key(token_entropy: bytes, pepper: bytes) -> bytes:
+    """The reporter's private key alone: what a status check needs (no public-key computation)."""
+    return HKDF(algorithm=hashes.SHA256(), length=PRIVATE_KEY_SIZE, salt=pepper,
+                info=b"whistle:1:reporter-key").derive(token_entropy)
+
+
 def reporter_keypair(token_entropy: bytes, pepper: bytes) -> KeyPair:
     """The reporter's hybrid key pair, derived from the token and a server pepper."""
-    seed = HKDF(algorithm=hashes.SHA256(), length=PRIVATE_KEY_SIZE, salt=pepper,
-                info=b"whistle:1:reporter-key").derive(token_entropy)
-    return keypair_from_seed(seed)
+    return keypair_from_seed(reporter_private_key(token_entropy, pepper))
 
 
 # -- attachments: chunked streams ---------------------------------------

@@ -57,7 +57,11 @@ def queue(session: Session, recipient: str, template: str) -> None:
         ).limit(1)
     ).first()
     if pending is None:
-        session.add(OutboxMail(recipient=recipient, template=template))
+        # Queued in a reporter's transaction too: keep the day only, so the row does not
+        # record when the reporter acted.
+        day = dt.datetime.combine(utcnow().date(), dt.time())
+        session.add(OutboxMail(recipient=recipient, template=template, created=day,
+                               next_attempt=day))
 
 
 class VerifiedConnection(Connection):
@@ -81,12 +85,12 @@ class VerifiedConnection(Connection):
 
 
 class VerifiedMail(Mail):
-    def init_app(self, app: Flask) -> None:
-        super().init_app(app)
-        state = app.extensions["mail"]
+    def init_app(self, app: Flask) -> Any:
+        state = super().init_app(app)
         state.ca_file = app.config.get("MAIL_CA_FILE")
         state.timeout = app.config.get("MAIL_TIMEOUT", 10)
         state.connect = lambda: VerifiedConnection(state)
+        return state
 
 
 mail = VerifiedMail()

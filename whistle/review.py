@@ -18,7 +18,7 @@ from typing import Any
 
 import pyotp
 from sqlalchemy import case as sql_case
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto, notify, workflow
@@ -56,7 +56,12 @@ def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, pa
           units: list[str] | None = None, senior: bool = False, independent: bool = False,
           admin: bool = False, reviews: bool = True) -> Reviewer:
     """Create an account with a fresh hybrid key pair locked under ``password``."""
-    email = email.strip().lower()
+    from whistle import validation
+
+    # The address becomes a mail header: one line, no control characters (no CR/LF).
+    email = (validation.line(email, "email", 254, required=True) or "").lower()
+    if "@" not in email:
+        raise InvalidInput("enter an email address", "email")
     if session.scalars(select(Reviewer).where(Reviewer.email == email)).first():
         raise InvalidInput("a reviewer with this email already exists", "email", "duplicate", 409)
     check_password_strength(password)
@@ -344,15 +349,36 @@ def case_keys(session: Session, signed: SignedIn, case_ref: Any) -> tuple[Concer
 SORTS = ("newest", "oldest", "overdue", "status")
 
 
+def page_cursor(c: Concern) -> str:
+    """The keyset cursor after case ``c`` in a newest/oldest listing (see ``list_cases``)."""
+    return f"{c.created.isoformat()}.{c.id}"
+
+
+def _parse_cursor(after: str) -> tuple[dt.date, str]:
+    day, _, ref = after.partition(".")
+    try:
+        parsed = dt.date.fromisoformat(day)
+    except ValueError:
+        parsed = None
+    if parsed is None or not ref or len(after) > 80:
+        raise InvalidInput("after must be a cursor from a previous page's next", "after")
+    return parsed, ref
+
+
 def list_cases(session: Session, reviewer_id: str, status: str | None, page: int, per_page: int,
-               sort: str = "newest") -> tuple[list[Concern], int]:
+               sort: str = "newest", after: str | None = None) -> tuple[list[Concern], int]:
     """One page of the reviewer's cases; only cases assigned to them.
 
     ``sort``: newest (default) or oldest first, overdue cases first, or by
-    workflow status (received first); ties newest first.
+    workflow status (received first); ties newest first. ``after`` (newest or
+    oldest only) is a cursor from ``page_cursor``: the page that follows it,
+    found by keyset on the inbox index in constant time, where ``page`` needs
+    OFFSET (the database walks every skipped row: 21 ms at 300,000 cases).
     """
     if sort not in SORTS:
         raise InvalidInput("sort must be one of " + ", ".join(SORTS), "sort")
+    if after is not None and sort not in ("newest", "oldest"):
+        raise InvalidInput("after works with sort newest or oldest", "after")
     q = select(Assignment.concern_id).where(Assignment.reviewer_id == reviewer_id)
     count_q = select(func.count()).select_from(Assignment).where(
         Assignment.reviewer_id == reviewer_id)
@@ -378,7 +404,13 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
         order = (rank, *newest)
     else:
         order = newest
-    ids = list(session.scalars(q.order_by(*order).offset((page - 1) * per_page).limit(per_page)))
+    if after is not None:
+        key = tuple_(Assignment.created, Assignment.concern_id)
+        q = q.where(key > tuple_(*_parse_cursor(after)) if sort == "oldest"
+                    else key < tuple_(*_parse_cursor(after)))
+    else:
+        q = q.offset((page - 1) * per_page)
+    ids = list(session.scalars(q.order_by(*order).limit(per_page)))
     by_id = {c.id: c for c in session.scalars(select(Concern).where(Concern.id.in_(ids)))}
     return [by_id[i] for i in ids], session.scalar(count_q) or 0
 
@@ -420,7 +452,9 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
                                               casekeys.part(cid, "identity")))
                 if concern.identity_ct else None)
-    messages, notes, drafts = [], [], {}
+    messages: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    drafts: dict[str, str] = {}
     for m in session.scalars(select(Message).where(Message.concern_id == cid)
                              .order_by(Message.seq)):
         key = keys.case if m.kind == "note" else keys.thread
@@ -435,9 +469,9 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
                  for a in concern.assignments]
     from whistle import attachments
 
-    data = summary(concern) | {
+    data: dict[str, Any] = summary(concern) | {
         "details": details.decode(), "identity": identity,
-        "attachments": attachments.listing(session, cid, keys.case),
+        "attachments": attachments.listing(session, cid, keys),
         "messages": messages, "notes": notes,
         "events": [{"at": e.at.isoformat(), "type": e.type, "actor": e.actor,
                     "data": json.loads(e.data)} for e in audit.trail(session, cid)],
@@ -542,12 +576,13 @@ def share(session: Session, signed: SignedIn, instance: InstanceKeys, case_ref: 
 
 
 def attachment_for(session: Session, signed: SignedIn, case_ref: Any, attachment_id: Any
-                   ) -> tuple[Attachment, bytes]:
+                   ) -> tuple[Attachment, casekeys.CaseKeys]:
+    """An attachment of a case assigned to this reviewer, with the case's keys to open it."""
     concern, keys = case_keys(session, signed, case_ref)
     att = session.get(Attachment, attachment_id) if isinstance(attachment_id, str) else None
     if att is None or att.concern_id != concern.id:
         raise NotFound()
-    return att, keys.case
+    return att, keys
 
 
 def share_candidates(session: Session, instance: InstanceKeys, case_ref: str,

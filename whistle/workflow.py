@@ -45,14 +45,14 @@ OUTCOMES = ("substantiated", "partially_substantiated", "not_substantiated", "re
 REPORTER_EVENTS = frozenset({
     "received", "acknowledged", "investigating", "closure_proposed", "closure_rejected",
     "closed", "reopened", "reviewer_message", "reporter_message", "feedback",
-    "acknowledge_overdue", "feedback_overdue", "token_replaced",
+    "acknowledge_overdue", "feedback_overdue", "token_replaced", "attachment_added",
 })
 
 
 ACKNOWLEDGE = "acknowledge"
 FEEDBACK = "feedback"
 # Feedback held back until a closure proposal is confirmed (thread key, reviewers only).
-PROPOSED_FEEDBACK = "proposed_feedback"
+PROPOSED_FEEDBACK = "draft_feedback"  # fits Message.kind (16)
 
 
 def owed_deadline(concern: Concern) -> tuple[str, dt.date] | None:

@@ -24,6 +24,8 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(report.bp)
     app.register_blueprint(reviewer.bp)
     app.register_blueprint(admin.bp)
+    from whistle.web import setup as setup_web
+    app.register_blueprint(setup_web.bp)
     pages.register_errors(app)
 
     @app.get("/healthz")

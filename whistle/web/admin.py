@@ -1,16 +1,24 @@
-"""Administration: reviewers and routing settings. No case content, no case keys, ever."""
+"""Administration: reviewers and routing settings. No case content, no case keys, ever.
+
+Views are thin: parse the form, call ``whistle.administration``, render.
+Every POST here is covered by the global CSRF protection.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, abort, g, render_template
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
-from whistle import db
-from whistle.models import Concern, Reviewer
+from whistle import administration, db, instance_keys, settings
+from whistle.models import Reviewer
+from whistle.validation import InvalidInput
+from whistle.web import common
 from whistle.web import reviewer as reviewer_web
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -27,13 +35,125 @@ def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _reviewer_or_404(reviewer_id: str) -> Reviewer:
+    r = db.session().get(Reviewer, reviewer_id) if len(reviewer_id) <= 64 else None
+    if r is None:
+        abort(404)
+    return r
+
+
 @bp.get("/")
 @admin_only
 def home() -> str:
     session = db.session()
     reviewers = list(session.scalars(select(Reviewer).order_by(Reviewer.name)))
-    attention = list(session.scalars(
-        select(Concern).where((Concern.under_routed.is_(True)) | (Concern.overdue.is_(True)))
-        .order_by(Concern.created)))
+    attention = administration.attention(session, instance_keys(), g.signed.reviewer.id)
     return render_template("admin/home.html", reviewers=reviewers, attention=attention,
+                           units_of={r.id: json.loads(r.units) for r in reviewers},
                            me=g.signed.reviewer)
+
+
+def _enrol_form(error: str | None = None, form: dict[str, Any] | None = None,
+                status: int = 200) -> tuple[str, int]:
+    return render_template("admin/enrol.html", me=g.signed.reviewer, error=error,
+                           form=form or {}, units=settings.units(db.session())), status
+
+
+@bp.get("/reviewers/new")
+@admin_only
+def enrol_form() -> tuple[str, int]:
+    return _enrol_form()
+
+
+@bp.post("/reviewers")
+@admin_only
+def enrol() -> tuple[str, int]:
+    form = common.form_fields(multi=("units",))
+    acc = administration.NewAccount(
+        name=form.get("name", ""), email=form.get("email", ""),
+        password=form.get("password") or None, units=tuple(form.get("units", [])),
+        senior=form.get("senior") == "yes", independent=form.get("independent") == "yes",
+        admin=form.get("admin") == "yes" or form.get("admin_only") == "yes",
+        reviews=form.get("admin_only") != "yes")
+    try:
+        r, password = administration.enrol(db.session(), current_app.config, acc)
+    except InvalidInput as exc:
+        return _enrol_form(exc.message, form, exc.status)
+    return render_template("admin/enrolled.html", me=g.signed.reviewer, enrolled=r,
+                           password=password), 201
+
+
+@bp.get("/reviewers/<reviewer_id>")
+@admin_only
+def edit_form(reviewer_id: str) -> str:
+    r = _reviewer_or_404(reviewer_id)
+    return render_template("admin/reviewer.html", me=g.signed.reviewer, r=r,
+                           r_units=json.loads(r.units), units=settings.units(db.session()),
+                           error=None)
+
+
+@bp.post("/reviewers/<reviewer_id>")
+@admin_only
+def edit(reviewer_id: str) -> Any:
+    r = _reviewer_or_404(reviewer_id)
+    form = common.form_fields(multi=("units",))
+    try:
+        administration.update_reviewer(db.session(), current_app.config, r.id,
+                                       form.get("units", []), form.get("senior") == "yes",
+                                       form.get("independent") == "yes")
+    except InvalidInput as exc:
+        return render_template("admin/reviewer.html", me=g.signed.reviewer, r=r,
+                               r_units=json.loads(r.units), units=settings.units(db.session()),
+                               error=exc.message), 400
+    flash(f"Saved {r.name}. Existing cases keep their reviewers.", "ok")
+    return redirect(url_for("admin.home"))
+
+
+@bp.post("/reviewers/<reviewer_id>/disable")
+@admin_only
+def disable(reviewer_id: str) -> Response:
+    r = _reviewer_or_404(reviewer_id)
+    try:
+        short = administration.disable(db.session(), current_app.config, instance_keys(),
+                                       g.signed.reviewer, r.id)
+    except InvalidInput as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("admin.home"))
+    flash(f"Disabled {r.name}; their sessions are ended.", "ok")
+    for ref, left in short:
+        flash(f"Case {ref} now has {left} active reviewer(s): ask a reviewer of the case to "
+              "share it, or re-share it with the recovery key.", "error")
+    return redirect(url_for("admin.home"))
+
+
+def _settings_page(error: str | None = None, categories: str | None = None,
+                   units: str | None = None, status: int = 200) -> tuple[str, int]:
+    session = db.session()
+    if categories is None:
+        categories = "\n".join(f"{c['id']} | {c['label']}" for c in settings.categories(session))
+    if units is None:
+        units = "\n".join(settings.units(session))
+    return render_template("admin/settings.html", me=g.signed.reviewer, error=error,
+                           categories=categories, units=units), status
+
+
+@bp.get("/settings")
+@admin_only
+def settings_form() -> tuple[str, int]:
+    return _settings_page()
+
+
+@bp.post("/settings")
+@admin_only
+def save_settings() -> Any:
+    form = common.form_fields()
+    try:
+        categories = administration.parse_categories(form.get("categories", ""))
+        units = administration.parse_units(form.get("units", ""),
+                                           current_app.config["MAX_FIELD_CHARS"])
+    except InvalidInput as exc:
+        return _settings_page(exc.message, form.get("categories", ""), form.get("units", ""),
+                              400)
+    administration.save_form_options(db.session(), categories, units)
+    flash("The report form now offers these categories and units.", "ok")
+    return redirect(url_for("admin.settings_form"))

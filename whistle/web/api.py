@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from whistle import db, instance_keys, intake, review
 from whistle.keys import KeyError_
 from whistle.validation import InvalidInput
-from whistle.web import common, flows
+from whistle.web import common, flows, uploads
 from whistle.web.common import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -57,6 +57,10 @@ def submit_concern() -> tuple[Response, int]:
         fields = common.form_fields(multi=("attachment",))
         if "concern" not in fields:
             raise ApiError(400, "invalid_input", "the multipart body needs a concern part")
+        if fields.get("attachment"):
+            # A part without a usable filename is a text field: refuse rather than drop a file.
+            raise ApiError(400, "invalid_input", "each attachment part must be a file with a "
+                           "filename", "attachment")
         data = common.parse_json_bytes(fields["concern"].encode())
         files = request.files.getlist("attachment")
     else:
@@ -92,6 +96,21 @@ def rotate_token() -> Response:
     return jsonify(token=intake.rotate_token(db.session(), instance_keys(), view))
 
 
+@bp.post("/status/attachments")
+def reporter_attachments() -> tuple[Response, int]:
+    """More files for a case: multipart with a ``token`` part and ``attachment`` parts."""
+    if not current_app.config["ALLOW_LATER_ATTACHMENTS"]:
+        raise ApiError(403, "not_allowed", "adding files after sending a concern is turned off")
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", "send the token and files as "
+                       "multipart/form-data")
+    fields = common.form_fields()
+    view = _reporter_view(fields)
+    notes = uploads.add_later(view, request.files.getlist("attachment"),
+                              uploads.flag(fields.get("clean_metadata"), default=True))
+    return jsonify(case_ref=view.concern.id, attachment_notes=list(notes)), 201
+
+
 # -- reviewers -----------------------------------------------------------
 
 
@@ -115,6 +134,10 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
             raise ApiError(401, "unauthorized", "sign in first",
                            headers={"WWW-Authenticate": "Bearer"})
         g.signed = signed
+        if request.endpoint != "api.logout" and review.account_setup_needed(
+                db.session(), current_app.config, signed.reviewer):
+            raise ApiError(403, "account_setup_required", "finish setting up your account "
+                           "(your own password, or two-factor sign-in) on the reviewer pages")
         return view(*args, **kwargs)
 
     return wrapper
@@ -131,9 +154,13 @@ def logout() -> tuple[str, int]:
 @signed_in
 def cases() -> Response:
     status, page, per_page = flows.list_args(request.args)
-    found, total = review.list_cases(db.session(), g.signed.reviewer.id, status, page, per_page)
+    sort = request.args.get("sort") or "newest"
+    found, total = review.list_cases(db.session(), g.signed.reviewer.id, status, page, per_page,
+                                     sort, request.args.get("after") or None)
+    # ``next``: a keyset cursor for ``?after=`` (constant time however deep the page).
+    more = len(found) == per_page and sort in ("newest", "oldest")
     return jsonify(cases=[review.summary(c) for c in found], page=page, per_page=per_page,
-                   total=total)
+                   total=total, next=review.page_cursor(found[-1]) if more else None)
 
 
 @bp.get("/cases/<case_ref>")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from whistle.validation import InvalidInput
 
@@ -48,22 +49,60 @@ def parse_json_bytes(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", "the body is not valid UTF-8") from exc
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from exc
+    _check_strings(data)
+    return data
+
+
+_BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _check_strings(data: Any) -> None:
+    """No NUL and no unpaired surrogate in any key or value: neither is text anyone typed,
+    and either would fail later (PostgreSQL refuses NUL, UTF-8 cannot encode a surrogate)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _BAD_TEXT.search(item):
+                raise ApiError(400, "invalid_json", "the body contains a NUL character or an "
+                               "unpaired surrogate")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def read_body(limit: int) -> bytes:
+    """The whole request body, or 413 past ``limit`` bytes (also for chunked bodies)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", "the body is too large")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            # One more read after the end: Werkzeug's stream raises 413 only then when
+            # a chunked body ran into MAX_CONTENT_LENGTH, instead of silently truncating.
+            chunk = request.stream.read(min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "too_large", "the body is too large")
+    except RequestEntityTooLarge as exc:
+        raise ApiError(413, "too_large", "the body is too large") from exc
+    return b"".join(chunks)
 
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 4xx: 415 wrong type, 413 too big, 400 malformed."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    limit = current_app.config["MAX_JSON_BYTES"]
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "too_large", "the body is too large")
-    raw = request.stream.read(limit + 1)
-    if len(raw) > limit:
-        raise ApiError(413, "too_large", "the body is too large")
-    data = parse_json_bytes(raw)
+    data = parse_json_bytes(read_body(current_app.config["MAX_JSON_BYTES"]))
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return data
@@ -72,27 +111,37 @@ def json_body() -> dict[str, Any]:
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def form_fields(multi: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The posted form as a dict; 415 for other content types, 400 for duplicates or bad text.
-
-    Fields named in ``multi`` may repeat and come back as lists.
-    """
+def form_pairs() -> list[tuple[str, str]]:
+    """Every (name, value) of the posted form, checked: 415 not a form, 413 too many fields,
+    400 for invalid UTF-8 (urlencoded or multipart) or a NUL character anywhere."""
     if request.mimetype not in FORM_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the form as a web form")
     if request.mimetype == "application/x-www-form-urlencoded":
         request.form  # noqa: B018 - parsing caches the raw body (see web.uploads)
         raw = request.get_data(cache=True)
         try:
-            pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, encoding="utf-8",
-                              errors="strict", max_num_fields=current_app.config["MAX_FORM_PARTS"])
-        except (UnicodeDecodeError, ValueError) as exc:
+            text = raw.decode("ascii")
+            pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        except ValueError as exc:  # UnicodeDecodeError included
             raise ApiError(400, "invalid_form", "the form is not valid UTF-8") from exc
     else:
+        # Werkzeug decodes multipart text with errors="replace": U+FFFD marks invalid UTF-8.
         pairs = list(request.form.items(multi=True))
-    out: dict[str, Any] = {}
+    if len(pairs) > current_app.config["MAX_FORM_PARTS"]:
+        raise ApiError(413, "too_large", "the form has too many fields")
     for key, value in pairs:
-        if "\ufffd" in value or "\x00" in value:
+        if "\ufffd" in key + value or "\x00" in key + value:
             raise ApiError(400, "invalid_form", f"{key} is not valid text", key)
+    return pairs
+
+
+def form_fields(multi: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The posted form as a dict; 415 for other content types, 400 for duplicates or bad text.
+
+    Fields named in ``multi`` may repeat and come back as lists.
+    """
+    out: dict[str, Any] = {}
+    for key, value in form_pairs():
         if key in multi:
             out.setdefault(key, []).append(value)
         elif key in out:

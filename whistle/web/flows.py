@@ -21,11 +21,26 @@ from whistle.web.common import ApiError, from_invalid
 
 
 def intake_options(session: Any) -> dict[str, Any]:
-    cfg = current_app.config
-    return {
+    return _fixed_options() | {
         "categories": settings.categories(session),
         "units": settings.units(session),
         "reviewers": reviewer_choices(session),
+    }
+
+
+def offline_intake_options() -> dict[str, Any]:
+    """The form's options when the database is unreachable: defaults and no reviewer list."""
+    from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
+
+    return _fixed_options() | {
+        "categories": [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES],
+        "units": list(DEFAULT_UNITS), "reviewers": [],
+    }
+
+
+def _fixed_options() -> dict[str, Any]:
+    cfg = current_app.config
+    return {
         "min_reviewers": cfg["MIN_REVIEWERS"],
         "limits": {
             "details_chars": cfg["MAX_DETAILS_CHARS"], "field_chars": cfg["MAX_FIELD_CHARS"],
@@ -190,9 +205,11 @@ def share(signed: review.SignedIn, case_ref: str, reviewer_id: Any) -> Reviewer:
 
 def download(signed: review.SignedIn, case_ref: str, attachment_id: str) -> Response:
     from whistle import attachments
+    from whistle.web import uploads
 
-    att, case_key = _case_call(review.attachment_for, db.session(), signed, case_ref,
-                               attachment_id)
-    return _case_call(attachments.download_response, db.session(), att, case_key)
+    att, keys = _case_call(review.attachment_for, db.session(), signed, case_ref, attachment_id)
+    # Every chunk is verified before the response starts: never partial plaintext.
+    verified = _case_call(attachments.open_download, db.session(), att, keys)
+    return uploads.download_response(verified)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SqlTimeout
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from whistle import db, settings
 from whistle.keys import KeyError_
@@ -36,10 +40,17 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+UNAVAILABLE = ("Whistle cannot reach its database just now. Nothing you sent was saved. "
+               "Please keep your text and try again in a few minutes.")
+
+
 def register_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         code = exc.code or 500
+        if isinstance(exc, SecurityError):
+            # A Host outside TRUSTED_HOSTS: no URL can be built for it, so no template.
+            return Response("Bad request: unknown host\n", 400, mimetype="text/plain")
         if isinstance(exc, ApiError):
             error, message, headers = exc.error, exc.message, exc.extra_headers
         else:
@@ -56,6 +67,19 @@ def register_errors(app: Flask) -> None:
     def no_keys(_exc: KeyError_):  # type: ignore[no-untyped-def]
         return render_template("error.html", code=503,
                                message="Whistle is not ready: its key material is missing."), 503
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(SqlTimeout)
+    def database_unavailable(_exc: Exception):  # type: ignore[no-untyped-def]
+        # Locked, stopped or unreachable: a clear 503, never a 500 (the type only is logged).
+        with contextlib.suppress(SQLAlchemyError):
+            db.session().rollback()
+        current_app.logger.warning("database unavailable (%s) on %s", type(_exc).__name__,
+                                   request.endpoint)
+        headers = {"Retry-After": "30"}
+        if _wants_json():
+            return jsonify(error="unavailable", message=UNAVAILABLE), 503, headers
+        return render_template("error.html", code=503, message=UNAVAILABLE), 503, headers
 
     @app.errorhandler(Exception)
     def unexpected(_exc: Exception):  # type: ignore[no-untyped-def]

@@ -6,9 +6,10 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
+from sqlalchemy.exc import OperationalError
 
 from whistle import db, intake
-from whistle.web import common, flows
+from whistle.web import common, flows, pages, uploads
 from whistle.web.common import ApiError
 
 bp = Blueprint("report", __name__)
@@ -29,7 +30,12 @@ def _form_to_concern(form: dict[str, Any]) -> dict[str, Any]:
 
 def _render_form(form: dict[str, Any] | None = None, error: ApiError | None = None,
                  status: int = 200) -> tuple[str, int]:
-    options = flows.intake_options(db.session())
+    try:
+        options = flows.intake_options(db.session())
+    except OperationalError:
+        # The database is gone: still give the reporter the form with their text back.
+        db.session().rollback()
+        options = flows.offline_intake_options()
     return render_template("report.html", options=options, form=form or {}, error=error,
                            idempotency_key=secrets.token_hex(16)), status
 
@@ -40,7 +46,7 @@ def report_form() -> tuple[str, int]:
 
 
 @bp.post("/report")
-def report_submit() -> tuple[str, int]:
+def report_submit() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     form = common.form_fields(multi=("exclude_reviewers", "attachment"))
     files = [f for f in request.files.getlist("attachment") if f.filename]
     key = form.get("idempotency_key", "")
@@ -53,7 +59,8 @@ def report_submit() -> tuple[str, int]:
     except ApiError as exc:
         if exc.code == 409 and exc.error == "already_submitted":
             return render_template("already.html"), 409
-        return _render_form(form, exc, exc.code or 400)
+        html, status = _render_form(form, exc, exc.code or 400)
+        return html, status, exc.extra_headers
     return render_template("token.html", receipt=receipt, words=receipt.token.split()), 201
 
 
@@ -63,16 +70,21 @@ def status_form() -> str:
 
 
 def _status_page(view: intake.ReporterView, **extra: Any) -> str:
-    return render_template("status.html", status=flows.status_json(view), **extra)
+    cfg = current_app.config
+    return render_template("status.html", status=flows.status_json(view),
+                           allow_attachments=cfg["ALLOW_LATER_ATTACHMENTS"],
+                           max_files=cfg["MAX_ATTACHMENTS"],
+                           max_mib=cfg["MAX_ATTACHMENT_BYTES"] // 1048576, **extra)
 
 
 @bp.post("/status")
-def status_show() -> tuple[str, int]:
+def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     form = common.form_fields()
     try:
         view = flows.find_case(form.get("token", ""))
     except ApiError as exc:
-        return render_template("status_login.html", error=exc.message), exc.code or 400
+        return (render_template("status_login.html", error=exc.message), exc.code or 400,
+                exc.extra_headers)
     if view is None:
         return render_template("status_login.html",
                                error="No case matches this token. Check the 12 words."), 404
@@ -84,11 +96,23 @@ def status_show() -> tuple[str, int]:
         except Exception as exc:  # InvalidInput: keep the reporter's text
             from whistle.validation import InvalidInput
 
+            if isinstance(exc, OperationalError):
+                db.session().rollback()
+                return _status_page(view, token=token, error=pages.UNAVAILABLE,
+                                    draft=form.get("body", "")), 503
             if not isinstance(exc, InvalidInput):
                 raise
             return _status_page(view, token=token, error=exc.message,
                                 draft=form.get("body", "")), 400
         return _status_page(view, token=token, notice="Your message was sent."), 200
+    if action == "attach":
+        files = [f for f in request.files.getlist("attachment") if f.filename]
+        try:
+            notes = uploads.add_later(view, files, form.get("clean_metadata") == "yes")
+        except ApiError as exc:
+            return _status_page(view, token=token, error=exc.message), exc.code or 400
+        return _status_page(view, token=token, notice="Your files were added.",
+                            attachment_notes=notes), 200
     if action == "rotate":
         new = intake.rotate_token(db.session(), flows.instance_keys(), view)
         return render_template("token.html", receipt=None, words=new.split(), rotated=True), 200

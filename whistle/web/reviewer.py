@@ -10,7 +10,8 @@ from flask import (Blueprint, current_app, flash, g, redirect, render_template, 
                    session, url_for)
 from werkzeug.wrappers import Response
 
-from whistle import db, review, workflow
+from whistle import db, instance_keys, review, workflow
+from whistle.validation import InvalidInput
 from whistle.web import common, flows
 from whistle.web.common import ApiError
 
@@ -22,6 +23,15 @@ def current() -> review.SignedIn | None:
     return review.authenticate(db.session(), current_app.config, token) if token else None
 
 
+# Pages a reviewer may reach while their account still needs setting up.
+_SETUP_PAGES = {
+    "password": ("reviewer.account", {"reviewer.account", "reviewer.change_password",
+                                      "reviewer.logout"}),
+    "totp": ("reviewer.totp_form", {"reviewer.totp_form", "reviewer.totp_enable",
+                                    "reviewer.logout"}),
+}
+
+
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -30,6 +40,11 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
             session.clear()
             return redirect(url_for("reviewer.login_form"))
         g.signed = signed
+        needed = review.account_setup_needed(db.session(), current_app.config, signed.reviewer)
+        if needed is not None:
+            target, allowed = _SETUP_PAGES[needed]
+            if request.endpoint not in allowed:
+                return redirect(url_for(target))
         return view(*args, **kwargs)
 
     return wrapper
@@ -48,7 +63,7 @@ def login() -> Any:
                                        form.get("otp") or None)
     except ApiError as exc:
         return render_template("reviewer/login.html", error=exc.message,
-                               email=form.get("email", "")), exc.code
+                               email=form.get("email", "")), exc.code, exc.extra_headers
     session.clear()  # a fresh cookie at sign-in: no fixation
     session["sid"] = secret
     return redirect(url_for("admin.home") if reviewer.is_admin and not reviewer.is_reviewer
@@ -67,10 +82,14 @@ def logout() -> Response:
 @signed_in
 def inbox() -> str:
     status, page, per_page = flows.list_args(request.args)
-    found, total = review.list_cases(db.session(), g.signed.reviewer.id, status, page, per_page)
-    cases = sorted((review.summary(c) for c in found), key=lambda c: not c["overdue"])
-    return render_template("reviewer/inbox.html", cases=cases, total=total, page=page,
-                           per_page=per_page, status=status, statuses=workflow.STATUSES,
+    sort = request.args.get("sort") or "overdue"
+    if sort not in review.SORTS:
+        sort = "overdue"
+    found, total = review.list_cases(db.session(), g.signed.reviewer.id, status, page, per_page,
+                                     sort)
+    return render_template("reviewer/inbox.html", cases=[review.summary(c) for c in found],
+                           total=total, page=page, per_page=per_page, status=status,
+                           statuses=workflow.STATUSES, sort=sort, sorts=review.SORTS,
                            me=g.signed.reviewer)
 
 
@@ -78,10 +97,11 @@ def inbox() -> str:
 @signed_in
 def case(case_ref: str) -> str:
     data = flows.open_case(g.signed, case_ref)
+    others = review.share_candidates(db.session(), instance_keys(), data["case_ref"],
+                                     {x["id"] for x in data["reviewers"]})
     return render_template("reviewer/case.html", case=data, me=g.signed.reviewer,
-                           outcomes=workflow.OUTCOMES,
-                           others=[r for r in flows.reviewer_choices(db.session())
-                                   if r["id"] not in {x["id"] for x in data["reviewers"]}])
+                           outcomes=workflow.OUTCOMES, others=others,
+                           names={x["id"]: x["name"] for x in data["reviewers"]})
 
 
 @bp.post("/cases/<case_ref>/transition")
@@ -127,10 +147,17 @@ def _act(action: Callable[[], Any], done: str) -> None:
         flash(exc.message, "error")
 
 
+def _account_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
+    needed = review.account_setup_needed(db.session(), current_app.config, g.signed.reviewer)
+    return render_template("reviewer/account.html", me=g.signed.reviewer, error=error,
+                           must_change=needed == "password",
+                           totp_required=current_app.config["REQUIRE_TOTP"]), status
+
+
 @bp.get("/account")
 @signed_in
-def account() -> str:
-    return render_template("reviewer/account.html", me=g.signed.reviewer, error=None)
+def account() -> tuple[str, int]:
+    return _account_page()
 
 
 @bp.post("/account/password")
@@ -140,12 +167,52 @@ def change_password() -> Any:
     try:
         review.change_password(db.session(), current_app.config, g.signed.reviewer,
                                form.get("old", ""), form.get("new", ""))
-    except (review.AuthError, Exception) as exc:
-        from whistle.validation import InvalidInput
-
-        if not isinstance(exc, (review.AuthError, InvalidInput)):
-            raise
-        return render_template("reviewer/account.html", me=g.signed.reviewer,
-                               error=getattr(exc, "message", "wrong password")), 400
+    except (review.AuthError, InvalidInput) as exc:
+        return _account_page(exc.message, 400)
     session.clear()
     return redirect(url_for("reviewer.login_form"))
+
+
+def _totp_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
+    me = g.signed.reviewer
+    secret = None
+    if me.totp_secret_ct is None:
+        # The pending secret lives in the signed session cookie of this browser only.
+        secret = session.get("totp_pending") or review.new_totp_secret()
+        session["totp_pending"] = secret
+    return render_template("reviewer/totp.html", me=me, error=error, secret=secret,
+                           uri=review.totp_uri(me, secret) if secret else None,
+                           required=current_app.config["REQUIRE_TOTP"]), status
+
+
+@bp.get("/account/totp")
+@signed_in
+def totp_form() -> tuple[str, int]:
+    return _totp_page()
+
+
+@bp.post("/account/totp")
+@signed_in
+def totp_enable() -> Any:
+    form = common.form_fields()
+    try:
+        review.enable_totp(db.session(), g.signed, session.get("totp_pending", ""),
+                           form.get("otp"), form.get("password"))
+    except (review.AuthError, InvalidInput) as exc:
+        return _totp_page(exc.message, 400)
+    session.pop("totp_pending", None)
+    flash("Two-factor sign-in is on: you will need a code from your app each time.", "ok")
+    return redirect(url_for("reviewer.account"))
+
+
+@bp.post("/account/totp/disable")
+@signed_in
+def totp_disable() -> Any:
+    form = common.form_fields()
+    try:
+        review.disable_totp(db.session(), current_app.config, g.signed, form.get("otp"),
+                            form.get("password"))
+    except (review.AuthError, InvalidInput) as exc:
+        return _totp_page(exc.message, 400)
+    flash("Two-factor sign-in is off.", "ok")
+    return redirect(url_for("reviewer.account"))

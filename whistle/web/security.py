@@ -1,16 +1,27 @@
-"""Headers on every response, cookie policy, and refusing what no route should accept."""
+"""Headers on every response, cookie policy, and refusing what no route should accept.
+
+``screen`` runs before every other request hook (CSRF included), so a request
+that no route can take gets its documented 4xx before any body is parsed:
+control characters in the path or query (400), a repeated query parameter
+(400), a non-form body posted to an HTML page (415), a form posted from
+another site (403), and a form with invalid UTF-8 or NUL (400) or too many
+fields (413).
+"""
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
+
+from whistle.web.common import FORM_TYPES, ApiError, form_pairs
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 HEADERS = {
     "Content-Security-Policy": CSP,
-    "Cache-Control": "no-store",
-    "Pragma": "no-cache",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -19,6 +30,10 @@ HEADERS = {
     "Permissions-Policy": ("camera=(), microphone=(), geolocation=(), payment=(), usb=(), "
                            "interest-cohort=(), browsing-topics=()"),
 }
+# Never cached anywhere, static files and downloads included: a shared or
+# seized computer keeps no copy of what a reporter or reviewer saw.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -34,9 +49,44 @@ class SessionInterface(SecureCookieSessionInterface):
 def _headers(response: Response) -> Response:
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
+    for name, value in NO_STORE.items():
+        response.headers[name] = value
+    response.expires = None
     if request.is_secure:
         response.headers["Strict-Transport-Security"] = "max-age=63072000"
     return response
+
+
+def _cross_site() -> bool:
+    """A form POST that a browser says came from another site (defence in depth beside CSRF)."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    # Browsers send "Origin: null" for same-site posts under Referrer-Policy: no-referrer.
+    if origin is None or origin == "null":
+        return False
+    return urlsplit(origin).netloc.lower() != request.host.lower()
+
+
+def screen() -> None:
+    """Refuse, before any parsing, what no route accepts."""
+    if request.endpoint is None:
+        return  # routing failed: the 404 or 405 follows
+    if _CONTROL.search(request.path) or any(
+            _CONTROL.search(k) or _CONTROL.search(v) for k, v in request.args.items(multi=True)):
+        raise ApiError(400, "invalid_request", "the address contains control characters")
+    keys = [k for k, _v in request.args.items(multi=True)]
+    if len(keys) != len(set(keys)):
+        raise ApiError(400, "invalid_request", "a parameter was sent more than once")
+    if request.method != "POST" or request.blueprint == "api":
+        return
+    if request.mimetype not in FORM_TYPES:
+        raise ApiError(415, "unsupported_media_type", "send the form as a web form")
+    if _cross_site():
+        raise ApiError(403, "cross_site", "this form was sent from another site")
+    # Every form, including those whose view reads no field (sign out): strict UTF-8, no NUL,
+    # within the size and field limits, before CSRF or the view parses it.
+    form_pairs()
 
 
 def init_app(app: Flask) -> None:
@@ -44,4 +94,6 @@ def init_app(app: Flask) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_PATH="/", SESSION_COOKIE_DOMAIN=None,
                       PERMANENT_SESSION_LIFETIME=1800)
+    # Registered before CSRFProtect's hook (web.init_app calls this first).
+    app.before_request(screen)
     app.after_request(_headers)

@@ -1,0 +1,64 @@
+"""Helpers for driving the server-rendered pages and reading what reached mail (tests only)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from whistle import db, notify
+
+
+def marker(label: str = "MARK") -> str:
+    """A unique plaintext canary: if it shows up at rest or in mail, something leaked."""
+    return label + secrets.token_hex(10).upper()
+
+
+def csrf(client: FlaskClient, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def post_form(client: FlaskClient, path: str, data: dict[str, Any],
+              token_from: str) -> TestResponse:
+    """POST a form as a browser would: with the CSRF token of a page it loaded first."""
+    return client.post(path, data={"csrf_token": csrf(client, token_from)} | data)
+
+
+def sign_in(app: Flask, reviewer: dict[str, str], otp: str | None = None) -> FlaskClient:
+    """A fresh browser signed in on the reviewer pages."""
+    browser = app.test_client()
+    data = {"email": reviewer["email"], "password": reviewer["password"]}
+    if otp:
+        data["otp"] = otp
+    response = post_form(browser, "/reviewer/login", data, "/reviewer/login")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return browser
+
+
+def reporter_status(client: FlaskClient, token: str) -> dict[str, Any]:
+    response = client.post("/api/v1/status", json={"token": token})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    data: dict[str, Any] = response.get_json()
+    return data
+
+
+def status_page(client: FlaskClient, token: str) -> str:
+    response = post_form(client, "/status", {"token": token}, "/status")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_data(as_text=True)
+
+
+def deliver_mail(app: Flask) -> int:
+    with db.new_session(app) as s:
+        return notify.deliver_pending(s, app).sent
+
+
+def all_mail_bytes(smtp: Any) -> bytes:
+    return b"\n".join(m.as_bytes() for m in smtp.messages)
