@@ -479,6 +479,7 @@ class EngineRun:
     load_seconds: float = 0.0
     heavy_count: int = 0
     deep_page: int = 0
+    loadavg: list[float] = field(default_factory=list)
 
 
 def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str) -> EngineRun:
@@ -529,6 +530,7 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
             run.login_ms = session.login_ms
             check_responses(server.url, session.bearer, samples.tokens, samples.heavy_cases)
             print(f"[{name}] measuring at {samples.loaded} cases", flush=True)
+            run.loadavg.append(os.getloadavg()[0])
             results = {"healthz": healthz(server.url, load)}
             results.update(run_read_scenarios(server.url, session.bearer, samples, load,
                                               deep=True))
@@ -536,6 +538,7 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
             results["healthz (after)"] = healthz(server.url, load)
             run.results = results
             run.rss_mib = server.worker_rss_mib()
+            run.loadavg.append(os.getloadavg()[0])
         finally:
             server.stop()
 
@@ -641,6 +644,9 @@ def extras(runs: list[EngineRun]) -> list[str]:
             f"  - resident memory per worker after the run: {rss} MiB",
             f"  - database size per case: {run.bytes_per_case / 1024:.1f} KiB "
             f"(data, indexes, wrapped keys, audit trail)",
+            f"  - 1-minute load average before / after the measurements: "
+            f"{' / '.join(f'{x:.2f}' for x in run.loadavg)} (the benchmark itself adds about "
+            f"3; more means other work shared the cores)",
         ]
     return lines
 

@@ -158,9 +158,13 @@ class EncryptedSpool(io.RawIOBase):
             del self._pending[:CHUNK_SIZE]
         return n
 
+    def _key_or_fail(self) -> bytes:
+        if self._key is None:
+            raise ValueError("the spool is closed")
+        return self._key
+
     def _put(self, plain: bytes, last: bool) -> None:
-        assert self._key is not None
-        blob = crypto.seal_chunk(self._key, self._chunks, last, plain, self._CONTEXT)
+        blob = crypto.seal_chunk(self._key_or_fail(), self._chunks, last, plain, self._CONTEXT)
         self._store.seek(0, io.SEEK_END)
         self._store.write(blob)
         self._chunks += 1
@@ -191,12 +195,12 @@ class EncryptedSpool(io.RawIOBase):
     def _chunk(self, index: int) -> bytes:
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
-        assert self._key is not None
+        key = self._key_or_fail()
         last = index == self._chunks - 1
         length = (self._size - index * CHUNK_SIZE if last else CHUNK_SIZE) + _TAG
         self._store.seek(index * (CHUNK_SIZE + _TAG))
         blob = self._store.read(length)
-        plain = crypto.open_chunk(self._key, index, last, blob, self._CONTEXT)
+        plain = crypto.open_chunk(key, index, last, blob, self._CONTEXT)
         self._cached = (index, plain)
         return plain
 

@@ -20,9 +20,10 @@ def _session():  # type: ignore[no-untyped-def]
 
 @click.command("init")
 @with_appcontext
-@click.option("--recovery-out", default="whistle-recovery-private-key.txt",
-              help="Where to write the recovery private key, once (outside KEYS_DIR).")
-def init_command(recovery_out: str) -> None:
+@click.option("--recovery-out", default=None,
+              help="Where to write the recovery private key, once (default: beside KEYS_DIR, "
+                   "named after the key's fingerprint).")
+def init_command(recovery_out: str | None) -> None:
     """Create or migrate the schema and create missing key material. Never destroys data."""
     for line in keys.create_missing(current_app.config["KEYS_DIR"], recovery_out):
         click.echo(line)

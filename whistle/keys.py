@@ -71,7 +71,7 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def create_missing(keys_dir: str, recovery_out: str) -> list[str]:
+def create_missing(keys_dir: str, recovery_out: str | None = None) -> list[str]:
     """Create whatever key material is missing; never overwrite. Returns lines to tell the operator."""
     base = Path(keys_dir)
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -85,10 +85,13 @@ def create_missing(keys_dir: str, recovery_out: str) -> list[str]:
             _write_private(base / name, os.urandom(32).hex() + "\n")
             notes.append(f"created {base / name}")
     if not (base / RECOVERY_PUBLIC).exists():
-        out = Path(recovery_out)
+        pair = crypto.generate_keypair()
+        # Beside KEYS_DIR, never inside it; named after the key so instances never collide.
+        fingerprint = crypto.digest(pair.public).hex()[:12]
+        out = Path(recovery_out) if recovery_out else (
+            base.resolve().parent / f"whistle-recovery-private-key-{fingerprint}.txt")
         if out.exists():
             raise KeyError_(f"{out} already exists: move it away before creating a new recovery key")
-        pair = crypto.generate_keypair()
         _write_private(out, "# Whistle organisation recovery private key. Keep OFFLINE.\n"
                        + pair.private.hex() + "\n")
         (base / RECOVERY_PUBLIC).write_text(pair.public.hex() + "\n")

@@ -19,6 +19,11 @@ bounded: a file is at most ``MAX_ATTACHMENT_BYTES`` and an image at most
 ``max_pixels`` pixels, checked from the header before any pixel is decoded,
 so a pixel flood (a tiny PNG claiming 50,000 x 50,000) is refused at once.
 Every other format is stored exactly as sent, and the reporter is told so.
+
+Limits, said to the reporter too: images embedded inside a PDF keep their own
+EXIF (the PDF's streams are copied, not decoded); Office documents, HEIC
+photos, audio and video are not cleaned at all; animated and multi-page images
+are kept as sent.
 """
 
 from __future__ import annotations
@@ -210,7 +215,8 @@ def clean(data: bytes, detected: str | None, max_pixels: int = DEFAULT_MAX_PIXEL
     if detected in _IMAGE_FORMATS:
         return _clean_image(data, _IMAGE_FORMATS[detected], max_pixels)
     if detected == PDF:
-        return Cleaned(_clean_pdf(data), "hidden information removed")
+        return Cleaned(_clean_pdf(data), "hidden document information removed (pictures "
+                                         "inside a PDF may still carry their own)")
     return Cleaned(None, "kept as sent: hidden information cannot be removed from this kind "
                          "of file")
 

@@ -544,7 +544,8 @@ class ShareRefused(Exception):
 
 
 def add_to_case(session: Session, instance: InstanceKeys, concern: Concern,
-                ck: casekeys.CaseKeys, target_id: Any, actor: str, now: dt.datetime) -> Reviewer:
+                ck: casekeys.CaseKeys, target_id: Any, actor: str, now: dt.datetime,
+                min_reviewers: int = 2) -> Reviewer:
     """Give another reviewer the case: wrap both keys for them, assign, audit, notify."""
     target = session.get(Reviewer, target_id) if isinstance(target_id, str) else None
     if target is None or not target.active or not target.is_reviewer:
@@ -561,16 +562,17 @@ def add_to_case(session: Session, instance: InstanceKeys, concern: Concern,
     if concern.under_routed:
         active = session.scalar(select(func.count()).select_from(Assignment).join(Reviewer).where(
             Assignment.concern_id == concern.id, Reviewer.active.is_(True))) or 0
-        if active >= 2:
+        if active >= min_reviewers:
             concern.under_routed = False
     return target
 
 
 def share(session: Session, signed: SignedIn, instance: InstanceKeys, case_ref: Any,
-          reviewer_id: Any, now: dt.datetime | None = None) -> Reviewer:
+          reviewer_id: Any, now: dt.datetime | None = None, min_reviewers: int = 2
+          ) -> Reviewer:
     concern, ck = case_keys(session, signed, case_ref)
     target = add_to_case(session, instance, concern, ck, reviewer_id, signed.reviewer.id,
-                         now or utcnow())
+                         now or utcnow(), min_reviewers)
     session.commit()
     return target
 

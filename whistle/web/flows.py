@@ -199,7 +199,7 @@ def post_message(signed: review.SignedIn, case_ref: str, body: Any, internal: bo
 
 def share(signed: review.SignedIn, case_ref: str, reviewer_id: Any) -> Reviewer:
     target: Reviewer = _case_call(review.share, db.session(), signed, instance_keys(), case_ref,
-                                  reviewer_id)
+                                  reviewer_id, None, current_app.config["MIN_REVIEWERS"])
     return target
 
 

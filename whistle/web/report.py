@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, render_template, request
 from sqlalchemy.exc import OperationalError
 
 from whistle import db, intake
+from whistle.validation import InvalidInput
 from whistle.web import common, flows, pages, uploads
 from whistle.web.common import ApiError
 
@@ -93,15 +94,11 @@ def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     if action == "reply":
         try:
             intake.add_reporter_message(db.session(), view, form.get("body"), current_app.config)
-        except Exception as exc:  # InvalidInput: keep the reporter's text
-            from whistle.validation import InvalidInput
-
-            if isinstance(exc, OperationalError):
-                db.session().rollback()
-                return _status_page(view, token=token, error=pages.UNAVAILABLE,
-                                    draft=form.get("body", "")), 503
-            if not isinstance(exc, InvalidInput):
-                raise
+        except OperationalError:  # not stored: say so and give the text back
+            db.session().rollback()
+            return _status_page(view, token=token, error=pages.UNAVAILABLE,
+                                draft=form.get("body", "")), 503
+        except InvalidInput as exc:
             return _status_page(view, token=token, error=exc.message,
                                 draft=form.get("body", "")), 400
         return _status_page(view, token=token, notice="Your message was sent."), 200
