@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import signal
 import sqlite3
@@ -44,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench import loader  # noqa: E402
@@ -342,7 +341,7 @@ def run_read_scenarios(url: str, bearer: str, samples: loader.Samples, load: Loa
         if cursor:
             out["inbox deep (cursor)"] = Result.from_report("inbox deep (cursor)", wrk(
                 url, "get.lua", [f"/api/v1/cases?per_page={PER_PAGE}&after={cursor}"], load,
-                bearer), f"same page by keyset cursor")
+                bearer), "same page by keyset cursor")
     out["open case"] = Result.from_report(
         "open case", wrk(url, "get.lua", open_lines(samples.heavy_cases), load, bearer))
     return out

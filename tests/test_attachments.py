@@ -954,3 +954,19 @@ def test_a_reporter_adds_files_later_from_the_status_page(
     with db.new_session(app) as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.type == "attachment_added")) == 1
+
+
+def test_the_concern_part_may_also_be_sent_as_a_file_part(app: Flask,
+                                                          client: FlaskClient) -> None:
+    make_reviewer(app), make_reviewer(app)
+    body = {
+        "concern": (io.BytesIO(concern_json(details="sent as a file part").encode()),
+                    "concern.json", "application/json"),
+        "attachment": (io.BytesIO(b"evidence bytes"), "notes.txt", "text/plain"),
+    }
+    response = client.post("/api/v1/concerns", data=body, content_type="multipart/form-data")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert count(app, Attachment) == 1
+    missing = client.post("/api/v1/concerns", content_type="multipart/form-data",
+                          data={"attachment": (io.BytesIO(b"x"), "a.txt", "text/plain")})
+    assert missing.status_code == 400 and missing.get_json()["field"] == "concern"

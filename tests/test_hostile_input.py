@@ -21,9 +21,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from tests.conftest import PASSWORD, database_bytes, login, make_reviewer, submit_concern
+from tests.support import probes
+from tests.support.probes import Snapshot, csrf, html_login
 from whistle import db, tokens, validation
 from whistle.web import common
 
@@ -52,48 +54,6 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-class Snapshot:
-    """Everything a request could change: row counts, concerns, reviewers, temporary files."""
-
-    def __init__(self, app: Flask, tmp: Path) -> None:
-        self.app, self.tmp = app, tmp
-        self.before = self.take()
-
-    def take(self) -> dict[str, Any]:
-        engine = db.engine_for(self.app)
-        with engine.connect() as conn:
-            tables = sorted(inspect(engine).get_table_names())
-            state: dict[str, Any] = {
-                t: conn.execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one()  # noqa: S608
-                for t in tables}
-            for table, order in (("concerns", "id"), ("reviewers", "id")):
-                state[f"{table}:rows"] = [repr(tuple(r)) for r in conn.execute(
-                    text(f'SELECT * FROM "{table}" ORDER BY {order}'))]  # noqa: S608
-        state["tmp"] = sorted(str(p) for p in self.tmp.rglob("*"))
-        return state
-
-    def assert_unchanged(self, what: str = "") -> None:
-        after = self.take()
-        changed = {k for k in self.before if self.before[k] != after.get(k)}
-        assert not changed, f"{what}: changed {sorted(changed)}"
-
-
-def csrf(client: FlaskClient, path: str = "/report") -> str:
-    page = client.get(path).get_data(as_text=True)
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, f"no CSRF token on {path}"
-    return found.group(1)
-
-
-def html_login(app: Flask, reviewer: dict[str, str]) -> FlaskClient:
-    client = app.test_client()
-    response = client.post("/reviewer/login", data={
-        "csrf_token": csrf(client, "/reviewer/login"), "email": reviewer["email"],
-        "password": reviewer["password"]})
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
-
-
 @pytest.fixture
 def world(app: Flask, client: FlaskClient, private_tmp: Path) -> dict[str, Any]:
     """Two reviewers (Ann also administers), one case, Ann signed in on both sides."""
@@ -112,17 +72,9 @@ def snapshot(app: Flask, private_tmp: Path) -> Snapshot:
     return Snapshot(app, private_tmp)
 
 
-def build_paths(app: Flask, method: str, prefix_api: bool, world: dict[str, Any]) -> list[str]:
-    adapter = app.url_map.bind("localhost")
-    values = {"case_ref": world["case_ref"], "reviewer_id": world["bob"]["id"],
-              "attachment_id": "0" * 32, "filename": "style.css"}
-    paths = set()
-    for rule in app.url_map.iter_rules():
-        if method not in (rule.methods or ()) or rule.rule.startswith("/api/") != prefix_api:
-            continue
-        paths.add(adapter.build(rule.endpoint, {a: values[a] for a in rule.arguments},
-                                method=method))
-    return sorted(paths)
+def build_paths(app: Flask, method: str, api: bool, world: dict[str, Any]) -> list[str]:
+    return probes.build_paths(app, method, api, {"case_ref": world["case_ref"],
+                                                 "reviewer_id": world["bob"]["id"]})
 
 
 def multipart(parts: list[tuple[str, bytes]], boundary: str = "hostileBoundary") -> bytes:

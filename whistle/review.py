@@ -18,7 +18,7 @@ from typing import Any
 
 import pyotp
 from sqlalchemy import case as sql_case
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto, notify, workflow
@@ -405,9 +405,10 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
     else:
         order = newest
     if after is not None:
-        key = tuple_(Assignment.created, Assignment.concern_id)
-        q = q.where(key > tuple_(*_parse_cursor(after)) if sort == "oldest"
-                    else key < tuple_(*_parse_cursor(after)))
+        day, ref = _parse_cursor(after)
+        key, bound = tuple_(Assignment.created, Assignment.concern_id), tuple_(literal(day),
+                                                                            literal(ref))
+        q = q.where(key > bound if sort == "oldest" else key < bound)
     else:
         q = q.offset((page - 1) * per_page)
     ids = list(session.scalars(q.order_by(*order).limit(per_page)))

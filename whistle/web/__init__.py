@@ -17,6 +17,9 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 3600)
     app.config["WTF_CSRF_SSL_STRICT"] = True
     security.init_app(app)
+    from whistle import i18n
+
+    i18n.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)
     app.register_blueprint(api.bp)

@@ -55,18 +55,32 @@ def intake_options() -> Response:
 def submit_concern() -> tuple[Response, int]:
     if request.mimetype == "multipart/form-data":
         fields = common.form_fields(multi=("attachment",))
-        if "concern" not in fields:
-            raise ApiError(400, "invalid_input", "the multipart body needs a concern part")
         if fields.get("attachment"):
             # A part without a usable filename is a text field: refuse rather than drop a file.
             raise ApiError(400, "invalid_input", "each attachment part must be a file with a "
                            "filename", "attachment")
-        data = common.parse_json_bytes(fields["concern"].encode())
+        data = common.parse_json_bytes(_concern_part(fields))
         files = request.files.getlist("attachment")
     else:
         data, files = common.json_body(), []
     receipt = flows.submit(data, files)
     return jsonify(flows.receipt_json(receipt)), 201
+
+
+def _concern_part(fields: dict[str, Any]) -> bytes:
+    """The ``concern`` JSON part, sent as a text field or as a file part (``curl -F concern=@f``)."""
+    if "concern" in fields:
+        raw: bytes = fields["concern"].encode()
+        return raw
+    parts = request.files.getlist("concern")
+    if len(parts) != 1:
+        raise ApiError(400, "invalid_input", "the multipart body needs one concern part",
+                       "concern")
+    limit = current_app.config["MAX_JSON_BYTES"]
+    raw = parts[0].stream.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(413, "too_large", "the concern part is too large", "concern")
+    return raw
 
 
 def _reporter_view(data: dict[str, Any]) -> intake.ReporterView:

@@ -19,7 +19,11 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def landing() -> str:
-    return render_template("landing.html", advice=settings.advice(db.session()))
+    cfg = current_app.config
+    return render_template("landing.html", advice=settings.advice(db.session()),
+                           ack_days=cfg["ACK_DEADLINE_DAYS"],
+                           feedback_days=cfg["FEEDBACK_DEADLINE_DAYS"],
+                           min_reviewers=cfg["MIN_REVIEWERS"])
 
 
 @bp.get("/readyz")

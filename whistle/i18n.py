@@ -1,0 +1,193 @@
+"""Languages: English, Polish and Arabic (right to left), chosen per page without a cookie.
+
+A page's language comes from its ``lang`` query parameter, else from the
+browser's Accept-Language, else English. Nothing remembers the choice: every
+URL that ``url_for`` builds during a request that carried ``lang`` carries it
+too (links, form actions, redirects), so the language follows the reporter
+through the journey and is forgotten when they leave. No cookie, no session.
+
+Catalogues live in ``whistle/translations/<lang>/LC_MESSAGES/messages.po``
+with their compiled ``.mo`` beside them (committed, so a fresh checkout runs
+without a build step; ``tests/test_i18n.py`` fails when a ``.mo`` is stale
+or a message is untranslated). See ``whistle/translations/README.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, has_request_context, request
+from flask_babel import Babel, format_date, get_locale
+from flask_babel import lazy_gettext as _l
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str  # in the language itself, as a reader looks for it
+    direction: str  # "ltr" or "rtl"
+
+
+LANGUAGES: dict[str, Language] = {
+    "en": Language("en", "English", "ltr"),
+    "pl": Language("pl", "Polski", "ltr"),
+    "ar": Language("ar", "العربية", "rtl"),
+}
+DEFAULT = "en"
+# Dates in words, day first in every language: "14 March 2026", "14 marca 2026".
+DATE_PATTERN = "d MMMM y"
+
+
+def requested() -> str | None:
+    """The language this request asked for in its ``lang`` parameter, if we ship it."""
+    if not has_request_context():
+        return None
+    code = request.args.get("lang")
+    return code if code in LANGUAGES else None
+
+
+def select_locale() -> str:
+    return requested() or request.accept_languages.best_match(list(LANGUAGES)) or DEFAULT
+
+
+def current() -> Language:
+    locale = get_locale() if has_request_context() else None
+    return LANGUAGES.get(str(locale.language) if locale else DEFAULT, LANGUAGES[DEFAULT])
+
+
+def _keep_lang(endpoint: str, values: dict[str, Any]) -> None:
+    """url_for(...) during a request that chose a language keeps that choice in the URL."""
+    code = requested()
+    if code and "lang" not in values and endpoint != "static" and not endpoint.startswith("api."):
+        values["lang"] = code
+
+
+def long_date(value: Any) -> str:
+    """A date in words in the page's language: ``14 March 2026``. Accepts ISO text too."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return value
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    return str(format_date(value, DATE_PATTERN))
+
+
+def iso_date(value: Any) -> str:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()[:10]
+    return str(value or "")[:10]
+
+
+# -- words for codes the domain uses ------------------------------------------------------
+
+STATUS_LABELS = {
+    "received": _l("Received"),
+    "acknowledged": _l("Acknowledged"),
+    "investigating": _l("Being looked into"),
+    "closure_proposed": _l("Closing: waiting for a second reviewer"),
+    "closed": _l("Closed"),
+}
+OUTCOME_LABELS = {
+    "substantiated": _l("Substantiated: the concern was found to be true"),
+    "partially_substantiated": _l("Partly substantiated: some of the concern was found to be true"),
+    "not_substantiated": _l("Not substantiated: the concern could not be shown to be true"),
+    "referred": _l("Referred to another body"),
+    "withdrawn": _l("Withdrawn"),
+}
+# What the reporter's timeline says for each event (see workflow.REPORTER_EVENTS).
+EVENT_LABELS = {
+    "received": _l("Your concern was received."),
+    "acknowledged": _l("The reviewers acknowledged your concern."),
+    "investigating": _l("The reviewers started looking into your concern."),
+    "closure_proposed": _l("A reviewer proposed closing the case; a second reviewer must agree."),
+    "closure_rejected": _l("The proposal to close was turned down: the work goes on."),
+    "closed": _l("The case was closed."),
+    "reopened": _l("The case was reopened."),
+    "reviewer_message": _l("The reviewers sent you a message."),
+    "reporter_message": _l("You sent a message."),
+    "feedback": _l("The reviewers gave you feedback."),
+    "acknowledge_overdue": _l("The date to acknowledge your concern passed. It was escalated."),
+    "feedback_overdue": _l("The date for feedback passed. It was escalated."),
+    "token_replaced": _l("You replaced your token."),
+    "attachment_added": _l("You added files."),
+}
+# The default categories and units (config.DEFAULT_*): administrators' own words stay as typed.
+DEFAULT_TEXTS = [
+    _l("Safeguarding of a child or vulnerable adult"),
+    _l("Conduct of a colleague or manager"),
+    _l("Patient or pupil safety"),
+    _l("Fraud, bribery or misuse of money"),
+    _l("Something else"),
+    _l("Children's services"),
+    _l("Education"),
+    _l("Health"),
+    _l("Adult social care"),
+]
+# Messages from the domain and the views that reporters meet, in plain words.
+DOMAIN_TEXTS = {
+    "unknown category": _l("Choose what your concern is about from the list."),
+    "unknown unit": _l("Choose a part of the organisation from the list, or none."),
+    "category is required": _l("Choose what your concern is about."),
+    "details is required": _l("Write your concern in the box."),
+    "identity.name is required": _l("Write your name, or choose to stay anonymous."),
+    "unknown reviewer in exclude_reviewers": _l(
+        "One of the people you excluded is not a reviewer any more. Check the list again."),
+    "body is required": _l("Write your message in the box."),
+    "No case matches this token. Check the 12 words.": _l(
+        "No report matches these words. Check the 12 words and try again."),
+    "too many attempts: wait and try again": _l(
+        "Too many tries. Wait a minute, then try again."),
+    "Your message was sent.": _l("Your message was sent."),
+    "Your files were added.": _l("Your files were added."),
+}
+
+
+def translate(text: Any) -> Any:
+    """Known English text from the domain in the page's language; anything else unchanged."""
+    if text is None:
+        return ""
+    found = DOMAIN_TEXTS.get(str(text))
+    if found is not None:
+        return str(found)
+    from flask_babel import gettext
+
+    return gettext(str(text)) if isinstance(text, str) and text else text
+
+
+def label(mapping: dict[str, Any], code: Any) -> str:
+    found = mapping.get(str(code))
+    return str(found) if found is not None else str(code or "").replace("_", " ")
+
+
+def _context() -> dict[str, Any]:
+    lang = current()
+    chosen = requested()
+
+    def switch_to(code: str) -> str:
+        """The current page in another language (GET pages only: a form result is not repeatable)."""
+        from flask import url_for
+
+        args = {k: v for k, v in request.args.items() if k != "lang"} | {"lang": code}
+
+        return url_for(request.endpoint or "pages.landing", **(request.view_args or {}), **args)
+
+    return {"lang": lang.code, "dir": lang.direction, "languages": LANGUAGES.values(),
+            "chosen_lang": chosen, "switch_to": switch_to}
+
+
+def init_app(app: Flask) -> None:
+    Babel(app, locale_selector=select_locale, default_domain="messages")
+    app.url_defaults(_keep_lang)
+    app.context_processor(_context)
+    app.jinja_env.filters.update(
+        long_date=long_date, iso_date=iso_date, tr=translate,
+        status_label=lambda c: label(STATUS_LABELS, c),
+        outcome_label=lambda c: label(OUTCOME_LABELS, c),
+        event_label=lambda c: label(EVENT_LABELS, c),
+    )
