@@ -317,7 +317,7 @@ def test_status_page_shows_when_the_token_was_last_used(
     first = status_page(client, token)
     assert "<dt>Token last used</dt><dd>never before</dd>" in first
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    assert f"<dt>Token last used</dt><dd>{today}</dd>" in status_page(client, token)
+    assert f'<dt>Token last used</dt><dd><time datetime="{today}">' in status_page(client, token)
     assert reporter_status(client, token)["token_last_used"] == today
 
 

@@ -9,7 +9,7 @@ chart: labels on the right, bars growing to the left.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -70,3 +70,18 @@ def bar_chart(title: str, bars: Sequence[Bar], rtl: bool = False, chart_id: str 
 
 def _clip(label: str, limit: int = 34) -> str:
     return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def breakdown_chart(title: str, cells: Sequence[object], label_of: Callable[[str], str],
+                    small_text: str, hidden_text: str, rtl: bool = False,
+                    chart_id: str = "chart") -> Markup:
+    """A chart of a ``stats.Breakdown``'s cells: suppressed cells get words and no bar."""
+    bars = []
+    for cell in cells:
+        key, count, reason = cell.key, cell.count, cell.reason  # type: ignore[attr-defined]
+        text = str(count) if count is not None else (small_text if reason == "small"
+                                                      else hidden_text)
+        label = label_of(key)  # a Jinja macro returns escaped Markup: back to plain text
+        label = label.unescape() if isinstance(label, Markup) else str(label)
+        bars.append(Bar(label.strip(), count, text))
+    return bar_chart(title, bars, rtl, chart_id)

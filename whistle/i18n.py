@@ -22,6 +22,8 @@ from flask import Flask, has_request_context, request
 from flask_babel import Babel, format_date, get_locale
 from flask_babel import lazy_gettext as _l
 
+from whistle.models import today
+
 
 @dataclass(frozen=True)
 class Language:
@@ -129,10 +131,31 @@ DEFAULT_TEXTS = [
     _l("Health"),
     _l("Adult social care"),
 ]
-# Messages from the domain and the views that reporters meet, in plain words.
+# Fixed English texts from views and the domain (flash messages, errors), translated as they
+# are: listed here so that extraction finds them; ``translate`` looks them up by their text.
+KNOWN_TEXTS = [
+    _l("Status updated."),
+    _l("Message sent to the reporter."),
+    _l("Note saved."),
+    _l("Case shared."),
+    _l("wrong email or password"),
+    _l("too many failed sign-ins: wait and try again"),
+    _l("This form expired or did not come from Whistle. Go back, reload and send it again."),
+    _l("Whistle cannot reach its database just now. Nothing you sent was saved. "
+       "Please keep your text and try again in a few minutes."),
+    _l("Your concern was NOT saved: the database is unavailable. Please keep your text and "
+       "try again shortly."),
+    _l("Whistle is not ready: its key material is missing."),
+    _l("Something went wrong."),
+    _l("this check could not be read: go back and try again"),
+    _l("The report form now offers these categories and units."),
+]
+# Domain messages that reporters meet, reworded plainly (the domain's words are terse).
 DOMAIN_TEXTS = {
-    "unknown category": _l("Choose what your concern is about from the list."),
-    "unknown unit": _l("Choose a part of the organisation from the list, or none."),
+    "unknown category": _l(
+        "That is an unknown category: choose what your concern is about from the list."),
+    "unknown unit": _l(
+        "That is an unknown unit: choose a part of the organisation from the list, or none."),
     "category is required": _l("Choose what your concern is about."),
     "details is required": _l("Write your concern in the box."),
     "identity.name is required": _l("Write your name, or choose to stay anonymous."),
@@ -178,7 +201,7 @@ def _context() -> dict[str, Any]:
         return url_for(request.endpoint or "pages.landing", **(request.view_args or {}), **args)
 
     return {"lang": lang.code, "dir": lang.direction, "languages": LANGUAGES.values(),
-            "chosen_lang": chosen, "switch_to": switch_to}
+            "chosen_lang": chosen, "switch_to": switch_to, "today_iso": today().isoformat()}
 
 
 def init_app(app: Flask) -> None:

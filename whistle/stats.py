@@ -219,3 +219,20 @@ def _fold_older(counts: Counter[str], quarters: list[str]) -> Counter[str]:
 
 def _older_key(counts: Counter[str], quarters: list[str]) -> list[str]:
     return [OLDER] if any(k not in quarters for k in counts) else []
+
+
+def inbox_counts(session: Session, reviewer_id: str) -> dict[str, int]:
+    """The reviewer's own cases per status, plus ``open`` and ``overdue`` (their own inbox:
+    exact numbers, nothing aggregated across reviewers, so nothing to suppress)."""
+    from whistle.models import Assignment
+
+    counts = {status: 0 for status in workflow.STATUSES}
+    for status, n in session.execute(select(Assignment.status, func.count()).where(
+            Assignment.reviewer_id == reviewer_id).group_by(Assignment.status)):
+        counts[status] = int(n)
+    counts["open"] = sum(n for s, n in counts.items() if s in workflow.OPEN_STATUSES)
+    counts["overdue"] = int(session.scalar(
+        select(func.count()).select_from(Assignment).join(Concern).where(
+            Assignment.reviewer_id == reviewer_id, Concern.overdue.is_(True))) or 0)
+    counts["all"] = sum(counts[s] for s in workflow.STATUSES)
+    return counts

@@ -15,13 +15,14 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from whistle import administration, db, instance_keys, settings
+from whistle import administration, db, instance_keys, settings, validation
 from whistle.models import Reviewer
 from whistle.validation import InvalidInput
 from whistle.web import common
 from whistle.web import reviewer as reviewer_web
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+ADVICE_CHARS = 5000
 
 
 def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,14 +128,17 @@ def disable(reviewer_id: str) -> Response:
 
 
 def _settings_page(error: str | None = None, categories: str | None = None,
-                   units: str | None = None, status: int = 200) -> tuple[str, int]:
+                   units: str | None = None, status: int = 200,
+                   advice: str | None = None) -> tuple[str, int]:
     session = db.session()
+    if advice is None:
+        advice = settings.advice(session)
     if categories is None:
         categories = "\n".join(f"{c['id']} | {c['label']}" for c in settings.categories(session))
     if units is None:
         units = "\n".join(settings.units(session))
     return render_template("admin/settings.html", me=g.signed.reviewer, error=error,
-                           categories=categories, units=units), status
+                           categories=categories, units=units, advice=advice), status
 
 
 @bp.get("/settings")
@@ -151,9 +155,14 @@ def save_settings() -> Any:
         categories = administration.parse_categories(form.get("categories", ""))
         units = administration.parse_units(form.get("units", ""),
                                            current_app.config["MAX_FIELD_CHARS"])
+        # The landing page's "independent advice" text; a form without the field keeps it.
+        advice = (validation.text(form.get("advice"), "advice", ADVICE_CHARS) or ""
+                  if "advice" in form else None)
     except InvalidInput as exc:
         return _settings_page(exc.message, form.get("categories", ""), form.get("units", ""),
-                              400)
+                              400, form.get("advice"))
+    if advice is not None:
+        settings.put(db.session(), "advice", advice)
     administration.save_form_options(db.session(), categories, units)
     flash("The report form now offers these categories and units.", "ok")
     return redirect(url_for("admin.settings_form"))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import secrets
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 from sqlalchemy.exc import OperationalError
 
-from whistle import db, intake
+from whistle import db, intake, tokens
 from whistle.validation import InvalidInput
 from whistle.web import common, flows, pages, uploads
 from whistle.web.common import ApiError
@@ -50,6 +52,9 @@ def report_form() -> tuple[str, int]:
 def report_submit() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     form = common.form_fields(multi=("exclude_reviewers", "attachment"))
     files = [f for f in request.files.getlist("attachment") if f.filename]
+    step = form.pop("step", None)
+    if step in ("review", "change"):
+        return _review_step(form, files, step)
     key = form.get("idempotency_key", "")
     try:
         idem = bytes.fromhex(key) if len(key) == 32 else None
@@ -63,6 +68,24 @@ def report_submit() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
         html, status = _render_form(form, exc, exc.code or 400)
         return html, status, exc.extra_headers
     return render_template("token.html", receipt=receipt, words=receipt.token.split()), 201
+
+
+def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str, int]:
+    """Show everything once more before sending (no JS: the review page re-posts it all in
+    hidden fields, with the same idempotency key), or go back to the form to change it."""
+    if step == "change":
+        return _render_form(form)
+    session = db.session()
+    try:
+        sub = intake.parse_submission(_form_to_concern(form), session, current_app.config)
+        options = flows.intake_options(session)
+    except InvalidInput as exc:
+        return _render_form(form, common.from_invalid(exc), exc.status)
+    except OperationalError:
+        session.rollback()
+        return _render_form(form, ApiError(503, "unavailable", pages.UNAVAILABLE), 503)
+    return render_template("report_review.html", form=form, sub=sub, options=options,
+                           dropped_files=[f.filename for f in files]), 200
 
 
 @bp.get("/status")
@@ -114,3 +137,50 @@ def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
         new = intake.rotate_token(db.session(), flows.instance_keys(), view)
         return render_template("token.html", receipt=None, words=new.split(), rotated=True), 200
     return _status_page(view, token=token), 200
+
+
+# -- "check that you kept your token": nothing is stored, before or after -----------------
+
+_CASE_REF = re.compile(r"WH-[0-9A-Z]{4}(?:-[0-9A-Z]{4}){6}")
+
+
+@bp.app_template_global()
+def token_check_positions() -> list[int]:
+    """Two word positions (1-12), chosen at random, that the reporter types back."""
+    return sorted(secrets.SystemRandom().sample(range(1, tokens.WORDS + 1), 2))
+
+
+def _positions(text: str) -> list[int] | None:
+    parts = text.split()
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 2 for p in parts):
+        return None
+    found = [int(p) for p in parts]
+    return found if len(set(found)) == 2 and all(1 <= p <= tokens.WORDS for p in found) else None
+
+
+@bp.post("/report/kept")
+def token_kept() -> tuple[str, int]:
+    """Compare two typed words with the token the page carried back; store nothing.
+
+    The token page already shows the token, so carrying it back in a hidden
+    field (as the status page does) reveals nothing new, and lets a mismatch
+    show the words again so the reporter can correct their copy.
+    """
+    form = common.form_fields()
+    token = form.get("token", "")
+    positions = _positions(form.get("positions", ""))
+    if not isinstance(token, str) or tokens.parse(token) is None or positions is None:
+        raise ApiError(400, "invalid_form", "this check could not be read: go back and try again")
+    words = [w for w in re.split(r"[\s\-_.,]+", token.strip().lower()) if w]
+    case_ref = form.get("case_ref", "")
+    case_ref = case_ref if _CASE_REF.fullmatch(case_ref) else None
+    try:
+        ack = dt.date.fromisoformat(form.get("acknowledge_by", ""))
+    except ValueError:
+        ack = None
+    typed = [form.get(f"word_{i}", "").strip().lower() for i in (1, 2)]
+    if typed == [words[p - 1] for p in positions]:
+        return render_template("token_kept.html", case_ref=case_ref, acknowledge_by=ack), 200
+    return render_template("token.html", receipt=None, words=words, check_error=True,
+                           check_positions=positions, kept_case_ref=case_ref, kept_ack=ack,
+                           rotated=form.get("rotated") == "yes"), 400

@@ -11,6 +11,7 @@ from flask import (Blueprint, current_app, flash, g, redirect, render_template, 
 from werkzeug.wrappers import Response
 
 from whistle import db, instance_keys, review, workflow
+from whistle import stats as stats_mod
 from whistle.validation import InvalidInput
 from whistle.web import common, flows
 from whistle.web.common import ApiError
@@ -90,7 +91,8 @@ def inbox() -> str:
     return render_template("reviewer/inbox.html", cases=[review.summary(c) for c in found],
                            total=total, page=page, per_page=per_page, status=status,
                            statuses=workflow.STATUSES, sort=sort, sorts=review.SORTS,
-                           me=g.signed.reviewer)
+                           me=g.signed.reviewer,
+                           counts=stats_mod.inbox_counts(db.session(), g.signed.reviewer.id))
 
 
 @bp.get("/cases/<case_ref>")
@@ -216,3 +218,23 @@ def totp_disable() -> Any:
         return _totp_page(exc.message, 400)
     flash("Two-factor sign-in is off.", "ok")
     return redirect(url_for("reviewer.account"))
+
+
+@bp.get("/stats")
+@signed_in
+def stats() -> str:
+    """Aggregate figures for reviewers and administrators: small counts suppressed, no cases."""
+    from whistle import charts, i18n, models, settings
+
+    session = db.session()
+    categories = settings.categories(session)
+    figures = stats_mod.overview(session, instance_keys(), current_app.config,
+                                 g.signed.reviewer.id, [c["id"] for c in categories],
+                                 models.today())
+    return render_template("stats.html", me=g.signed.reviewer, figures=figures,
+                           chart=charts.breakdown_chart, small=stats_mod.SMALL,
+                           category_labels={c["id"]: c["label"] for c in categories},
+                           rtl=i18n.current().direction == "rtl",
+                           threshold=stats_mod.THRESHOLD,
+                           ack_days=current_app.config["ACK_DEADLINE_DAYS"],
+                           feedback_days=current_app.config["FEEDBACK_DEADLINE_DAYS"])

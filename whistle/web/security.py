@@ -51,7 +51,7 @@ def _headers(response: Response) -> Response:
         response.headers.setdefault(name, value)
     for name, value in NO_STORE.items():
         response.headers[name] = value
-    response.expires = None
+    response.headers.pop("Expires", None)  # no-store says it all; no date to leak
     if request.is_secure:
         response.headers["Strict-Transport-Security"] = "max-age=63072000"
     return response
