@@ -230,6 +230,7 @@ class Load:
     connections: int
     threads: int = 1
     warmup: float = 1.0
+    repeat: int = 1
 
 
 def wrk(url: str, script: str, lines: list[str], load: Load, bearer: str | None = None,
@@ -245,12 +246,20 @@ def wrk(url: str, script: str, lines: list[str], load: Load, bearer: str | None 
         if warmup and load.warmup > 0:
             subprocess.run(base + [f"-d{max(1, round(load.warmup))}s", url], env=env,
                            capture_output=True, check=False)
-        proc = subprocess.run(base + [f"-d{max(1, round(load.duration))}s", url], env=env,
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0 or not report.exists():
-            raise RuntimeError(f"wrk failed: {proc.stdout}{proc.stderr}")
-        data: dict[str, Any] = json.loads(report.read_text())
-        return data
+        best: dict[str, Any] | None = None
+        for _ in range(max(1, load.repeat)):
+            proc = subprocess.run(base + [f"-d{max(1, round(load.duration))}s", url], env=env,
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0 or not report.exists():
+                raise RuntimeError(f"wrk failed: {proc.stdout}{proc.stderr}")
+            data: dict[str, Any] = json.loads(report.read_text())
+            report.unlink()
+            # Best of the repeats: other work on the machine only ever slows a run down.
+            if best is None or (data["requests"] / data["duration_us"]
+                                > best["requests"] / best["duration_us"]):
+                best = data
+        assert best is not None
+        return best
 
 
 # ---------------------------------------------------------------------------- scenarios
@@ -368,6 +377,13 @@ def database(engine_name: str, workdir: Path) -> Iterator[tuple[str, Any]]:
         yield pg.create_database("whistle_bench"), pg
 
 
+def checkpoint(pg: Any) -> None:
+    """Flush PostgreSQL's dirty pages now, not in the middle of a measurement."""
+    if pg is not None:
+        with pg._admin() as conn:  # noqa: SLF001 - superuser on the private socket
+            conn.execute("CHECKPOINT")
+
+
 def db_size(engine: Any, url: str) -> int:
     if url.startswith("sqlite:///"):
         raw = engine.raw_connection()  # outside any transaction
@@ -483,7 +499,7 @@ class EngineRun:
 
 def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str) -> EngineRun:
     run = EngineRun(name, args.cases, args.small)
-    load = Load(args.duration, args.connections, args.threads, args.warmup)
+    load = Load(args.duration, args.connections, args.threads, args.warmup, args.repeat)
     with database(name, workdir) as (url, pg):
         engine = db.make_engine(url)
         migrate.upgrade(engine)
@@ -501,6 +517,7 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
             print(f"[{name}] loading {args.small} cases (growth baseline)", flush=True)
             loader.load(engine, plan, args.small, samples, processes=args.procs)
             loader.settle(engine)
+            checkpoint(pg)
             run.load_seconds += time.monotonic() - started
             server = Server(env)
             try:
@@ -519,6 +536,7 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
         print(f"[{name}] loading {remaining} cases", flush=True)
         loader.load(engine, plan, remaining, samples, processes=args.procs)
         loader.settle(engine)
+        checkpoint(pg)
         run.load_seconds += time.monotonic() - started
         run.heavy_count = samples.heavy_count
         run.deep_page = deep_page(samples.heavy_count)
@@ -560,7 +578,8 @@ def run_pair(url: str, keys_dir: str, samples: loader.Samples, load: Load) -> di
         a, b = Server(env, label="a"), Server(env, label="b")
         try:
             with nginx(f"{HOST}:{a.port}", f"{HOST}:{b.port}") as front:
-                wide = Load(load.duration, load.connections * 2, load.threads, load.warmup)
+                wide = Load(load.duration, load.connections * 2, load.threads, load.warmup,
+                            load.repeat)
                 out["healthz"] = healthz(front, wide)
                 out["status"] = Result.from_report("status", wrk(
                     front + "/api/v1/status", "post.lua", status_lines(samples.tokens), wide))
@@ -686,8 +705,9 @@ def write_report(runs: list[EngineRun], args: argparse.Namespace, argv: list[str
         "",
         f"{now}; {elapsed / 60:.1f} min in total. gunicorn 2 sync workers "
         f"(deploy/gunicorn.conf.py, production configuration, no access log), "
-        f"MIN_REVIEWERS=3, wrk -t{args.threads} -c{args.connections} for {args.duration:.0f} s "
-        f"per scenario after {args.warmup:.0f} s of warm-up, all on loopback on the same "
+        f"MIN_REVIEWERS=3, wrk -t{args.threads} -c{args.connections}, best of {args.repeat} "
+        f"runs of {args.duration:.0f} s per scenario after {args.warmup:.0f} s of warm-up, "
+        f"all on loopback on the same "
         f"machine (wrk shares the cores). Ratios are to `GET /healthz` measured in the same run "
         f"with the same workers (the mean of the runs before and after the scenarios). Submit: 2 KB details, 3 reviewers, ML-KEM-768+X25519; SQLite "
         f"in WAL mode with synchronous=FULL; PostgreSQL with fsync on (default settings).",
@@ -714,7 +734,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small", type=int, default=None,
                    help="cases in the growth baseline (default: max(1000, cases/100))")
     p.add_argument("--engine", choices=("sqlite", "postgres", "both"), default="both")
-    p.add_argument("--duration", type=float, default=6.0, help="seconds per scenario")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="measurements per scenario; the best one is reported")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per scenario")
     p.add_argument("--connections", type=int, default=4, help="wrk connections")
     p.add_argument("--threads", type=int, default=1, help="wrk threads")

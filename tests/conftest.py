@@ -164,3 +164,33 @@ def database_bytes(app: Flask) -> bytes:
                     elif isinstance(value, str):
                         chunks.append(value.encode())
     return b"\n".join(chunks)
+
+
+# -- the whole suite: app logs never name the client ----------------------------------
+
+
+@pytest.fixture(autouse=True)
+def app_logs_never_name_the_client() -> Iterator[None]:
+    """In every test of the suite: no record logged by Whistle, Flask, Werkzeug or gunicorn
+    holds a client address (the test client's 127.0.0.x) or the test client's User-Agent."""
+    import logging
+    import re
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.NOTSET)
+    handler.emit = records.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+    for record in records:
+        if record.name.split(".")[0] not in {"whistle", "werkzeug", "flask", "flask_wtf",
+                                             "gunicorn", "root"}:
+            continue
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        assert not re.search(r"\b127\.0\.0\.\d{1,3}\b", text), f"{record.name}: {text[:300]}"
+        assert "Werkzeug/" not in text and "UA-CANARY" not in text, f"{record.name}: {text[:300]}"

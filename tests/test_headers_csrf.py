@@ -102,7 +102,7 @@ def test_a_form_posted_from_another_site_is_refused_even_with_a_valid_token(
     # Browsers send "Origin: null" under Referrer-Policy: no-referrer, and same-origin posts
     # carry our own origin: both are fine.
     for headers in ({"Origin": "null"}, {"Origin": "http://localhost"},
-                    {"Sec-Fetch-Site": "same-origin"}):
+                    {"Origin": "https://localhost:8443"}, {"Sec-Fetch-Site": "same-origin"}):
         response = victim.post(f"/reviewer/cases/{ref}/message", headers=headers,
                                data={"csrf_token": token, "body": "hello"})
         assert response.status_code == 302, headers

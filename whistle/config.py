@@ -52,7 +52,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "ARGON2_ITERATIONS": 3,
         "ARGON2_LANES": 1,
         "DB_BUSY_TIMEOUT_MS": 5000,  # SQLite: how long a write waits for a lock before 503
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": "WARNING",  # the root level when Whistle owns logging (gunicorn, CLI)
         "RATELIMIT_STORAGE_URI": "memory://",
         "STATUS_LIMIT": "20 per minute",
         "LOGIN_LIMIT": "10 per minute",

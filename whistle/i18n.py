@@ -198,7 +198,7 @@ def _context() -> dict[str, Any]:
 
         args = {k: v for k, v in request.args.items() if k != "lang"} | {"lang": code}
 
-        return url_for(request.endpoint or "pages.landing", **(request.view_args or {}), **args)
+        return url_for(request.endpoint or "pages.landing", **{**(request.view_args or {}), **args})
 
     return {"lang": lang.code, "dir": lang.direction, "languages": LANGUAGES.values(),
             "chosen_lang": chosen, "switch_to": switch_to, "today_iso": today().isoformat()}

@@ -4,11 +4,12 @@ Whistle's own code logs event types and endpoint names only: never a request
 address, a User-Agent, a token, a form field or any other content. This
 module makes that hold for everything else that logs in the same process:
 
-* :class:`PrivacyFilter` sits on every handler Whistle installs (the root
-  logger's, and gunicorn's error log). It drops request lines (gunicorn's
-  access log, Werkzeug's development-server log, SQL statements with their
-  parameters), blanks IP addresses and anything that looks like a reporter
-  token, and escapes line breaks so that no input can forge a log line.
+* :class:`PrivacyHandler` (on the root logger, so every record in the
+  process reaches it) and :class:`PrivacyFilter` (on gunicorn's error log)
+  drop request lines (gunicorn's access log, Werkzeug's development-server
+  log, SQL statements with their parameters), blank IP addresses and anything
+  that looks like a reporter token, and escape line breaks so that no input
+  can forge a log line.
 * :class:`GunicornLogger` (``logger_class`` in ``gunicorn.conf.py``) turns the
   access log off entirely, whatever the command line says, and filters the
   error log: gunicorn writes "Invalid request from ip=..." for every
@@ -85,45 +86,64 @@ def scrub(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _kept(record: logging.LogRecord) -> bool:
+    name = record.name
+    if any(name == d or name.startswith(d + ".") for d in _DROP_ALWAYS):
+        return False
+    return not (record.levelno < logging.WARNING and any(
+        name == d or name.startswith(d + ".") for d in _DROP_BELOW_WARNING))
+
+
+def _scrub_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a broken format string must not stop logging
+        message = str(record.msg)
+    record.msg, record.args = scrub(message), None
+    if record.exc_info:
+        # Tracebacks keep their lines; only addresses and tokens go.
+        record.exc_text = "\n".join(
+            scrub(line) for line in
+            logging.Formatter().formatException(record.exc_info).splitlines())
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = "\n".join(scrub(line) for line in record.stack_info.splitlines())
+
+
 class PrivacyFilter(logging.Filter):
-    """Drop request-line records; scrub addresses, tokens and line breaks from the rest."""
+    """Drop request-line records; scrub the rest in place (for handlers Whistle owns)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        name = record.name
-        if any(name == d or name.startswith(d + ".") for d in _DROP_ALWAYS):
+        if not _kept(record):
             return False
-        if record.levelno < logging.WARNING and any(
-                name == d or name.startswith(d + ".") for d in _DROP_BELOW_WARNING):
-            return False
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string must not stop logging
-            message = str(record.msg)
-        record.msg, record.args = scrub(message), None
-        if record.exc_info:
-            # Tracebacks keep their lines; only addresses and tokens go.
-            record.exc_text = "\n".join(
-                scrub(line) for line in
-                logging.Formatter().formatException(record.exc_info).splitlines())
-            record.exc_info = None
-        if record.stack_info:
-            record.stack_info = "\n".join(scrub(line) for line in record.stack_info.splitlines())
+        _scrub_record(record)
         return True
+
+
+class PrivacyHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes a scrubbed copy of each record to stderr; other handlers still see the original."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _kept(record):
+            return
+        clean = logging.makeLogRecord(record.__dict__)
+        _scrub_record(clean)
+        self.stream = sys.stderr  # whatever stderr is now (test runners swap it)
+        super().emit(clean)
 
 
 _MARK = "_whistle_privacy"
 
 
-def handler(stream: Any = None) -> logging.Handler:
-    h = logging.StreamHandler(stream or sys.stderr)
+def handler() -> logging.Handler:
+    h = PrivacyHandler(sys.stderr)
     h.setFormatter(logging.Formatter(FORMAT))
-    h.addFilter(PrivacyFilter())
     setattr(h, _MARK, True)
     return h
 
 
 def configure(app: Flask) -> None:
-    """Route every log record in this process through :class:`PrivacyFilter` to stderr."""
+    """Send every log record in this process through :class:`PrivacyHandler` to stderr."""
     from flask.logging import default_handler
 
     root = logging.getLogger()
@@ -131,7 +151,7 @@ def configure(app: Flask) -> None:
         owned = not root.handlers  # under a test runner someone else sets the levels
         root.addHandler(handler())
         if owned:
-            root.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+            root.setLevel(app.config.get("LOG_LEVEL", "WARNING"))
     app.logger.removeHandler(default_handler)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 

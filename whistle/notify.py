@@ -86,7 +86,7 @@ class VerifiedConnection(Connection):
 
 class VerifiedMail(Mail):
     def init_app(self, app: Flask) -> Any:
-        state = super().init_app(app)
+        state: Any = super().init_app(app)
         state.ca_file = app.config.get("MAIL_CA_FILE")
         state.timeout = app.config.get("MAIL_TIMEOUT", 10)
         state.connect = lambda: VerifiedConnection(state)

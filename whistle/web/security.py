@@ -1,8 +1,8 @@
 """Headers on every response, cookie policy, and refusing what no route should accept.
 
 ``screen`` runs before every other request hook (CSRF included), so a request
-that no route can take gets its documented 4xx before any body is parsed:
-control characters in the path or query (400), a repeated query parameter
+that no route can take gets its documented 4xx before a view sees it:
+control characters or invalid UTF-8 in the path or query (400), a repeated query parameter
 (400), a non-form body posted to an HTML page (415), a form posted from
 another site (403), and a form with invalid UTF-8 or NUL (400) or too many
 fields (413).
@@ -11,7 +11,7 @@ fields (413).
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
@@ -33,7 +33,9 @@ HEADERS = {
 # Never cached anywhere, static files and downloads included: a shared or
 # seized computer keeps no copy of what a reporter or reviewer saw.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# In the path or the query: control characters, surrogates, and U+FFFD (what Werkzeug
+# makes of percent-encoded bytes that are not UTF-8).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff\ufffd]")
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -65,17 +67,24 @@ def _cross_site() -> bool:
     # Browsers send "Origin: null" for same-site posts under Referrer-Policy: no-referrer.
     if origin is None or origin == "null":
         return False
-    return urlsplit(origin).netloc.lower() != request.host.lower()
+    # Hosts, not ports: a proxy may drop the port from Host, and ports are one site anyway.
+    own = urlsplit("//" + request.host).hostname
+    return urlsplit(origin).hostname != own
 
 
 def screen() -> None:
-    """Refuse, before any parsing, what no route accepts."""
+    """Refuse what no route accepts, before CSRF checks or any view see the request."""
     if request.endpoint is None:
         return  # routing failed: the 404 or 405 follows
-    if _CONTROL.search(request.path) or any(
-            _CONTROL.search(k) or _CONTROL.search(v) for k, v in request.args.items(multi=True)):
+    try:
+        # Strictly, unlike request.args (which keeps undecodable escapes as literal text).
+        query = parse_qsl(request.query_string.decode("ascii"), keep_blank_values=True,
+                          errors="strict")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise ApiError(400, "invalid_request", "the address is not valid UTF-8") from exc
+    if _CONTROL.search(request.path) or any(_CONTROL.search(k + v) for k, v in query):
         raise ApiError(400, "invalid_request", "the address contains control characters")
-    keys = [k for k, _v in request.args.items(multi=True)]
+    keys = [k for k, _v in query]
     if len(keys) != len(set(keys)):
         raise ApiError(400, "invalid_request", "a parameter was sent more than once")
     if request.method != "POST" or request.blueprint == "api":
