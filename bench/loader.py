@@ -193,7 +193,7 @@ def _make_batch(plan: Plan, seed: int, count: int) -> dict[str, Any]:
                                         "status": status, "created": created})
         rows["audit_events"] += _events(case_ref, created, status, [r for r, _ in chosen],
                                         outcome)
-        if rng.random() < 0.05:
+        if rng.random() < 0.2:
             sample_tokens.append(mnemonic.to_mnemonic(entropy))
         if heavy:
             heavy_cases.append(case_ref)

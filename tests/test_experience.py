@@ -93,7 +93,8 @@ def test_the_form_explains_each_field_and_who_will_see_the_concern(
 
 def test_review_before_sending_stores_nothing_and_carries_everything(
         app: Flask, client: FlaskClient) -> None:
-    ann, bob = make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    ann = make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
     fields = form_fields(unit="Health", about_senior="yes", exclude_reviewers=[ann["id"]],
                          identity="named", name="Pat Reporter", contact="pat@home.example",
                          clean_metadata="yes")
@@ -240,7 +241,8 @@ def test_a_passed_deadline_is_shown_honestly_even_before_the_deadline_job_runs(
 
 def test_the_inbox_counts_cases_per_status_and_groups_them(app: Flask, client: FlaskClient
                                                             ) -> None:
-    ann, bob = make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    ann = make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
     refs = [submit_concern(client)["case_ref"] for _ in range(3)]
     browser = sign_in(app, ann)
     post_form(browser, f"/reviewer/cases/{refs[0]}/transition", {"to": "acknowledged"},
@@ -255,7 +257,8 @@ def test_the_inbox_counts_cases_per_status_and_groups_them(app: Flask, client: F
 
 def test_the_case_page_explains_the_two_person_rule_and_lists_its_sections(
         app: Flask, client: FlaskClient) -> None:
-    ann, bob = make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    ann = make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
     ref = submit_concern(client)["case_ref"]
     html = sign_in(app, ann).get(f"/reviewer/cases/{ref}").get_data(as_text=True)
     assert "No one closes a case alone." in html

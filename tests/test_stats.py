@@ -78,7 +78,8 @@ def _cell(html: str, table: str, label: str) -> str:
 
 def test_small_counts_are_suppressed_on_the_page_and_in_its_charts(
         app: Flask, client: FlaskClient) -> None:
-    ann, bob = make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    ann = make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
     refs = [submit_concern(client, category="fraud")["case_ref"] for _ in range(7)]
     refs += [submit_concern(client, category="conduct")["case_ref"] for _ in range(2)]
     html = _page(app, ann)
@@ -101,7 +102,8 @@ def test_small_counts_are_suppressed_on_the_page_and_in_its_charts(
 
 def test_a_reviewer_excluded_from_a_case_never_has_it_in_their_figures(
         app: Flask, client: FlaskClient) -> None:
-    ann, bob = make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    ann = make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
     carol = make_reviewer(app, "Carol Reviewer")
     for _ in range(6):
         submit_concern(client, category="fraud")
@@ -144,7 +146,8 @@ def _cell_free(html: str, element_id: str) -> str:
 
 
 def test_older_quarters_are_folded_together(app: Flask, client: FlaskClient) -> None:
-    ann, bob = make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    ann = make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
     refs = [submit_concern(client)["case_ref"] for _ in range(11)]
     with db.new_session(app) as s:
         s.execute(update(Concern).where(Concern.id.in_(refs[:6])).values(
@@ -167,7 +170,8 @@ def test_statistics_need_a_signed_in_reviewer_or_administrator(
 
 
 def test_the_chart_mirrors_for_right_to_left_pages(app: Flask, client: FlaskClient) -> None:
-    ann, bob = make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    ann = make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
     for _ in range(5):
         submit_concern(client)
     html = _page(app, ann, "/reviewer/stats?lang=ar")

@@ -80,6 +80,16 @@ def long_date(value: Any) -> str:
     return str(format_date(value, DATE_PATTERN))
 
 
+def short_date(value: Any) -> str:
+    """A compact date for tables: ``14 Mar 2026``."""
+    if isinstance(value, str) and value:
+        try:
+            value = dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return value
+    return str(format_date(value, "d MMM y")) if value else ""
+
+
 def iso_date(value: Any) -> str:
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()[:10]
@@ -209,7 +219,7 @@ def init_app(app: Flask) -> None:
     app.url_defaults(_keep_lang)
     app.context_processor(_context)
     app.jinja_env.filters.update(
-        long_date=long_date, iso_date=iso_date, tr=translate,
+        long_date=long_date, short_date=short_date, iso_date=iso_date, tr=translate,
         status_label=lambda c: label(STATUS_LABELS, c),
         outcome_label=lambda c: label(OUTCOME_LABELS, c),
         event_label=lambda c: label(EVENT_LABELS, c),

@@ -10,7 +10,7 @@ from flask import (Blueprint, current_app, flash, g, redirect, render_template, 
                    session, url_for)
 from werkzeug.wrappers import Response
 
-from whistle import db, instance_keys, review, workflow
+from whistle import db, instance_keys, review, settings, workflow
 from whistle import stats as stats_mod
 from whistle.validation import InvalidInput
 from whistle.web import common, flows
@@ -92,7 +92,9 @@ def inbox() -> str:
                            total=total, page=page, per_page=per_page, status=status,
                            statuses=workflow.STATUSES, sort=sort, sorts=review.SORTS,
                            me=g.signed.reviewer,
-                           counts=stats_mod.inbox_counts(db.session(), g.signed.reviewer.id))
+                           counts=stats_mod.inbox_counts(db.session(), g.signed.reviewer.id),
+                           category_labels={c["id"]: c["label"]
+                                            for c in settings.categories(db.session())})
 
 
 @bp.get("/cases/<case_ref>")
@@ -224,7 +226,7 @@ def totp_disable() -> Any:
 @signed_in
 def stats() -> str:
     """Aggregate figures for reviewers and administrators: small counts suppressed, no cases."""
-    from whistle import charts, i18n, models, settings
+    from whistle import charts, i18n, models
 
     session = db.session()
     categories = settings.categories(session)
