@@ -143,6 +143,24 @@ def cpu_model() -> str:
 # ---------------------------------------------------------------------------- server
 
 
+ACTIVE: list[Server] = []  # servers whose workers' CPU time the measurements read
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
+
+
+def app_cpu_ticks() -> int:
+    """CPU time used so far by the gunicorn processes of every active server."""
+    return cpu_ticks([p for srv in ACTIVE for p in [srv.proc.pid, *children(srv.proc.pid)]])
+
+
 class Server:
     """gunicorn serving app:app with the production configuration."""
 
@@ -159,6 +177,7 @@ class Server:
                                      stdin=subprocess.DEVNULL)
         self.workers = workers
         self._wait()
+        ACTIVE.append(self)
 
     def _wait(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -176,6 +195,8 @@ class Server:
         return [rss_kib(p) / 1024 for p in children(self.proc.pid)]
 
     def stop(self) -> None:
+        if self in ACTIVE:
+            ACTIVE.remove(self)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -214,6 +235,7 @@ class Result:
     errors: int
     requests: int
     note: str = ""
+    cpu_ms: float = float("nan")  # app CPU (all gunicorn processes) per request
 
     @staticmethod
     def from_report(name: str, report: dict[str, Any], note: str = "") -> Result:
@@ -221,7 +243,8 @@ class Result:
                                          "status_errors", "timeouts"))
         seconds = report["duration_us"] / 1e6
         return Result(name, report["requests"] / seconds, report["p50_us"] / 1000,
-                      report["p99_us"] / 1000, errors, report["requests"], note)
+                      report["p99_us"] / 1000, errors, report["requests"], note,
+                      report.get("cpu_ms", float("nan")))
 
 
 @dataclass
@@ -248,12 +271,15 @@ def wrk(url: str, script: str, lines: list[str], load: Load, bearer: str | None 
                            capture_output=True, check=False)
         best: dict[str, Any] | None = None
         for _ in range(max(1, load.repeat)):
+            ticks = app_cpu_ticks()
             proc = subprocess.run(base + [f"-d{max(1, round(load.duration))}s", url], env=env,
                                   capture_output=True, text=True, check=False)
+            ticks = app_cpu_ticks() - ticks
             if proc.returncode != 0 or not report.exists():
                 raise RuntimeError(f"wrk failed: {proc.stdout}{proc.stderr}")
             data: dict[str, Any] = json.loads(report.read_text())
             report.unlink()
+            data["cpu_ms"] = ticks * 1000 / CLK_TCK / max(1, data["requests"])
             # Best of the repeats: other work on the machine only ever slows a run down.
             if best is None or (data["requests"] / data["duration_us"]
                                 > best["requests"] / best["duration_us"]):
@@ -621,19 +647,24 @@ def fmt_ratio(x: float) -> str:
 
 def table(runs: list[EngineRun]) -> list[str]:
     lines = ["| engine | scenario | req/s | p50 ms | p99 ms | ratio to /healthz | target | "
-             "met | errors |",
-             "|---|---|---:|---:|---:|---:|---|---|---:|"]
+             "met | errors | app CPU ms/req | CPU ratio |",
+             "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
+
+    def cpu(r: Result, base_cpu: float) -> str:
+        return f"{r.cpu_ms:.2f} | {base_cpu / r.cpu_ms:.2f}" if r.cpu_ms > 0 else "| "
+
     for run in runs:
         # The baseline: /healthz before and after the scenarios, averaged (the cores may be
         # shared with other work; the two figures show how much that moved).
-        base = statistics.mean(run.results[k].rps for k in ("healthz", "healthz (after)")
-                               if k in run.results)
+        keys = [k for k in ("healthz", "healthz (after)") if k in run.results]
+        base = statistics.mean(run.results[k].rps for k in keys)
+        base_cpu = statistics.mean(run.results[k].cpu_ms for k in keys)
         pg = run.engine == "postgres"
         for key, r in run.results.items():
             if key.startswith("healthz"):
                 lines.append(f"| {run.engine} | {r.scenario}{' (after)' if 'after' in key else ''}"
                              f" | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | 1.00 | | | "
-                             f"{r.errors} |")
+                             f"{r.errors} | {cpu(r, base_cpu)} |")
                 continue
             ratio = r.rps / base
             target, met = "", ""
@@ -645,29 +676,33 @@ def table(runs: list[EngineRun]) -> list[str]:
                 met = "yes" if ok else "NO"
             note = f" ({r.note})" if r.note else ""
             lines.append(f"| {run.engine} | {r.scenario}{note} | {r.rps:.0f} | {r.p50_ms:.2f} | "
-                         f"{r.p99_ms:.2f} | {fmt_ratio(ratio)} | {target} | {met} | {r.errors} |")
+                         f"{r.p99_ms:.2f} | {fmt_ratio(ratio)} | {target} | {met} | {r.errors} | "
+                         f"{cpu(r, base_cpu)} |")
         if run.small_results:
             small_base = run.small_results["healthz"].rps
+            small_cpu = run.small_results["healthz"].cpu_ms
             for key in ("status", "inbox first page", "open case", "submit"):
                 if key not in run.small_results or key not in run.results:
                     continue
                 s, big = run.small_results[key], run.results[key]
                 ratio = big.p50_ms / s.p50_ms if s.p50_ms else float("inf")
                 ok = ratio <= GROWTH_TARGET and s.errors == 0
+                cpu_growth = (f", app CPU x{big.cpu_ms / s.cpu_ms:.2f}" if s.cpu_ms > 0 else "")
                 lines.append(
                     f"| {run.engine} | growth: {key} at {run.small} cases (p50 {s.p50_ms:.2f} "
-                    f"-> {big.p50_ms:.2f} ms at {run.cases}; ratio to /healthz there "
-                    f"{s.rps / small_base:.2f}) | {s.rps:.0f} | {s.p50_ms:.2f} | "
+                    f"-> {big.p50_ms:.2f} ms at {run.cases}{cpu_growth}; ratio to /healthz "
+                    f"there {s.rps / small_base:.2f}) | {s.rps:.0f} | {s.p50_ms:.2f} | "
                     f"{s.p99_ms:.2f} | p50 latency x{ratio:.2f} | <= x{GROWTH_TARGET} | "
                     f"{'yes' if ok else 'NO'}{' (info)' if key == 'submit' else ''} | "
-                    f"{s.errors} |")
+                    f"{s.errors} | {cpu(s, small_cpu)} |")
         if run.pair:
             pb = run.pair["healthz"].rps
+            pcpu = run.pair["healthz"].cpu_ms
             for key, r in run.pair.items():
                 ratio = r.rps / pb
                 lines.append(f"| {run.engine}, 2 instances + nginx | {r.scenario} (aggregate) | "
                              f"{r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-                             f"{fmt_ratio(ratio)} | | | {r.errors} |")
+                             f"{fmt_ratio(ratio)} | | | {r.errors} | {cpu(r, pcpu)} |")
     return lines
 
 
@@ -731,7 +766,7 @@ def write_report(runs: list[EngineRun], args: argparse.Namespace, argv: list[str
         f"runs of {args.duration:.0f} s per scenario after {args.warmup:.0f} s of warm-up, "
         f"all on loopback on the same "
         f"machine (wrk shares the cores). Ratios are to `GET /healthz` measured in the same run "
-        f"with the same workers (the mean of the runs before and after the scenarios). Status and open case cycle through {SAMPLE} tokens and cases of the heavy reviewer, each used once before timing (so both time their read path; the first status check of a day and the first look at a case also write). Submit: 2 KB details, 3 reviewers, ML-KEM-768+X25519; SQLite "
+        f"with the same workers (the mean of the runs before and after the scenarios). \"App CPU ms/req\" is the CPU time all gunicorn processes used per request (from /proc, so other work on the machine does not inflate it; PostgreSQL's own CPU is not included); \"CPU ratio\" is /healthz's figure divided by the scenario's, the ratio an otherwise idle machine would approach. Status and open case cycle through {SAMPLE} tokens and cases of the heavy reviewer, each used once before timing (so both time their read path; the first status check of a day and the first look at a case also write). Submit: 2 KB details, 3 reviewers, ML-KEM-768+X25519; SQLite "
         f"in WAL mode with synchronous=FULL; PostgreSQL with fsync on (default settings).",
         "",
         *table(runs),

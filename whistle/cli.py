@@ -111,6 +111,34 @@ def reviewer_disable(reviewer_id: str) -> None:
             click.echo("no case is left with fewer than the minimum of active reviewers")
 
 
+@reviewer_group.command("reset-password")
+@with_appcontext
+@click.argument("reviewer_id")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def reviewer_reset_password(reviewer_id: str, password_stdin: bool) -> None:
+    """Give a reviewer who lost their password a new one (and a new key pair).
+
+    Their cases come back when a co-reviewer shares them again, or with
+    `recovery rewrap --reviewer ID --key-file PATH`. They must change this
+    password at their next sign-in.
+    """
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with _session() as s:
+        try:
+            waiting = review.reset_password(s, current_app.config, reviewer_id, password)
+        except review.NotFound as exc:
+            raise click.ClickException(f"no reviewer {reviewer_id}") from exc
+        except InvalidInput as exc:
+            raise click.ClickException(exc.message) from exc
+    click.echo(f"password reset; sessions ended; {len(waiting)} case(s) wait for their keys")
+    if waiting:
+        click.echo(f"  run: flask --app app recovery rewrap --reviewer {reviewer_id} "
+                   "--key-file <recovery key file>, or ask a co-reviewer to share each case")
+
+
 @click.command("outbox")
 @with_appcontext
 def outbox_command() -> None:

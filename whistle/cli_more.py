@@ -81,6 +81,35 @@ def reshare_all_command(from_: str, to: str, key_file: str) -> None:
         click.echo(f"NOT shared {ref}: the reporter excluded this reviewer; choose another")
 
 
+@recovery_group.command("rewrap")
+@with_appcontext
+@click.option("--reviewer", "reviewer_id", required=True,
+              help="The reviewer whose password was reset.")
+@click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The recovery private key file (from offline media).")
+def rewrap_command(reviewer_id: str, key_file: str) -> None:
+    """After a password reset, give a reviewer their cases' keys again.
+
+    Each case is committed on its own: interrupt it at any time and run it again
+    to continue where it stopped.
+    """
+    private = _read_key(key_file)
+    with db.new_session(current_app) as s:
+        reviewer = s.get(Reviewer, reviewer_id)
+        if reviewer is None:
+            raise click.ClickException(f"no reviewer {reviewer_id}")
+        refs = recovery.waiting_for_keys(s, reviewer_id)
+        done = 0
+        with click.progressbar(refs, label="re-wrapping cases", show_pos=True) as bar:
+            for ref in bar:
+                try:
+                    done += recovery.rewrap(s, ref, reviewer_id, private, utcnow())
+                except recovery.RecoveryError as exc:
+                    raise click.ClickException(exc.message) from exc
+    click.echo(f"{reviewer.name} holds the keys of {done} more case(s); "
+               f"{len(refs) - done} needed nothing")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(deadlines_command)
     app.cli.add_command(recovery_group)

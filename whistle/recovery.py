@@ -82,3 +82,28 @@ def reshare_one_of_many(session: Session, instance: InstanceKeys, case_ref: str,
             report.already.append(case_ref)
         else:
             raise
+
+
+def waiting_for_keys(session: Session, reviewer_id: str) -> list[str]:
+    """Cases assigned to a reviewer who holds no key for them (after a password reset)."""
+    return [ref for ref in cases_of(session, reviewer_id)
+            if not review.holds_keys(session, ref, reviewer_id)]
+
+
+def rewrap(session: Session, case_ref: str, reviewer_id: str, recovery_private: bytes,
+           now: dt.datetime) -> bool:
+    """Wrap one case's keys again for an assigned reviewer's current key. Commits.
+
+    Returns False (and changes nothing) if the reviewer already holds keys
+    for it, so an interrupted run can simply be started again.
+    """
+    concern = session.get(Concern, case_ref)
+    target = session.get(Reviewer, reviewer_id)
+    if concern is None or target is None:
+        raise RecoveryError("not_found", f"no case {case_ref} or reviewer {reviewer_id}")
+    if review.holds_keys(session, case_ref, reviewer_id):
+        return False
+    review.rewrap_for(session, concern, _keys_for(session, concern, recovery_private), target,
+                      ACTOR, now)
+    session.commit()
+    return True

@@ -26,7 +26,7 @@ from whistle.config import kdf_params
 from whistle.keys import InstanceKeys
 from whistle.models import (
     Assignment, Attachment, AuditEvent, Concern, Exclusion, Message, Reviewer, ReviewerSession,
-    Setting, utcnow,
+    Setting, WrappedKey, utcnow,
 )
 from whistle.validation import InvalidInput
 
@@ -100,6 +100,58 @@ def change_password(session: Session, config: Mapping[str, Any], reviewer: Revie
 # reviewer replaces it, the account does nothing but change it.
 # (A settings key prefix, not a password: hence the nosec.)
 _PASSWORD_SET_BY_ADMIN = "password_set_by_admin:"  # nosec B105
+
+
+class KeysPending(Exception):
+    """The reviewer is assigned the case but holds no key for it (after a password reset)."""
+
+
+def reset_password(session: Session, config: Mapping[str, Any], reviewer_id: str,
+                   new_password: str) -> list[str]:
+    """An administrator's reset for a reviewer who lost their password. Commits.
+
+    The old private key is lost with the old password, so the reviewer gets a
+    fresh key pair and their useless copies of case keys are deleted. They stay
+    assigned; each case comes back when a co-reviewer shares it again or the
+    recovery key holder runs ``recovery rewrap``. The new password is known to
+    the administrator, so the reviewer must replace it at their next sign-in.
+    Returns the references of the cases waiting to be re-wrapped.
+    """
+    reviewer = session.get(Reviewer, reviewer_id)
+    if reviewer is None:
+        raise NotFound()
+    check_password_strength(new_password)
+    pair = crypto.generate_keypair()
+    reviewer.public_key = pair.public
+    reviewer.locked_private_key, reviewer.password_check = crypto.lock_private_key(
+        pair.private, new_password, kdf_params(dict(config)))
+    reviewer.totp_secret_ct = None  # sealed under the old key: enrol two-factor again
+    reviewer.credentials_version += 1
+    session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer_id))
+    session.execute(delete(WrappedKey).where(WrappedKey.recipient_kind == "reviewer",
+                                             WrappedKey.recipient_id == reviewer_id))
+    waiting = list(session.scalars(select(Assignment.concern_id).where(
+        Assignment.reviewer_id == reviewer_id).order_by(Assignment.concern_id)))
+    for case_ref in waiting:
+        audit.record(session, case_ref, "reviewer_key_reset", "admin", utcnow(),
+                     {"reviewer": reviewer_id})
+    require_password_change(session, reviewer_id)
+    session.commit()
+    return waiting
+
+
+def rewrap_for(session: Session, concern: Concern, ck: casekeys.CaseKeys, target: Reviewer,
+               actor: str, now: dt.datetime) -> None:
+    """Give an assigned reviewer who holds no key (after a reset) the case's keys again."""
+    casekeys.wrap(session, concern.id, ck, "reviewer", target.id, target.public_key)
+    audit.record(session, concern.id, "rewrapped", actor, now, {"reviewer": target.id})
+    notify.queue(session, target.email, "activity")
+
+
+def holds_keys(session: Session, case_ref: str, reviewer_id: str) -> bool:
+    return session.scalars(select(WrappedKey.id).where(
+        WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == "reviewer",
+        WrappedKey.recipient_id == reviewer_id).limit(1)).first() is not None
 
 
 def require_password_change(session: Session, reviewer_id: str) -> None:
@@ -343,6 +395,8 @@ def _assignment(session: Session, reviewer_id: str, case_ref: Any) -> Concern:
 
 def case_keys(session: Session, signed: SignedIn, case_ref: Any) -> tuple[Concern, casekeys.CaseKeys]:
     concern = _assignment(session, signed.reviewer.id, case_ref)
+    if not holds_keys(session, concern.id, signed.reviewer.id):
+        raise KeysPending()
     found = casekeys.unwrap(session, concern.id, "reviewer", signed.reviewer.id,
                             signed.private_key())
     return concern, casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD])
@@ -556,7 +610,10 @@ def add_to_case(session: Session, instance: InstanceKeys, concern: Concern,
     if is_excluded(session, instance, concern.id, target.id):
         raise ShareRefused("excluded", "the reporter excluded this reviewer from the case")
     if session.get(Assignment, (concern.id, target.id)) is not None:
-        raise ShareRefused("already_assigned", "this reviewer already has the case")
+        if holds_keys(session, concern.id, target.id):
+            raise ShareRefused("already_assigned", "this reviewer already has the case")
+        rewrap_for(session, concern, ck, target, actor, now)  # back after a password reset
+        return target
     casekeys.wrap(session, concern.id, ck, "reviewer", target.id, target.public_key)
     session.add(Assignment(concern_id=concern.id, reviewer_id=target.id, status=concern.status,
                            created=concern.created))

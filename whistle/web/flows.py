@@ -169,6 +169,10 @@ def _case_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except review.NotFound as exc:
         raise ApiError(404, "not_found", "no such case") from exc
+    except review.KeysPending as exc:
+        raise ApiError(409, "keys_pending", "your password was reset, so your copy of this "
+                       "case's key is gone: a co-reviewer must share the case with you again "
+                       "(or the recovery key holder runs `recovery rewrap`)") from exc
     except InvalidInput as exc:
         raise from_invalid(exc) from exc
     except workflow.WorkflowError as exc:

@@ -1,0 +1,122 @@
+"""A reviewer who lost their password: reset, then their cases come back by re-share or re-wrap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.conftest import login, make_reviewer, submit_concern
+from tests.support.webflow import post_form, sign_in
+from whistle import db
+from whistle.models import WrappedKey
+
+NEW = "a brand new long password"
+MINE = "my own chosen long password"
+
+
+def reset(app: Flask, reviewer: dict[str, str]) -> Any:
+    return app.test_cli_runner().invoke(args=["reviewer", "reset-password", reviewer["id"],
+                                              "--password-stdin"], input=NEW + "\n")
+
+
+def finish_setup(app: Flask, reviewer: dict[str, str]) -> dict[str, str]:
+    """Sign in with the administrator's password and replace it, as the pages require."""
+    browser = sign_in(app, reviewer | {"password": NEW})
+    changed = post_form(browser, "/reviewer/account/password", {"old": NEW, "new": MINE},
+                        "/reviewer/account")
+    assert changed.status_code == 302
+    return reviewer | {"password": MINE}
+
+
+def reviewer_keys(app: Flask, reviewer_id: str) -> int:
+    with db.new_session(app) as s:
+        return len(list(s.scalars(select(WrappedKey).where(
+            WrappedKey.recipient_kind == "reviewer", WrappedKey.recipient_id == reviewer_id))))
+
+
+def test_reset_gives_a_new_key_and_removes_the_useless_old_copies(
+        app: Flask, client: FlaskClient) -> None:
+    ann, bob = make_reviewer(app), make_reviewer(app)
+    headers = login(client, ann)
+    receipt = submit_concern(client)
+    assert reviewer_keys(app, ann["id"]) == 2
+    result = reset(app, ann)
+    assert result.exit_code == 0, result.output
+    assert "1 case(s) wait for their keys" in result.output
+    assert reviewer_keys(app, ann["id"]) == 0
+    assert client.get("/api/v1/cases", headers=headers).status_code == 401  # sessions ended
+    old = client.post("/api/v1/auth/login", json={"email": ann["email"],
+                                                  "password": ann["password"]})
+    assert old.status_code == 401
+    ann = finish_setup(app, ann)
+    fresh = login(client, ann)
+    listed = client.get("/api/v1/cases", headers=fresh).get_json()
+    assert [c["case_ref"] for c in listed["cases"]] == [receipt["case_ref"]]
+    pending = client.get(f"/api/v1/cases/{receipt['case_ref']}", headers=fresh)
+    assert pending.status_code == 409 and pending.get_json()["error"] == "keys_pending"
+    # The co-reviewer still reads it, and the case is intact.
+    assert client.get(f"/api/v1/cases/{receipt['case_ref']}",
+                      headers=login(client, bob)).status_code == 200
+
+
+def test_a_co_reviewer_sharing_again_gives_the_keys_back(app: Flask,
+                                                         client: FlaskClient) -> None:
+    ann, bob = make_reviewer(app), make_reviewer(app)
+    receipt = submit_concern(client, details="still readable")
+    reset(app, ann)
+    ann = finish_setup(app, ann)
+    shared = client.post(f"/api/v1/cases/{receipt['case_ref']}/reviewers",
+                         headers=login(client, bob), json={"reviewer_id": ann["id"]})
+    assert shared.status_code == 201
+    case = client.get(f"/api/v1/cases/{receipt['case_ref']}", headers=login(client, ann))
+    assert case.status_code == 200 and case.get_json()["details"] == "still readable"
+    assert "rewrapped" in [e["type"] for e in case.get_json()["events"]]
+    again = client.post(f"/api/v1/cases/{receipt['case_ref']}/reviewers",
+                        headers=login(client, bob), json={"reviewer_id": ann["id"]})
+    assert again.status_code == 409 and again.get_json()["error"] == "already_assigned"
+
+
+def test_recovery_rewrap_is_resumable_and_shows_progress(app: Flask, client: FlaskClient,
+                                                         recovery_key_file: Path) -> None:
+    ann, _bob = make_reviewer(app), make_reviewer(app)
+    refs = [submit_concern(client, details=f"case {i}")["case_ref"] for i in range(3)]
+    reset(app, ann)
+    runner = app.test_cli_runner()
+    # An interrupted run: one case re-wrapped by hand through the same step the command uses.
+    from whistle import keys, recovery
+    from whistle.models import utcnow
+
+    with db.new_session(app) as s:
+        assert recovery.rewrap(s, refs[0], ann["id"],
+                               keys.read_recovery_private(str(recovery_key_file)), utcnow())
+    result = runner.invoke(args=["recovery", "rewrap", "--reviewer", ann["id"],
+                                 "--key-file", str(recovery_key_file)])
+    assert result.exit_code == 0, result.output
+    assert "re-wrapping cases" in result.output
+    assert "2 more case(s)" in result.output
+    assert reviewer_keys(app, ann["id"]) == 6
+    rerun = runner.invoke(args=["recovery", "rewrap", "--reviewer", ann["id"],
+                                "--key-file", str(recovery_key_file)])
+    assert "0 more case(s)" in rerun.output
+    ann = finish_setup(app, ann)
+    headers = login(client, ann)
+    for i, ref in enumerate(refs):
+        assert client.get(f"/api/v1/cases/{ref}", headers=headers).get_json()["details"] \
+            == f"case {i}"
+    verify = runner.invoke(args=["audit", "verify"])
+    assert verify.exit_code == 0
+
+
+def test_reset_refuses_weak_passwords_and_unknown_reviewers(app: Flask) -> None:
+    ann = make_reviewer(app)
+    runner = app.test_cli_runner()
+    weak = runner.invoke(args=["reviewer", "reset-password", ann["id"], "--password-stdin"],
+                         input="short\n")
+    assert weak.exit_code != 0 and "12 characters" in weak.output
+    unknown = runner.invoke(args=["reviewer", "reset-password", "0" * 32, "--password-stdin"],
+                            input=NEW + "\n")
+    assert unknown.exit_code != 0 and "no reviewer" in unknown.output
