@@ -110,6 +110,46 @@ def rewrap_command(reviewer_id: str, key_file: str) -> None:
                f"{len(refs) - done} needed nothing")
 
 
+@recovery_group.command("rotate")
+@with_appcontext
+@click.option("--key-file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The current recovery private key file.")
+@click.option("--new-key-file", required=True, type=click.Path(dir_okay=False),
+              help="Where the new private key is written (once; reused if it exists).")
+def rotate_command(key_file: str, new_key_file: str) -> None:
+    """Replace the organisation recovery key and re-wrap every case for the new one.
+
+    Each case is committed on its own and cases already re-wrapped are skipped,
+    so an interrupted run just continues when started again. Restart the app
+    afterwards, then run the command once more to catch concerns that arrived
+    meanwhile (they were wrapped for the old key).
+    """
+    from pathlib import Path
+
+    from whistle import crypto
+
+    old = _read_key(key_file)
+    new = recovery.new_recovery_key_file(new_key_file)
+    with db.new_session(current_app) as s:
+        refs = recovery.recovery_cases(s)
+        moved = 0
+        with click.progressbar(refs, label="re-wrapping for the new recovery key",
+                               show_pos=True) as bar:
+            for ref in bar:
+                try:
+                    moved += recovery.rotate_one(s, ref, old, new)
+                except recovery.RecoveryError as exc:
+                    raise click.ClickException(exc.message) from exc
+    public = Path(current_app.config["KEYS_DIR"]) / keys.RECOVERY_PUBLIC
+    tmp = public.with_suffix(".tmp")
+    tmp.write_text(crypto.keypair_from_seed(new).public.hex() + "\n")
+    tmp.replace(public)
+    click.echo(f"{moved} case(s) re-wrapped, {len(refs) - moved} already done; "
+               f"{public} now holds the new public key")
+    click.echo(f"Move {new_key_file} OFFLINE, restart Whistle, run this once more, then "
+               f"destroy the old key file.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(deadlines_command)
     app.cli.add_command(recovery_group)

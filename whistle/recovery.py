@@ -107,3 +107,58 @@ def rewrap(session: Session, case_ref: str, reviewer_id: str, recovery_private: 
                       ACTOR, now)
     session.commit()
     return True
+
+
+# -- rotating the recovery key ------------------------------------------------
+
+
+def new_recovery_key_file(path: str) -> bytes:
+    """The next recovery private key: read from ``path``, or created there once (mode 600)."""
+    import os
+    from pathlib import Path
+
+    from whistle import keys
+
+    if Path(path).exists():
+        return keys.read_recovery_private(path)
+    pair = crypto.generate_keypair()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("# Whistle organisation recovery private key (rotated). Keep OFFLINE.\n"
+                     + pair.private.hex() + "\n")
+    return pair.private
+
+
+def recovery_cases(session: Session) -> list[str]:
+    from whistle.models import WrappedKey
+
+    return list(session.scalars(select(WrappedKey.concern_id).where(
+        WrappedKey.recipient_kind == "recovery", WrappedKey.key_kind == casekeys.CASE)
+        .order_by(WrappedKey.concern_id)))
+
+
+def rotate_one(session: Session, case_ref: str, old_private: bytes, new_private: bytes) -> bool:
+    """Re-wrap one case's keys from the old recovery key to the new one. Commits.
+
+    Returns False if the case already opens with the new key (an interrupted
+    rotation simply runs again). Raises RecoveryError if neither key opens it.
+    """
+    from whistle.models import WrappedKey
+
+    try:
+        casekeys.unwrap(session, case_ref, "recovery", "org", new_private)
+        return False
+    except crypto.CryptoError:
+        pass
+    concern = session.get(Concern, case_ref)
+    if concern is None:
+        raise RecoveryError("not_found", f"no case {case_ref}")
+    ck = _keys_for(session, concern, old_private)
+    for row in session.scalars(select(WrappedKey).where(
+            WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == "recovery")):
+        session.delete(row)
+    session.flush()
+    casekeys.wrap(session, case_ref, ck, "recovery", "org",
+                  crypto.keypair_from_seed(new_private).public)
+    session.commit()
+    return True
