@@ -30,8 +30,8 @@ def _check_encoding(value: str, field: str) -> None:
         raise InvalidInput(f"{field} is not valid UTF-8 text", field)
 
 
-def line(value: Any, field: str, max_chars: int, required: bool = False) -> str | None:
-    """A single-line field: no control characters, trimmed, at most ``max_chars``."""
+def _present_text(value: Any, field: str, required: bool) -> str | None:
+    """``value`` as checked text, or None when it is absent or blank (refused if required)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise InvalidInput(f"{field} is required", field)
@@ -39,6 +39,14 @@ def line(value: Any, field: str, max_chars: int, required: bool = False) -> str 
     if not isinstance(value, str):
         raise InvalidInput(f"{field} must be text", field)
     _check_encoding(value, field)
+    return value
+
+
+def line(value: Any, field: str, max_chars: int, required: bool = False) -> str | None:
+    """A single-line field: no control characters, trimmed, at most ``max_chars``."""
+    value = _present_text(value, field, required)
+    if value is None:
+        return None
     if _CONTROL_LINE.search(value):
         raise InvalidInput(f"{field} must be a single line without control characters", field)
     value = value.strip()
@@ -49,13 +57,9 @@ def line(value: Any, field: str, max_chars: int, required: bool = False) -> str 
 
 def text(value: Any, field: str, max_chars: int, required: bool = False) -> str | None:
     """Multi-line text: newlines and tabs allowed, other control characters refused."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidInput(f"{field} is required", field)
+    value = _present_text(value, field, required)
+    if value is None:
         return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be text", field)
-    _check_encoding(value, field)
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     if _CONTROL_TEXT.search(value):
         raise InvalidInput(f"{field} contains control characters", field)
