@@ -1,7 +1,7 @@
 """Gunicorn settings, read automatically when gunicorn starts in this directory.
 
     gunicorn app:app                 # uses this file
-    gunicorn -c deploy/gunicorn.conf.py app:app
+    gunicorn -c deploy/gunicorn.conf.py app:app   # behind nginx: these settings plus its own
 
 Flags on the command line win over this file, except that there is never an
 access log: ``whistle.logs.GunicornLogger`` ignores ``--access-logfile``,
