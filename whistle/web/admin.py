@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
+from flask_babel import gettext
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -106,7 +107,7 @@ def edit(reviewer_id: str) -> Any:
         return render_template("admin/reviewer.html", me=g.signed.reviewer, r=r,
                                r_units=json.loads(r.units), units=settings.units(db.session()),
                                error=exc.message), 400
-    flash(f"Saved {r.name}. Existing cases keep their reviewers.", "ok")
+    flash(gettext("Saved %(name)s. Existing cases keep their reviewers.", name=r.name), "ok")
     return redirect(url_for("admin.home"))
 
 
@@ -120,10 +121,11 @@ def disable(reviewer_id: str) -> Response:
     except InvalidInput as exc:
         flash(exc.message, "error")
         return redirect(url_for("admin.home"))
-    flash(f"Disabled {r.name}; their sessions are ended.", "ok")
+    flash(gettext("Disabled %(name)s; their sessions are ended.", name=r.name), "ok")
     for ref, left in short:
-        flash(f"Case {ref} now has {left} active reviewer(s): ask a reviewer of the case to "
-              "share it, or re-share it with the recovery key.", "error")
+        flash(gettext("Case %(ref)s now has %(left)s active reviewer(s): ask a reviewer of the "
+                      "case to share it, or re-share it with the recovery key.",
+                      ref=ref, left=left), "error")
     return redirect(url_for("admin.home"))
 
 

@@ -41,7 +41,8 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
             session.clear()
             return redirect(url_for("reviewer.login_form"))
         g.signed = signed
-        needed = review.account_setup_needed(db.session(), current_app.config, signed.reviewer)
+        needed = review.account_setup_needed(db.session(), current_app.config, signed.reviewer,
+                                             signed.password_set_by_admin)
         if needed is not None:
             target, allowed = _SETUP_PAGES[needed]
             if request.endpoint not in allowed:
@@ -105,7 +106,9 @@ def case(case_ref: str) -> str:
                                      {x["id"] for x in data["reviewers"]})
     return render_template("reviewer/case.html", case=data, me=g.signed.reviewer,
                            outcomes=workflow.OUTCOMES, others=others,
-                           names={x["id"]: x["name"] for x in data["reviewers"]})
+                           names={x["id"]: x["name"] for x in data["reviewers"]},
+                           category_labels={c["id"]: c["label"]
+                                            for c in settings.categories(db.session())})
 
 
 @bp.post("/cases/<case_ref>/transition")
