@@ -46,7 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto, metadata, notify
@@ -509,11 +509,15 @@ def _open_meta(att: Attachment, keys: Any) -> tuple[str, bytes, dict[str, Any]]:
     return kind, key, meta
 
 
+# Built once: every case view runs it (building a statement costs more than running it).
+_LISTING = select(Attachment).where(Attachment.concern_id == bindparam("case_id")).order_by(
+    Attachment.created, Attachment.id)
+
+
 def listing(session: Session, case_id: str, keys: Any) -> list[dict[str, Any]]:
     """Decrypted names, sizes and types of a case's attachments (keys: CaseKeys or case key)."""
     out = []
-    for att in session.scalars(select(Attachment).where(Attachment.concern_id == case_id)
-                               .order_by(Attachment.created, Attachment.id)):
+    for att in session.scalars(_LISTING, {"case_id": case_id}):
         try:
             _kind, _key, meta = _open_meta(att, keys)
         except (crypto.CryptoError, ValueError):

@@ -13,35 +13,71 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from whistle import crypto
 from whistle.models import AuditEvent
 
 GENESIS = b"\x00" * 32
+NEW_CHAIN = (0, GENESIS)  # ``record(after=...)`` for a case's first event
 
 
 def _record(e: AuditEvent) -> bytes:
+    return _fields(e.concern_id, e.seq, e.at, e.type, e.actor, e.data)
+
+
+def _fields(concern_id: str, seq: int, at: dt.datetime, type_: str, actor: str, data: str
+            ) -> bytes:
     return json.dumps(
-        [e.concern_id, e.seq, e.at.isoformat(), e.type, e.actor, e.data],
+        [concern_id, seq, at.isoformat(), type_, actor, data],
         separators=(",", ":"), ensure_ascii=True,
     ).encode()
 
 
+def record_many(session: Session, concern_id: str,
+                events: list[tuple[str, str, dt.datetime, dict[str, Any] | None]],
+                after: tuple[int, bytes]) -> tuple[int, bytes]:
+    """Append several events (type, actor, at, data) after the link ``after`` (see ``record``)
+    with one INSERT executemany, at once, inside the caller's transaction and without an
+    autoflush: the case row must be in the database already (flushed). Returns the new
+    last link (seq, hash)."""
+    seq, prev = after
+    rows = []
+    for type_, actor, at, data in events:
+        seq, at = seq + 1, at.replace(microsecond=0)
+        text = json.dumps(data or {}, sort_keys=True)
+        link = crypto.chain_hash(prev, _fields(concern_id, seq, at, type_, actor, text))
+        rows.append({"concern_id": concern_id, "seq": seq, "at": at, "type": type_,
+                     "actor": actor, "data": text, "prev_hash": prev, "hash": link})
+        prev = link
+    if rows:
+        session.connection().execute(insert(AuditEvent), rows)  # one executemany (Core)
+    return seq, prev
+
+
+_LAST = select(AuditEvent.seq, AuditEvent.hash).where(
+    AuditEvent.concern_id == bindparam("cid")).order_by(AuditEvent.seq.desc()).limit(1)
+
+
 def record(session: Session, concern_id: str, type_: str, actor: str, at: dt.datetime,
-           data: dict[str, Any] | None = None) -> AuditEvent:
-    """Append an event to the case's chain (inside the caller's transaction)."""
-    last = session.scalars(
-        select(AuditEvent).where(AuditEvent.concern_id == concern_id)
-        .order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    if last is None:
-        # The case row may still be pending in this session: flush order matters for FKs.
-        session.flush()
-    prev = last.hash if last else GENESIS
+           data: dict[str, Any] | None = None, after: tuple[int, bytes] | None = None
+           ) -> AuditEvent:
+    """Append an event to the case's chain (inside the caller's transaction).
+
+    ``after``: the chain's last link as (seq, hash) when the caller already knows it,
+    e.g. the event it just recorded, or ``NEW_CHAIN`` for a case created in this
+    transaction (and flushed); saves reading the last event back.
+    """
+    if after is None:
+        last = session.execute(_LAST, {"cid": concern_id}).first()
+        if last is None:
+            # The case row may still be pending in this session: flush order matters for FKs.
+            session.flush()
+        after = (last[0], last[1]) if last is not None else NEW_CHAIN
+    seq, prev = after
     event = AuditEvent(
-        concern_id=concern_id, seq=(last.seq + 1) if last else 1, at=at.replace(microsecond=0),
+        concern_id=concern_id, seq=seq + 1, at=at.replace(microsecond=0),
         type=type_, actor=actor, data=json.dumps(data or {}, sort_keys=True), prev_hash=prev,
         hash=b"",
     )

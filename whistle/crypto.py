@@ -171,10 +171,16 @@ def check_public_key(public: bytes) -> None:
 
 def wrap_key(key: bytes, recipient_public: bytes, context: str) -> bytes:
     """HPKE-encrypt a symmetric key so only the holder of the matching private key reads it."""
+    return wrap_keys([(key, context)], recipient_public)[0]
+
+
+def wrap_keys(keys: list[tuple[bytes, str]], recipient_public: bytes) -> list[bytes]:
+    """``wrap_key`` for several (key, context) pairs to one recipient (its public key is
+    decoded once)."""
+    public = _public_from_bytes(recipient_public)
     try:
-        return _V + _SUITE.encrypt(
-            key, _public_from_bytes(recipient_public), _context_bytes("wrap", context)
-        )
+        return [_V + _SUITE.encrypt(key, public, _context_bytes("wrap", context))
+                for key, context in keys]
     except CryptoError:
         raise
     except Exception as exc:  # noqa: BLE001 - the young HPKE API raises several types
@@ -183,12 +189,21 @@ def wrap_key(key: bytes, recipient_public: bytes, context: str) -> bytes:
 
 def unwrap_key(blob: bytes, recipient_private: bytes, context: str) -> bytes:
     """Open a blob from :func:`wrap_key`; CryptoError for a wrong key, context or tampering."""
+    return _unwrap(blob, _private_from_bytes(recipient_private), context)
+
+
+def unwrap_keys(blobs: list[tuple[bytes, str]], recipient_private: bytes) -> list[bytes]:
+    """``unwrap_key`` for several (blob, context) pairs of one recipient (its key is
+    expanded once: the ML-KEM private key from its seed is most of the work)."""
+    private = _private_from_bytes(recipient_private)
+    return [_unwrap(blob, private, context) for blob, context in blobs]
+
+
+def _unwrap(blob: bytes, private: hpke.MLKEM768X25519PrivateKey, context: str) -> bytes:
     if len(blob) < 2 or blob[:1] != _V:
         raise CryptoError("malformed wrapped key")
     try:
-        key = _SUITE.decrypt(
-            blob[1:], _private_from_bytes(recipient_private), _context_bytes("wrap", context)
-        )
+        key = _SUITE.decrypt(blob[1:], private, _context_bytes("wrap", context))
     except CryptoError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -39,8 +39,10 @@ def make_engine(url: str, busy_timeout_ms: int = 5000) -> Engine:
             # that writes (session last_seen, "opened" audit events) is run again on
             # SQLITE_BUSY, then taking the lock up front (see init_app). Commands outside
             # requests keep deferred transactions, so that e.g. the outbox never holds the
-            # lock while it talks SMTP.
-            if not has_request_context() or (request.method in _SAFE_METHODS
+            # lock while it talks SMTP. A POST whose rest only reads (the status check,
+            # see reads_only_from_here) goes on deferred too.
+            if not has_request_context() or ((request.method in _SAFE_METHODS
+                                              or g.get("sqlite_read_first"))
                                              and not g.get("sqlite_write_lock")):
                 conn.exec_driver_sql("BEGIN")
             else:
@@ -100,6 +102,14 @@ def _retry_reads_on_busy(app: Flask, attempts: int = 3) -> None:
         raise AssertionError("unreachable")
 
     app.dispatch_request = dispatch_request  # type: ignore[method-assign]
+
+
+def reads_only_from_here() -> None:
+    """The rest of this (POST) request only reads: end its transaction and, on SQLite,
+    begin the next ones deferred like a GET's, without the write lock (the status check
+    held it while it read and decrypted the conversation: two workers took turns)."""
+    session().commit()
+    g.sqlite_read_first = True
 
 
 def init_app(app: Flask) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask
 from flask_mail import Connection, Mail
 from flask_mail import Message as MailMessage
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from whistle.models import OutboxMail, utcnow
@@ -46,22 +46,33 @@ TEMPLATES = {
 }
 
 
+_PENDING = select(OutboxMail.recipient).where(
+    OutboxMail.recipient.in_(bindparam("recipients", expanding=True)),
+    OutboxMail.template == bindparam("template"),
+    OutboxMail.sent.is_(None), OutboxMail.failed.is_(False),
+)
+
+
 def queue(session: Session, recipient: str, template: str) -> None:
     """Queue a mail in the caller's transaction, unless the same one is already pending."""
+    queue_many(session, [recipient], template)
+
+
+def queue_many(session: Session, recipients: list[str], template: str) -> None:
+    """``queue`` for several recipients at once: one query for what is already pending."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template}")
-    pending = session.scalars(
-        select(OutboxMail.id).where(
-            OutboxMail.recipient == recipient, OutboxMail.template == template,
-            OutboxMail.sent.is_(None), OutboxMail.failed.is_(False),
-        ).limit(1)
-    ).first()
-    if pending is None:
-        # Queued in a reporter's transaction too: keep the day only, so the row does not
-        # record when the reporter acted.
-        day = dt.datetime.combine(utcnow().date(), dt.time())
-        session.add(OutboxMail(recipient=recipient, template=template, created=day,
-                               next_attempt=day))
+    wanted = list(dict.fromkeys(recipients))
+    if not wanted:
+        return
+    pending = set(session.scalars(_PENDING, {"recipients": wanted, "template": template}))
+    # Queued in a reporter's transaction too: keep the day only, so the row does not
+    # record when the reporter acted.
+    day = dt.datetime.combine(utcnow().date(), dt.time())
+    rows = [{"recipient": r, "template": template, "created": day, "next_attempt": day}
+            for r in wanted if r not in pending]
+    if rows:
+        session.execute(insert(OutboxMail), rows)  # one bulk INSERT, in the transaction
 
 
 class VerifiedConnection(Connection):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import secrets
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 
 import pyotp
 from sqlalchemy import case as sql_case
-from sqlalchemy import delete, func, literal, select, tuple_
+from sqlalchemy import Date, Integer, String, bindparam, delete, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto, notify, workflow
@@ -160,10 +161,16 @@ def require_password_change(session: Session, reviewer_id: str) -> None:
         session.add(Setting(key=_PASSWORD_SET_BY_ADMIN + reviewer_id, value="true"))
 
 
-def account_setup_needed(session: Session, config: Mapping[str, Any], reviewer: Reviewer
-                         ) -> str | None:
-    """What a signed-in reviewer must do before anything else: "password", "totp" or None."""
-    if session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id) is not None:
+def account_setup_needed(session: Session, config: Mapping[str, Any], reviewer: Reviewer,
+                         password_set_by_admin: bool | None = None) -> str | None:
+    """What a signed-in reviewer must do before anything else: "password", "totp" or None.
+
+    ``password_set_by_admin``: the flag when the caller already read it (``SignedIn``).
+    """
+    if password_set_by_admin is None:
+        password_set_by_admin = session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id) \
+            is not None
+    if password_set_by_admin:
         return "password"
     if config.get("REQUIRE_TOTP") and reviewer.totp_secret_ct is None:
         return "totp"
@@ -291,10 +298,20 @@ class SignedIn:
     reviewer: Reviewer
     row: ReviewerSession
     secret: bytes
+    password_set_by_admin: bool | None = None  # read with the session (None: not read)
 
     def private_key(self) -> bytes:
         return crypto.open_sealed(crypto.derive_key(self.secret, "session"), self.row.key_ct,
                                   "session:" + self.row.id.hex())
+
+
+# One round trip: the session, its reviewer and the "password set by an admin" flag.
+# Hot statements are built once (building one costs more than running it on SQLite).
+_SIGNED_IN = (select(ReviewerSession, Reviewer, Setting.key)
+              .outerjoin(Reviewer, Reviewer.id == ReviewerSession.reviewer_id)
+              .outerjoin(Setting, Setting.key == literal(_PASSWORD_SET_BY_ADMIN)
+                         + ReviewerSession.reviewer_id)
+              .where(ReviewerSession.id == bindparam("sid")))
 
 
 def authenticate(session: Session, config: Mapping[str, Any], token: Any,
@@ -304,10 +321,10 @@ def authenticate(session: Session, config: Mapping[str, Any], token: Any,
     secret = _unb64(token) if isinstance(token, str) else None
     if secret is None:
         return None
-    row = session.get(ReviewerSession, crypto.digest(secret))
-    if row is None:
+    found = session.execute(_SIGNED_IN, {"sid": crypto.digest(secret)}).first()
+    if found is None:
         return None
-    reviewer = session.get(Reviewer, row.reviewer_id)
+    row, reviewer, flag = found
     idle = dt.timedelta(minutes=config["SESSION_IDLE_MINUTES"])
     lifetime = dt.timedelta(hours=config["SESSION_MAX_HOURS"])
     if (reviewer is None or not reviewer.active
@@ -319,7 +336,7 @@ def authenticate(session: Session, config: Mapping[str, Any], token: Any,
     if now - row.last_seen > dt.timedelta(seconds=60):
         row.last_seen = now
         session.commit()
-    return SignedIn(reviewer, row, secret)
+    return SignedIn(reviewer, row, secret, flag is not None)
 
 
 def logout(session: Session, signed: SignedIn) -> None:
@@ -384,28 +401,35 @@ def disable_totp(session: Session, config: Mapping[str, Any], signed: SignedIn, 
 # -- cases ---------------------------------------------------------------
 
 
+# One round trip for the assignment check and the case row.
+_ASSIGNED = select(Concern).join(Assignment, Assignment.concern_id == Concern.id).where(
+    Assignment.concern_id == bindparam("case_ref"), Assignment.reviewer_id == bindparam("reviewer"))
+
+
 def _assignment(session: Session, reviewer_id: str, case_ref: Any) -> Concern:
     if not isinstance(case_ref, str) or len(case_ref) > 64:
         raise NotFound()
-    a = session.get(Assignment, (case_ref, reviewer_id))
-    if a is None:
+    concern = session.scalars(_ASSIGNED, {"case_ref": case_ref, "reviewer": reviewer_id}).first()
+    if concern is None:
         raise NotFound()
-    return a.concern
+    return concern
 
 
 def case_keys(session: Session, signed: SignedIn, case_ref: Any) -> tuple[Concern, casekeys.CaseKeys]:
     concern = _assignment(session, signed.reviewer.id, case_ref)
-    if not holds_keys(session, concern.id, signed.reviewer.id):
+    # One query both tells whether the reviewer holds keys (see holds_keys) and fetches them.
+    held = casekeys.held_keys(session, concern.id, "reviewer", signed.reviewer.id)
+    if not held:
         raise KeysPending()
-    found = casekeys.unwrap(session, concern.id, "reviewer", signed.reviewer.id,
-                            signed.private_key())
+    found = casekeys.unwrap_found(held, concern.id, "reviewer", signed.reviewer.id,
+                                  signed.private_key())
     return concern, casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD])
 
 
 SORTS = ("newest", "oldest", "overdue", "status")
 
 
-def page_cursor(c: Concern) -> str:
+def page_cursor(c: Any) -> str:
     """The keyset cursor after case ``c`` in a newest/oldest listing (see ``list_cases``)."""
     return f"{c.created.isoformat()}.{c.id}"
 
@@ -422,7 +446,7 @@ def _parse_cursor(after: str) -> tuple[dt.date, str]:
 
 
 def list_cases(session: Session, reviewer_id: str, status: str | None, page: int, per_page: int,
-               sort: str = "newest", after: str | None = None) -> tuple[list[Concern], int]:
+               sort: str = "newest", after: str | None = None) -> tuple[list[Any], int]:
     """One page of the reviewer's cases; only cases assigned to them.
 
     ``sort``: newest (default) or oldest first, overdue cases first, or by
@@ -435,9 +459,31 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
         raise InvalidInput("sort must be one of " + ", ".join(SORTS), "sort")
     if after is not None and sort not in ("newest", "oldest"):
         raise InvalidInput("after works with sort newest or oldest", "after")
-    q = select(Assignment.concern_id).where(Assignment.reviewer_id == reviewer_id)
+    params: dict[str, Any] = {"reviewer": reviewer_id}
+    if status not in (None, "", "overdue", "open"):
+        params["status"] = status
+    count_params = dict(params)
+    if after is not None:
+        params["day"], params["ref"] = _parse_cursor(after)
+    else:
+        params["offset"] = (page - 1) * per_page
+    params["limit"] = per_page
+    q, count_q = _list_statements(
+        status if status in ("overdue", "open") else "eq" if status else None, sort,
+        after is not None)
+    ids = list(session.scalars(q, params))
+    # Rows of the summary columns, not entities (no ciphertext loaded, no identity map).
+    by_id = {c.id: c for c in session.execute(_SUMMARIES, {"ids": ids})}
+    return [by_id[i] for i in ids], session.scalar(count_q, count_params) or 0
+
+
+@functools.lru_cache(maxsize=None)
+def _list_statements(status: str | None, sort: str, keyset: bool) -> tuple[Any, Any]:
+    """``list_cases``' page and count queries, built once per shape with bound parameters
+    (building a statement and its cache key costs more than running it on SQLite)."""
+    q = select(Assignment.concern_id).where(Assignment.reviewer_id == bindparam("reviewer"))
     count_q = select(func.count()).select_from(Assignment).where(
-        Assignment.reviewer_id == reviewer_id)
+        Assignment.reviewer_id == bindparam("reviewer"))
     if status == "overdue":
         q = q.join(Concern).where(Concern.overdue.is_(True))
         count_q = count_q.join(Concern).where(Concern.overdue.is_(True))
@@ -445,8 +491,8 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
         q = q.where(Assignment.status != workflow.CLOSED)
         count_q = count_q.where(Assignment.status != workflow.CLOSED)
     elif status:
-        q = q.where(Assignment.status == status)
-        count_q = count_q.where(Assignment.status == status)
+        q = q.where(Assignment.status == bindparam("status"))
+        count_q = count_q.where(Assignment.status == bindparam("status"))
     newest = (Assignment.created.desc(), Assignment.concern_id.desc())
     if sort == "oldest":
         order: tuple[Any, ...] = (Assignment.created.asc(), Assignment.concern_id.asc())
@@ -456,23 +502,30 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
         order = (Concern.overdue.desc(), *newest)
     elif sort == "status":
         rank = sql_case({s: i for i, s in enumerate(workflow.STATUSES)}, value=Assignment.status,
-                    else_=len(workflow.STATUSES))
+                        else_=len(workflow.STATUSES))
         order = (rank, *newest)
     else:
         order = newest
-    if after is not None:
-        day, ref = _parse_cursor(after)
-        key, bound = tuple_(Assignment.created, Assignment.concern_id), tuple_(literal(day),
-                                                                            literal(ref))
+    if keyset:
+        key = tuple_(Assignment.created, Assignment.concern_id)
+        bound = tuple_(bindparam("day", type_=Date), bindparam("ref", type_=String))
         q = q.where(key > bound if sort == "oldest" else key < bound)
     else:
-        q = q.offset((page - 1) * per_page)
-    ids = list(session.scalars(q.order_by(*order).limit(per_page)))
-    by_id = {c.id: c for c in session.scalars(select(Concern).where(Concern.id.in_(ids)))}
-    return [by_id[i] for i in ids], session.scalar(count_q) or 0
+        q = q.offset(bindparam("offset", type_=Integer))
+    return q.order_by(*order).limit(bindparam("limit", type_=Integer)), count_q
 
 
-def summary(c: Concern) -> dict[str, Any]:
+# What ``summary`` and ``page_cursor`` read: ``list_cases`` loads only these.
+SUMMARY_COLUMNS = (Concern.id, Concern.status, Concern.category, Concern.unit,
+                   Concern.about_senior, Concern.created, Concern.acknowledge_by,
+                   Concern.feedback_by, Concern.overdue, Concern.under_routed)
+
+
+_SUMMARIES = select(*SUMMARY_COLUMNS).where(Concern.id.in_(bindparam("ids", expanding=True)))
+
+
+def summary(c: Any) -> dict[str, Any]:
+    """A case's list entry; ``c`` is a Concern or a row of ``SUMMARY_COLUMNS``."""
     return {
         "case_ref": c.id, "status": c.status, "category": c.category, "unit": c.unit,
         "about_senior": c.about_senior, "created": c.created.isoformat(),
@@ -486,13 +539,29 @@ def summary(c: Concern) -> dict[str, Any]:
 OPENED_WINDOW = dt.timedelta(minutes=30)
 
 
-def _record_opened(session: Session, concern_id: str, reviewer_id: str, now: dt.datetime) -> None:
-    recent = session.scalars(select(AuditEvent.id).where(
-        AuditEvent.concern_id == concern_id, AuditEvent.type == "opened",
-        AuditEvent.actor == reviewer_id, AuditEvent.at > now - OPENED_WINDOW).limit(1)).first()
-    if recent is None:
-        audit.record(session, concern_id, "opened", reviewer_id, now)
-        session.commit()
+def _record_opened(session: Session, concern_id: str, reviewer_id: str, now: dt.datetime,
+                   trail: list[Any]) -> None:
+    """Record "opened" unless this reviewer opened the case within the window; ``trail`` is the
+    case's events in order (rows of seq, at, type, actor, data, hash), extended in place."""
+    since = now - OPENED_WINDOW
+    if any(e.type == "opened" and e.actor == reviewer_id and e.at > since for e in trail):
+        return
+    last = trail[-1] if trail else None
+    event = audit.record(session, concern_id, "opened", reviewer_id, now,
+                         after=(last.seq, last.hash) if last is not None else None)
+    session.commit()
+    trail.append(event)
+
+
+_TRAIL = select(AuditEvent.seq, AuditEvent.at, AuditEvent.type, AuditEvent.actor,
+                AuditEvent.data, AuditEvent.hash).where(
+    AuditEvent.concern_id == bindparam("cid")).order_by(AuditEvent.seq)
+_MESSAGES = select(Message.id, Message.sender, Message.reviewer_id, Message.created, Message.kind,
+                   Message.body_ct).where(Message.concern_id == bindparam("cid")
+                                          ).order_by(Message.seq)
+_REVIEWERS = select(Reviewer.id, Reviewer.name, Reviewer.active).join(
+    Assignment, Assignment.reviewer_id == Reviewer.id).where(
+    Assignment.concern_id == bindparam("cid")).order_by(Assignment.reviewer_id)
 
 
 def open_case(session: Session, signed: SignedIn, case_ref: Any,
@@ -504,7 +573,8 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     """
     concern, keys = case_keys(session, signed, case_ref)
     cid = concern.id
-    _record_opened(session, cid, signed.reviewer.id, now or utcnow())
+    trail: list[Any] = list(session.execute(_TRAIL, {"cid": cid}))
+    _record_opened(session, cid, signed.reviewer.id, now or utcnow(), trail)
     details = crypto.open_sealed(keys.case, concern.details_ct, casekeys.part(cid, "details"))
     identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
                                               casekeys.part(cid, "identity")))
@@ -512,18 +582,18 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     messages: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     drafts: dict[str, str] = {}
-    for m in session.scalars(select(Message).where(Message.concern_id == cid)
-                             .order_by(Message.seq)):
-        key = keys.case if m.kind == "note" else keys.thread
-        body = crypto.open_sealed(key, m.body_ct, casekeys.part(cid, f"{m.kind}:{m.id}")).decode()
-        entry = {"id": m.id, "from": m.sender, "reviewer_id": m.reviewer_id,
-                 "at": m.created.isoformat(), "kind": m.kind, "body": body}
-        if m.kind == workflow.PROPOSED_FEEDBACK:
-            drafts[m.id] = body
+    for mid, sender, reviewer_id, created, kind, body_ct in session.execute(
+            _MESSAGES, {"cid": cid}).tuples():
+        key = keys.case if kind == "note" else keys.thread
+        body = crypto.open_sealed(key, body_ct, casekeys.part(cid, f"{kind}:{mid}")).decode()
+        entry = {"id": mid, "from": sender, "reviewer_id": reviewer_id,
+                 "at": created.isoformat(), "kind": kind, "body": body}
+        if kind == workflow.PROPOSED_FEEDBACK:
+            drafts[mid] = body
         else:
-            (notes if m.kind == "note" else messages).append(entry)
-    reviewers = [{"id": a.reviewer.id, "name": a.reviewer.name, "active": a.reviewer.active}
-                 for a in concern.assignments]
+            (notes if kind == "note" else messages).append(entry)
+    reviewers = [{"id": rid, "name": name, "active": active}
+                 for rid, name, active in session.execute(_REVIEWERS, {"cid": cid}).tuples()]
     from whistle import attachments
 
     data: dict[str, Any] = summary(concern) | {
@@ -531,7 +601,7 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
         "attachments": attachments.listing(session, cid, keys),
         "messages": messages, "notes": notes,
         "events": [{"at": e.at.isoformat(), "type": e.type, "actor": e.actor,
-                    "data": json.loads(e.data)} for e in audit.trail(session, cid)],
+                    "data": json.loads(e.data)} for e in trail],
         "reviewers": reviewers,
         "acknowledged_on": concern.acknowledged_on.isoformat() if concern.acknowledged_on
         else None,
@@ -542,7 +612,9 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
                            "closed_on": concern.closed_on.isoformat() if concern.closed_on
                            else None}
         if concern.status == workflow.CLOSURE_PROPOSED:
-            pending = workflow.pending_feedback_id(session, cid)
+            # As workflow.pending_feedback_id, from the trail already read.
+            proposals = [e for e in trail if e.type == "closure_proposed"]
+            pending = json.loads(proposals[-1].data).get("feedback") if proposals else None
             data["closure"]["feedback"] = drafts.get(pending) if pending else None
     return data
 

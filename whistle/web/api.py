@@ -83,8 +83,9 @@ def _concern_part(fields: dict[str, Any]) -> bytes:
     return raw
 
 
-def _reporter_view(data: dict[str, Any]) -> intake.ReporterView:
-    view = flows.find_case(data.get("token"))
+def _reporter_view(data: dict[str, Any], then_read_only: bool = False
+                   ) -> intake.ReporterView:
+    view = flows.find_case(data.get("token"), then_read_only)
     if view is None:
         raise ApiError(404, "not_found", "no case matches this token")
     return view
@@ -92,7 +93,7 @@ def _reporter_view(data: dict[str, Any]) -> intake.ReporterView:
 
 @bp.post("/status")
 def status() -> Response:
-    view = _reporter_view(common.json_body())
+    view = _reporter_view(common.json_body(), then_read_only=True)
     return jsonify(flows.status_json(view))
 
 
@@ -149,7 +150,8 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
                            headers={"WWW-Authenticate": "Bearer"})
         g.signed = signed
         if request.endpoint != "api.logout" and review.account_setup_needed(
-                db.session(), current_app.config, signed.reviewer):
+                db.session(), current_app.config, signed.reviewer,
+                signed.password_set_by_admin):
             raise ApiError(403, "account_setup_required", "finish setting up your account "
                            "(your own password, or two-factor sign-in) on the reviewer pages")
         return view(*args, **kwargs)

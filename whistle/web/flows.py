@@ -101,12 +101,20 @@ def receipt_json(r: intake.Receipt) -> dict[str, Any]:
     return out
 
 
-def find_case(token: Any) -> intake.ReporterView | None:
-    """Look a token up; too many misses anywhere -> 429 for misses (hits always pass)."""
+def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView | None:
+    """Look a token up; too many misses anywhere -> 429 for misses (hits always pass).
+
+    ``then_read_only``: the request only reads after the lookup (the status check). The
+    lookup itself runs as before (on SQLite with the write lock taken up front, so a
+    locked database still answers 503) and records the day of use; then that transaction
+    ends and the reads run without the write lock (``db.reads_only_from_here``).
+    """
     try:
         view = intake.find_by_token(db.session(), instance_keys(), token)
     except InvalidInput as exc:
         raise from_invalid(exc) from exc
+    if view is not None and then_read_only:
+        db.reads_only_from_here()
     if view is None:
         lim = limiter()
         if not lim.fail("status", "miss"):
