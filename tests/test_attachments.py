@@ -8,7 +8,6 @@ server does), and one test against a real gunicorn process.
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -34,6 +33,8 @@ from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import delete, func, select, update
 
+from tests.support import webflow
+from tests.support.webflow import encodings
 from tests.conftest import database_bytes, login, make_reviewer, submit_concern
 from tests.support import services
 from whistle import attachments, crypto, db, keys, metadata, migrate
@@ -48,13 +49,7 @@ CHUNK = attachments.CHUNK_SIZE
 
 
 def marker() -> str:
-    return "MARK" + secrets.token_hex(12).upper()
-
-
-def encodings(text: str) -> list[bytes]:
-    raw = text.encode()
-    return [raw, text.lower().encode(), raw.hex().encode(), base64.b64encode(raw),
-            text.encode("utf-16-le")]
+    return webflow.marker("MARK")
 
 
 FilePart = tuple[str, str, bytes] | tuple[str, str, bytes, str]

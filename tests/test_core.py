@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 from typing import Any
@@ -12,19 +11,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from tests.support import webflow
+from tests.support.webflow import encodings
 from tests.conftest import database_bytes, login, make_reviewer, submit_concern
 from whistle import casekeys, crypto, db, keys, notify
 from whistle.models import Concern, OutboxMail, WrappedKey
 
 
 def marker() -> str:
-    return "MARK" + secrets.token_hex(12).upper()
-
-
-def encodings(text: str) -> list[bytes]:
-    raw = text.encode()
-    return [raw, text.lower().encode(), raw.hex().encode(), base64.b64encode(raw),
-            text.encode("utf-16-le")]
+    return webflow.marker("MARK")
 
 
 def csrf(client: FlaskClient, path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from typing import Any
@@ -16,6 +17,13 @@ from whistle import db, notify
 def marker(label: str = "MARK") -> str:
     """A unique plaintext canary: if it shows up at rest or in mail, something leaked."""
     return label + secrets.token_hex(10).upper()
+
+
+def encodings(text: str) -> list[bytes]:
+    """The forms in which a leaked marker could sit in bytes: plain, lower, hex, base64, UTF-16."""
+    raw = text.encode()
+    return [raw, text.lower().encode(), raw.hex().encode(), base64.b64encode(raw),
+            text.encode("utf-16-le")]
 
 
 def csrf(client: FlaskClient, path: str) -> str:
