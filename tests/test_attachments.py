@@ -283,7 +283,7 @@ def test_the_report_form_attaches_files_and_the_reviewer_page_downloads_them(
     page = client.post("/report", data=body, content_type=ctype)
     assert page.status_code == 201, page.get_data(as_text=True)
     html = page.get_data(as_text=True)
-    assert "scan.dat: kept as sent" in html
+    assert "scan.dat</bdi>: kept as sent" in html
     case_ref = re.search(r'<strong class="ref">([^<]+)</strong>', html)
     assert case_ref
     assert client.post("/reviewer/login", data={
@@ -943,7 +943,7 @@ def test_a_reporter_adds_files_later_from_the_status_page(
     page = client.post("/status", data=body, content_type=ctype)
     assert page.status_code == 200, page.get_data(as_text=True)
     html = page.get_data(as_text=True)
-    assert "Your files were added." in html and "later.txt: kept exactly as sent" in html
+    assert "Your files were added." in html and "later.txt</bdi>: kept exactly as sent" in html
     att = case(client, headers, receipt["case_ref"])["attachments"][0]
     assert att["filename"] == "later.txt" and att["added_later"] is True
     with db.new_session(app) as s:

@@ -160,3 +160,17 @@ def test_the_stylesheet_uses_logical_properties_so_right_to_left_mirrors() -> No
                           r"(?<![\w-])(?:left|right)\s*:|text-align:\s*(?:left|right)|"
                           r"float:\s*(?:left|right)", css)
     assert physical == []
+
+
+def test_file_notes_on_the_token_page_are_in_the_reporters_language(
+        app: Flask, client: FlaskClient) -> None:
+    make_reviewer(app), make_reviewer(app)
+    page = client.post("/report?lang=pl", content_type="multipart/form-data", data={
+        "csrf_token": csrf(client, "/report?lang=pl"), "category": "conduct",
+        "details": "Z plikiem.", "idempotency_key": secrets.token_hex(16),
+        "clean_metadata": "yes", "attachment": (io.BytesIO(b"plain words"), "notatki.txt"),
+    })
+    assert page.status_code == 201, page.get_data(as_text=True)[:500]
+    html = page.get_data(as_text=True)
+    assert "notatki.txt</bdi>: zachowany bez zmian: ukryte informacje" in html
+    assert "kept as sent" not in html

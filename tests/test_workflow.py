@@ -417,7 +417,7 @@ def test_every_action_is_an_event_without_plaintext_and_reviewers_see_the_trail(
 
     html = sign_in(app, two[0]).get(f"/reviewer/cases/{ref}").get_data(as_text=True)
     trail = html[html.index("<h2>Audit trail</h2>"):]
-    assert "closure proposed" in trail and "reopened" in trail and "(Ann Reviewer)" in trail
+    assert "Closure proposed" in trail and "Reopened" in trail and "(Ann Reviewer)" in trail
     assert app.test_cli_runner().invoke(args=["audit", "verify"]).exit_code == 0
 
 

@@ -426,8 +426,20 @@ def _read_chunk(stream: IO[bytes]) -> bytes:
     return b"".join(parts)
 
 
+class Note(str):
+    """"<filename>: <what happened>", keeping both parts so pages can translate the second."""
+
+    filename: str
+    text: str
+
+    def __new__(cls, filename: str, text: str) -> Note:
+        note = super().__new__(cls, f"{filename}: {text}")
+        note.filename, note.text = filename, text
+        return note
+
+
 def _notes(uploads: Sequence[Upload]) -> tuple[str, ...]:
-    return tuple(f"{u.filename}: {u.note}" for u in uploads)
+    return tuple(Note(u.filename, u.note) for u in uploads)
 
 
 def store_all(session: Session, case_id: str, case_key: bytes, uploads: Sequence[Upload],

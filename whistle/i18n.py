@@ -181,6 +181,47 @@ DOMAIN_TEXTS = {
 }
 
 
+# What happened to each attached file (whistle.attachments / whistle.metadata notes).
+FILE_NOTES = [
+    _l("kept exactly as sent"),
+    _l("hidden information removed"),
+    _l("hidden document information removed (pictures inside a PDF may still carry their own)"),
+    _l("kept as sent: hidden information cannot be removed from this kind of file"),
+    _l("kept as sent: hidden information cannot be removed from animated or multi-page images"),
+    _l("kept as sent: hidden information can only be removed from JPEG, PNG, GIF, WebP, TIFF "
+       "and BMP images, and PDF documents"),
+]
+
+
+# The reviewers' audit trail names every event in a neutral voice (the reporter's
+# timeline, EVENT_LABELS, speaks to the reporter).
+TRAIL_LABELS = {
+    "received": _l("Concern received"),
+    "assigned": _l("Reviewer assigned"),
+    "under_routed": _l("Too few eligible reviewers: administrators alerted"),
+    "opened": _l("Opened by a reviewer"),
+    "acknowledged": _l("Acknowledged"),
+    "investigating": _l("Investigation started"),
+    "closure_proposed": _l("Closure proposed"),
+    "closure_rejected": _l("Closure rejected"),
+    "closed": _l("Closed"),
+    "reopened": _l("Reopened"),
+    "reviewer_message": _l("Message to the reporter"),
+    "reporter_message": _l("Message from the reporter"),
+    "feedback": _l("Feedback for the reporter"),
+    "note": _l("Internal note"),
+    "shared": _l("Shared with another reviewer"),
+    "attachment_added": _l("File added by the reporter"),
+    "token_replaced": _l("Reporter replaced their token"),
+    "acknowledge_overdue": _l("Acknowledgement deadline passed"),
+    "feedback_overdue": _l("Feedback deadline passed"),
+    "deadline_reminder": _l("Deadline reminder sent"),
+    "reviewer_disabled": _l("A reviewer's account was disabled"),
+    "reviewer_key_reset": _l("A reviewer's password was reset"),
+    "rewrapped": _l("A reviewer's access was restored"),
+}
+
+
 def translate(text: Any) -> Any:
     """Known English text from the domain in the page's language; anything else unchanged."""
     if text is None:
@@ -223,4 +264,5 @@ def init_app(app: Flask) -> None:
         status_label=lambda c: label(STATUS_LABELS, c),
         outcome_label=lambda c: label(OUTCOME_LABELS, c),
         event_label=lambda c: label(EVENT_LABELS, c),
+        trail_label=lambda c: label(TRAIL_LABELS, c),
     )
