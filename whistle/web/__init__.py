@@ -11,24 +11,19 @@ csrf = CSRFProtect()
 
 
 def init_app(app: Flask) -> None:
+    from whistle import i18n
     from whistle.web import admin, api, pages, report, reviewer, uploads
+    from whistle.web import setup as setup_web
 
     app.request_class = uploads.WhistleRequest
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 3600)
     app.config["WTF_CSRF_SSL_STRICT"] = True
     security.init_app(app)
-    from whistle import i18n
-
     i18n.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(report.bp)
-    app.register_blueprint(reviewer.bp)
-    app.register_blueprint(admin.bp)
-    from whistle.web import setup as setup_web
-    app.register_blueprint(setup_web.bp)
+    for blueprint in (api.bp, pages.bp, report.bp, reviewer.bp, admin.bp, setup_web.bp):
+        app.register_blueprint(blueprint)
     pages.register_errors(app)
 
     @app.get("/healthz")
