@@ -32,7 +32,7 @@ from typing import Any
 from mnemonic import Mnemonic
 from sqlalchemy import Engine, insert, text
 
-from whistle import audit, casekeys, crypto, intake, tokens
+from whistle import audit, casekeys, crypto, inbox, intake, tokens
 from whistle.keys import InstanceKeys
 from whistle.models import Assignment, AuditEvent, Concern, WrappedKey
 
@@ -241,7 +241,10 @@ def load(engine: Engine, plan: Plan, count: int, samples: Samples, processes: in
 
 
 def settle(engine: Engine) -> None:
-    """What an operator's restore would do after a bulk load: statistics / checkpoint."""
+    """What an operator's restore would do after a bulk load: inbox counts (the Core
+    inserts bypass the session events that keep them), statistics, checkpoint."""
+    with engine.begin() as conn:
+        inbox.recount(conn)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))

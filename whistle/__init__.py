@@ -11,6 +11,7 @@ from flask.helpers import get_debug_flag
 
 from whistle import config as config_mod
 from whistle import keys as keys_mod
+from whistle import inbox as _inbox  # noqa: F401  (its session events keep inbox counts)
 from whistle import logs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -510,7 +510,7 @@ def _keys(keys: Any) -> tuple[bytes, bytes | None]:
     return keys.case, keys.thread
 
 
-def _open_meta(att: Attachment, keys: Any) -> tuple[str, bytes, dict[str, Any]]:
+def _open_meta(att: Any, keys: Any) -> tuple[str, bytes, dict[str, Any]]:
     case_key, thread_key = _keys(keys)
     kind = att.meta_ct[:1].decode("ascii", "replace")
     key = case_key if kind == KIND_CASE else thread_key if kind == KIND_THREAD else None
@@ -522,14 +522,15 @@ def _open_meta(att: Attachment, keys: Any) -> tuple[str, bytes, dict[str, Any]]:
 
 
 # Built once: every case view runs it (building a statement costs more than running it).
-_LISTING = select(Attachment).where(Attachment.concern_id == bindparam("case_id")).order_by(
+_LISTING = select(Attachment.id, Attachment.concern_id, Attachment.created, Attachment.meta_ct
+                  ).where(Attachment.concern_id == bindparam("case_id")).order_by(
     Attachment.created, Attachment.id)
 
 
 def listing(session: Session, case_id: str, keys: Any) -> list[dict[str, Any]]:
     """Decrypted names, sizes and types of a case's attachments (keys: CaseKeys or case key)."""
     out = []
-    for att in session.scalars(_LISTING, {"case_id": case_id}):
+    for att in session.connection().execute(_LISTING, {"case_id": case_id}):
         try:
             _kind, _key, meta = _open_meta(att, keys)
         except (crypto.CryptoError, ValueError):

@@ -1,4 +1,4 @@
-"""Commands added by the workflow work: ``deadlines`` and ``recovery reshare | reshare-all``."""
+"""More commands: ``deadlines``, ``recovery reshare | reshare-all | rewrap | rotate``, ``inbox recount``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from whistle import db, deadlines, instance_keys, keys, recovery
+from whistle import db, deadlines, inbox, instance_keys, keys, recovery
 from whistle.models import Reviewer, utcnow
 
 
@@ -150,6 +150,28 @@ def rotate_command(key_file: str, new_key_file: str) -> None:
                f"destroy the old key file.")
 
 
+inbox_group = click.Group("inbox", help="The per-reviewer inbox counts.")
+
+
+@inbox_group.command("recount")
+@with_appcontext
+@click.option("--check", is_flag=True, help="Only report differences (exit 1 if any).")
+def inbox_recount_command(check: bool) -> None:
+    """Rebuild the inbox counts from the assignments (after a bulk load or restore)."""
+    with db.engine_for(current_app).begin() as conn:
+        wrong = inbox.mismatches(conn)
+        for reviewer_id, status, kept, real in wrong:
+            click.echo(f"{reviewer_id} {status}: counted {kept}, really {real}")
+        if check:
+            if wrong:
+                raise SystemExit(1)
+            click.echo("inbox counts: all correct")
+            return
+        rows = inbox.recount(conn)
+    click.echo(f"inbox counts rebuilt: {rows} row(s), {len(wrong)} were wrong")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(inbox_group)
     app.cli.add_command(deadlines_command)
     app.cli.add_command(recovery_group)

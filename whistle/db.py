@@ -39,8 +39,8 @@ def make_engine(url: str, busy_timeout_ms: int = 5000) -> Engine:
             # that writes (session last_seen, "opened" audit events) is run again on
             # SQLITE_BUSY, then taking the lock up front (see init_app). Commands outside
             # requests keep deferred transactions, so that e.g. the outbox never holds the
-            # lock while it talks SMTP. A POST whose rest only reads (the status check,
-            # see reads_only_from_here) goes on deferred too.
+            # lock while it talks SMTP. A POST that reads first (the status check, see
+            # read_first) goes on deferred too.
             if not has_request_context() or ((request.method in _SAFE_METHODS
                                               or g.get("sqlite_read_first"))
                                              and not g.get("sqlite_write_lock")):
@@ -104,12 +104,18 @@ def _retry_reads_on_busy(app: Flask, attempts: int = 3) -> None:
     app.dispatch_request = dispatch_request  # type: ignore[method-assign]
 
 
-def reads_only_from_here() -> None:
-    """The rest of this (POST) request only reads: end its transaction and, on SQLite,
-    begin the next ones deferred like a GET's, without the write lock (the status check
-    held it while it read and decrypted the conversation: two workers took turns)."""
-    session().commit()
+def read_first() -> None:
+    """This (POST) request reads before it writes, and writes only in transactions that
+    start with the write (the status check: its one write of the day is a fresh
+    transaction): on SQLite its transactions begin deferred like a GET's, so status
+    checks read side by side instead of taking turns on the write lock."""
     g.sqlite_read_first = True
+
+
+def write_next() -> None:
+    """After ``read_first``: the request's next transaction writes, so on SQLite it takes
+    the write lock up front again (BEGIN IMMEDIATE, polled; see _begin_immediate)."""
+    g.sqlite_read_first = False
 
 
 def init_app(app: Flask) -> None:

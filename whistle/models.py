@@ -103,6 +103,18 @@ class Assignment(Base):
     )
 
 
+class InboxCount(Base):
+    """How many cases each reviewer has in each status: the inbox total without counting
+    300,000 index entries per request. Kept by ``whistle.inbox`` (session events), checked
+    by ``flask --app app inbox recount``."""
+
+    __tablename__ = "inbox_counts"
+
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("reviewers.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
 class WrappedKey(Base):
     """A case or thread key HPKE-wrapped for one recipient (reviewer, recovery or reporter)."""
 

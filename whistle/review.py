@@ -19,10 +19,14 @@ from typing import Any
 
 import pyotp
 from sqlalchemy import case as sql_case
-from sqlalchemy import Date, Integer, String, bindparam, delete, func, literal, select, tuple_
+from sqlalchemy import (
+    Date, Integer, String, and_, bindparam, delete, func, literal, literal_column, select,
+    tuple_, update,
+)
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from whistle import audit, casekeys, crypto, notify, workflow
+from whistle import audit, casekeys, crypto, inbox, notify, workflow
 from whistle.config import kdf_params
 from whistle.keys import InstanceKeys
 from whistle.models import (
@@ -293,25 +297,56 @@ def login(session: Session, config: Mapping[str, Any], email: Any, password: Any
     return _b64(secret), reviewer
 
 
-@dataclass
 class SignedIn:
-    reviewer: Reviewer
-    row: ReviewerSession
-    secret: bytes
-    password_set_by_admin: bool | None = None  # read with the session (None: not read)
+    """A live reviewer session. The reviewer entity is loaded only when a page needs more
+    than the fields read with the session (the API's hot paths need none)."""
+
+    def __init__(self, session: Session, found: Any, secret: bytes) -> None:
+        self._session = session
+        self.session_id: bytes = found.sid
+        self.reviewer_id: str = found.reviewer_id
+        self.is_admin: bool = found.is_admin
+        self.has_totp: bool = found.has_totp
+        self.password_set_by_admin: bool = found.flag is not None
+        self._key_ct: bytes = found.key_ct
+        self.secret = secret
+        self._reviewer: Reviewer | None = None
+
+    @property
+    def reviewer(self) -> Reviewer:
+        if self._reviewer is None:
+            self._reviewer = self._session.get_one(Reviewer, self.reviewer_id)
+        return self._reviewer
+
+    def setup_needed(self, config: Mapping[str, Any]) -> str | None:
+        """``account_setup_needed`` from what was read with the session (no query)."""
+        if self.password_set_by_admin:
+            return "password"
+        if config.get("REQUIRE_TOTP") and not self.has_totp:
+            return "totp"
+        return None
 
     def private_key(self) -> bytes:
-        return crypto.open_sealed(crypto.derive_key(self.secret, "session"), self.row.key_ct,
-                                  "session:" + self.row.id.hex())
+        return crypto.open_sealed(crypto.derive_key(self.secret, "session"), self._key_ct,
+                                  "session:" + self.session_id.hex())
 
 
-# One round trip: the session, its reviewer and the "password set by an admin" flag.
-# Hot statements are built once (building one costs more than running it on SQLite).
-_SIGNED_IN = (select(ReviewerSession, Reviewer, Setting.key)
+# One round trip, columns only: the session, what is checked of its reviewer and the
+# "password set by an admin" flag. Built once (building costs more than running it).
+_SIGNED_IN = (select(ReviewerSession.id.label("sid"), ReviewerSession.reviewer_id,
+                     ReviewerSession.created, ReviewerSession.last_seen,
+                     ReviewerSession.credentials_version, ReviewerSession.key_ct,
+                     Reviewer.active, Reviewer.is_admin,
+                     Reviewer.credentials_version.label("reviewer_version"),
+                     Reviewer.totp_secret_ct.is_not(None).label("has_totp"),
+                     Setting.key.label("flag"))
               .outerjoin(Reviewer, Reviewer.id == ReviewerSession.reviewer_id)
               .outerjoin(Setting, Setting.key == literal(_PASSWORD_SET_BY_ADMIN)
                          + ReviewerSession.reviewer_id)
               .where(ReviewerSession.id == bindparam("sid")))
+_END_SESSION = delete(ReviewerSession).where(ReviewerSession.id == bindparam("sid"))
+_SEEN = update(ReviewerSession).where(ReviewerSession.id == bindparam("sid")).values(
+    last_seen=bindparam("now"))
 
 
 def authenticate(session: Session, config: Mapping[str, Any], token: Any,
@@ -321,26 +356,27 @@ def authenticate(session: Session, config: Mapping[str, Any], token: Any,
     secret = _unb64(token) if isinstance(token, str) else None
     if secret is None:
         return None
-    found = session.execute(_SIGNED_IN, {"sid": crypto.digest(secret)}).first()
+    sid = crypto.digest(secret)
+    found = session.connection().execute(_SIGNED_IN, {"sid": sid}).first()
     if found is None:
         return None
-    row, reviewer, flag = found
     idle = dt.timedelta(minutes=config["SESSION_IDLE_MINUTES"])
     lifetime = dt.timedelta(hours=config["SESSION_MAX_HOURS"])
-    if (reviewer is None or not reviewer.active
-            or row.credentials_version != reviewer.credentials_version
-            or now - row.last_seen > idle or now - row.created > lifetime or now < row.created):
-        session.delete(row)
+    if (found.active is None or not found.active
+            or found.credentials_version != found.reviewer_version
+            or now - found.last_seen > idle or now - found.created > lifetime
+            or now < found.created):
+        session.execute(_END_SESSION, {"sid": sid})
         session.commit()
         return None
-    if now - row.last_seen > dt.timedelta(seconds=60):
-        row.last_seen = now
+    if now - found.last_seen > dt.timedelta(seconds=60):
+        session.execute(_SEEN, {"sid": sid, "now": now})
         session.commit()
-    return SignedIn(reviewer, row, secret, flag is not None)
+    return SignedIn(session, found, secret)
 
 
 def logout(session: Session, signed: SignedIn) -> None:
-    session.delete(signed.row)
+    session.execute(_END_SESSION, {"sid": signed.session_id})
     session.commit()
 
 
@@ -416,12 +452,12 @@ def _assignment(session: Session, reviewer_id: str, case_ref: Any) -> Concern:
 
 
 def case_keys(session: Session, signed: SignedIn, case_ref: Any) -> tuple[Concern, casekeys.CaseKeys]:
-    concern = _assignment(session, signed.reviewer.id, case_ref)
+    concern = _assignment(session, signed.reviewer_id, case_ref)
     # One query both tells whether the reviewer holds keys (see holds_keys) and fetches them.
-    held = casekeys.held_keys(session, concern.id, "reviewer", signed.reviewer.id)
+    held = casekeys.held_keys(session, concern.id, "reviewer", signed.reviewer_id)
     if not held:
         raise KeysPending()
-    found = casekeys.unwrap_found(held, concern.id, "reviewer", signed.reviewer.id,
+    found = casekeys.unwrap_found(held, concern.id, "reviewer", signed.reviewer_id,
                                   signed.private_key())
     return concern, casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD])
 
@@ -468,24 +504,29 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
     else:
         params["offset"] = (page - 1) * per_page
     params["limit"] = per_page
-    q, count_q = _list_statements(
-        status if status in ("overdue", "open") else "eq" if status else None, sort,
-        after is not None)
-    ids = list(session.scalars(q, params))
-    # Rows of the summary columns, not entities (no ciphertext loaded, no identity map).
-    by_id = {c.id: c for c in session.execute(_SUMMARIES, {"ids": ids})}
-    return [by_id[i] for i in ids], session.scalar(count_q, count_params) or 0
+    kind = status if status in ("overdue", "open") else "eq" if status else None
+    q, count_q = _list_statements(kind, sort, after is not None)
+    # One query: the page of assignments by the inbox index, joined to the summary columns
+    # (no ciphertext loaded, no identity map, no second round trip).
+    found = list(session.connection().execute(q, params))
+    if kind == "overdue":  # overdue is a flag on the case, not a status: counted live
+        total = session.scalar(count_q, count_params) or 0
+    else:
+        total = inbox.total(session, reviewer_id, status or None)
+    return found, total
 
 
 @functools.lru_cache(maxsize=None)
 def _list_statements(status: str | None, sort: str, keyset: bool) -> tuple[Any, Any]:
     """``list_cases``' page and count queries, built once per shape with bound parameters
     (building a statement and its cache key costs more than running it on SQLite)."""
-    q = select(Assignment.concern_id).where(Assignment.reviewer_id == bindparam("reviewer"))
+    q = select(*SUMMARY_COLUMNS).select_from(Assignment).join(
+        Concern, Concern.id == Assignment.concern_id).where(
+        Assignment.reviewer_id == bindparam("reviewer"))
     count_q = select(func.count()).select_from(Assignment).where(
         Assignment.reviewer_id == bindparam("reviewer"))
     if status == "overdue":
-        q = q.join(Concern).where(Concern.overdue.is_(True))
+        q = q.where(Concern.overdue.is_(True))
         count_q = count_q.join(Concern).where(Concern.overdue.is_(True))
     elif status == "open":
         q = q.where(Assignment.status != workflow.CLOSED)
@@ -497,8 +538,6 @@ def _list_statements(status: str | None, sort: str, keyset: bool) -> tuple[Any, 
     if sort == "oldest":
         order: tuple[Any, ...] = (Assignment.created.asc(), Assignment.concern_id.asc())
     elif sort == "overdue":
-        if status != "overdue":
-            q = q.join(Concern)
         order = (Concern.overdue.desc(), *newest)
     elif sort == "status":
         rank = sql_case({s: i for i, s in enumerate(workflow.STATUSES)}, value=Assignment.status,
@@ -521,18 +560,26 @@ SUMMARY_COLUMNS = (Concern.id, Concern.status, Concern.category, Concern.unit,
                    Concern.feedback_by, Concern.overdue, Concern.under_routed)
 
 
-_SUMMARIES = select(*SUMMARY_COLUMNS).where(Concern.id.in_(bindparam("ids", expanding=True)))
-
 
 def summary(c: Any) -> dict[str, Any]:
-    """A case's list entry; ``c`` is a Concern or a row of ``SUMMARY_COLUMNS``."""
+    """A case's list entry; ``c`` is a Concern or a row that begins with ``SUMMARY_COLUMNS``."""
+    if isinstance(c, Row):  # by position: a page of 25 rows is the inbox's hot loop
+        (ref, status, category, unit, senior, created, ack_by, feedback_by, overdue,
+         under_routed) = c[:_SUMMARY_WIDTH]
+    else:
+        ref, status, category, unit, senior = c.id, c.status, c.category, c.unit, c.about_senior
+        created, ack_by, feedback_by = c.created, c.acknowledge_by, c.feedback_by
+        overdue, under_routed = c.overdue, c.under_routed
     return {
-        "case_ref": c.id, "status": c.status, "category": c.category, "unit": c.unit,
-        "about_senior": c.about_senior, "created": c.created.isoformat(),
-        "acknowledge_by": c.acknowledge_by.isoformat(),
-        "feedback_by": c.feedback_by.isoformat() if c.feedback_by else None,
-        "overdue": c.overdue, "under_routed": c.under_routed,
+        "case_ref": ref, "status": status, "category": category, "unit": unit,
+        "about_senior": senior, "created": created.isoformat(),
+        "acknowledge_by": ack_by.isoformat(),
+        "feedback_by": feedback_by.isoformat() if feedback_by else None,
+        "overdue": overdue, "under_routed": under_routed,
     }
+
+
+_SUMMARY_WIDTH = len(SUMMARY_COLUMNS)
 
 
 # Reading a case is an audit event too, once per reviewer per window (pages reload often).
@@ -564,6 +611,40 @@ _REVIEWERS = select(Reviewer.id, Reviewer.name, Reviewer.active).join(
     Assignment.concern_id == bindparam("cid")).order_by(Assignment.reviewer_id)
 
 
+# Reading a case, in one round trip: the assignment check, the case's columns and the
+# reviewer's wrapped keys (two rows, one per key; none after a password reset).
+_OPEN = select(
+    Concern.id, Concern.status, Concern.category, Concern.unit, Concern.about_senior,
+    Concern.created, Concern.acknowledge_by, Concern.feedback_by, Concern.overdue,
+    Concern.under_routed, Concern.acknowledged_on, Concern.closed_on, Concern.outcome,
+    Concern.proposed_outcome, Concern.proposed_by, Concern.details_ct, Concern.identity_ct,
+    WrappedKey.key_kind, WrappedKey.blob,
+).select_from(Assignment).join(Concern, Concern.id == Assignment.concern_id).outerjoin(
+    WrappedKey, and_(WrappedKey.concern_id == Assignment.concern_id,
+                     WrappedKey.recipient_kind == literal_column("'reviewer'"),
+                     WrappedKey.recipient_id == Assignment.reviewer_id)).where(
+    Assignment.concern_id == bindparam("case_ref"),
+    Assignment.reviewer_id == bindparam("reviewer"))
+
+
+def _open_keys(session: Session, signed: SignedIn, case_ref: Any
+               ) -> tuple[Any, casekeys.CaseKeys]:
+    """``case_keys`` for reading: the case as a row of ``_OPEN``'s columns."""
+    if not isinstance(case_ref, str) or len(case_ref) > 64:
+        raise NotFound()
+    rows = session.connection().execute(
+        _OPEN, {"case_ref": case_ref, "reviewer": signed.reviewer_id}).all()
+    if not rows:
+        raise NotFound()
+    held = {r.key_kind: r.blob for r in rows if r.key_kind is not None}
+    if not held:
+        raise KeysPending()
+    concern = rows[0]
+    found = casekeys.unwrap_found(held, concern.id, "reviewer", signed.reviewer_id,
+                                  signed.private_key())
+    return concern, casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD])
+
+
 def open_case(session: Session, signed: SignedIn, case_ref: Any,
               now: dt.datetime | None = None) -> dict[str, Any]:
     """The whole case, decrypted for this reviewer, and recorded as read by them.
@@ -571,10 +652,11 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     NotFound unless assigned to them. Feedback waiting on a closure proposal
     is under ``closure.feedback``, not among the messages the reporter has seen.
     """
-    concern, keys = case_keys(session, signed, case_ref)
+    concern, keys = _open_keys(session, signed, case_ref)
     cid = concern.id
-    trail: list[Any] = list(session.execute(_TRAIL, {"cid": cid}))
-    _record_opened(session, cid, signed.reviewer.id, now or utcnow(), trail)
+    conn = session.connection()
+    trail: list[Any] = list(conn.execute(_TRAIL, {"cid": cid}))
+    _record_opened(session, cid, signed.reviewer_id, now or utcnow(), trail)
     details = crypto.open_sealed(keys.case, concern.details_ct, casekeys.part(cid, "details"))
     identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
                                               casekeys.part(cid, "identity")))
@@ -582,8 +664,8 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     messages: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     drafts: dict[str, str] = {}
-    for mid, sender, reviewer_id, created, kind, body_ct in session.execute(
-            _MESSAGES, {"cid": cid}).tuples():
+    for mid, sender, reviewer_id, created, kind, body_ct in session.connection().execute(
+            _MESSAGES, {"cid": cid}):
         key = keys.case if kind == "note" else keys.thread
         body = crypto.open_sealed(key, body_ct, casekeys.part(cid, f"{kind}:{mid}")).decode()
         entry = {"id": mid, "from": sender, "reviewer_id": reviewer_id,
@@ -593,7 +675,7 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
         else:
             (notes if kind == "note" else messages).append(entry)
     reviewers = [{"id": rid, "name": name, "active": active}
-                 for rid, name, active in session.execute(_REVIEWERS, {"cid": cid}).tuples()]
+                 for rid, name, active in session.connection().execute(_REVIEWERS, {"cid": cid})]
     from whistle import attachments
 
     data: dict[str, Any] = summary(concern) | {
@@ -632,10 +714,10 @@ def transition(session: Session, signed: SignedIn, config: Mapping[str, Any], ca
         raise InvalidInput("outcome must be text", "outcome")
     concern, keys = case_keys(session, signed, case_ref)
     now = now or utcnow()
-    new = workflow.transition(session, concern, signed.reviewer.id, to, keys, config, now,
+    new = workflow.transition(session, concern, signed.reviewer_id, to, keys, config, now,
                               note_t, outcome, feedback_t)
     for a in concern.assignments:
-        if a.reviewer.active and a.reviewer_id != signed.reviewer.id:
+        if a.reviewer.active and a.reviewer_id != signed.reviewer_id:
             notify.queue(session, a.reviewer.email, "activity")
     session.commit()
     return new
@@ -651,11 +733,11 @@ def post_message(session: Session, signed: SignedIn, config: Mapping[str, Any], 
     now = now or utcnow()
     kind = "note" if internal else "message"
     msg = workflow.add_message(session, concern, keys.case if internal else keys.thread, kind,
-                               "reviewer", signed.reviewer.id, text, now.date())
+                               "reviewer", signed.reviewer_id, text, now.date())
     audit.record(session, concern.id, "note" if internal else "reviewer_message",
-                 signed.reviewer.id, now, {"message": msg.id})
+                 signed.reviewer_id, now, {"message": msg.id})
     for a in concern.assignments:
-        if a.reviewer.active and a.reviewer_id != signed.reviewer.id:
+        if a.reviewer.active and a.reviewer_id != signed.reviewer_id:
             notify.queue(session, a.reviewer.email, "activity")
     session.commit()
     return msg
@@ -703,7 +785,7 @@ def share(session: Session, signed: SignedIn, instance: InstanceKeys, case_ref: 
           reviewer_id: Any, now: dt.datetime | None = None, min_reviewers: int = 2
           ) -> Reviewer:
     concern, ck = case_keys(session, signed, case_ref)
-    target = add_to_case(session, instance, concern, ck, reviewer_id, signed.reviewer.id,
+    target = add_to_case(session, instance, concern, ck, reviewer_id, signed.reviewer_id,
                          now or utcnow(), min_reviewers)
     session.commit()
     return target

@@ -30,7 +30,7 @@ def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     @reviewer_web.signed_in
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not g.signed.reviewer.is_admin:
+        if not g.signed.is_admin:
             abort(403)
         return view(*args, **kwargs)
 
@@ -49,7 +49,7 @@ def _reviewer_or_404(reviewer_id: str) -> Reviewer:
 def home() -> str:
     session = db.session()
     reviewers = list(session.scalars(select(Reviewer).order_by(Reviewer.name)))
-    attention = administration.attention(session, instance_keys(), g.signed.reviewer.id)
+    attention = administration.attention(session, instance_keys(), g.signed.reviewer_id)
     return render_template("admin/home.html", reviewers=reviewers, attention=attention,
                            units_of={r.id: json.loads(r.units) for r in reviewers},
                            me=g.signed.reviewer)

@@ -149,9 +149,7 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
             raise ApiError(401, "unauthorized", "sign in first",
                            headers={"WWW-Authenticate": "Bearer"})
         g.signed = signed
-        if request.endpoint != "api.logout" and review.account_setup_needed(
-                db.session(), current_app.config, signed.reviewer,
-                signed.password_set_by_admin):
+        if request.endpoint != "api.logout" and signed.setup_needed(current_app.config):
             raise ApiError(403, "account_setup_required", "finish setting up your account "
                            "(your own password, or two-factor sign-in) on the reviewer pages")
         return view(*args, **kwargs)
@@ -171,7 +169,7 @@ def logout() -> tuple[str, int]:
 def cases() -> Response:
     status, page, per_page = flows.list_args(request.args)
     sort = request.args.get("sort") or "newest"
-    found, total = review.list_cases(db.session(), g.signed.reviewer.id, status, page, per_page,
+    found, total = review.list_cases(db.session(), g.signed.reviewer_id, status, page, per_page,
                                      sort, request.args.get("after") or None)
     # ``next``: a keyset cursor for ``?after=`` (constant time however deep the page).
     more = len(found) == per_page and sort in ("newest", "oldest")

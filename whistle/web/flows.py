@@ -64,6 +64,8 @@ def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
            ) -> intake.Receipt:
     """Validate and store a concern. 4xx for bad input, 503 if it could not be stored."""
     session = db.session()
+    # Validation, routing and sealing only read: no write lock until the inserts (SQLite).
+    db.read_first()
     try:
         sub = intake.parse_submission(data, session, current_app.config)
         if files:
@@ -80,7 +82,11 @@ def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
             if existing is not None:
                 raise ApiError(409, "already_submitted",
                                "this concern was already received; its token was shown then")
-        return intake.submit(session, keys, current_app.config, sub, idempotency_key)
+        return intake.submit(session, keys, current_app.config, sub, idempotency_key,
+                             write_lock=db.write_next)
+    except intake.AlreadySubmitted as exc:
+        raise ApiError(409, "already_submitted",
+                       "this concern was already received; its token was shown then") from exc
     except InvalidInput as exc:
         raise from_invalid(exc) from exc
     except OperationalError as exc:
@@ -104,17 +110,17 @@ def receipt_json(r: intake.Receipt) -> dict[str, Any]:
 def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView | None:
     """Look a token up; too many misses anywhere -> 429 for misses (hits always pass).
 
-    ``then_read_only``: the request only reads after the lookup (the status check). The
-    lookup itself runs as before (on SQLite with the write lock taken up front, so a
-    locked database still answers 503) and records the day of use; then that transaction
-    ends and the reads run without the write lock (``db.reads_only_from_here``).
+    ``then_read_only``: the request only reads after the lookup (the status check), so
+    on SQLite it runs without the write lock (``db.read_first``); the day's first check
+    still records the day of use, in a write transaction of its own (and answers 503 if
+    the database stays locked).
     """
+    if then_read_only:
+        db.read_first()
     try:
         view = intake.find_by_token(db.session(), instance_keys(), token)
     except InvalidInput as exc:
         raise from_invalid(exc) from exc
-    if view is not None and then_read_only:
-        db.reads_only_from_here()
     if view is None:
         lim = limiter()
         if not lim.fail("status", "miss"):
@@ -124,7 +130,7 @@ def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView |
 
 
 def status_json(view: intake.ReporterView) -> dict[str, Any]:
-    c = view.concern
+    c = view.case
     session = db.session()
     out: dict[str, Any] = {
         "case_ref": c.id, "status": c.status, "created": c.created.isoformat(),

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from whistle import db, settings
+from whistle import crypto, db, settings
 from whistle.keys import KeyError_
 from whistle.web.common import ApiError
 
@@ -84,6 +84,18 @@ def register_errors(app: Flask) -> None:
         if _wants_json():
             return jsonify(error="unavailable", message=UNAVAILABLE), 503, headers
         return render_template("error.html", code=503, message=UNAVAILABLE), 503, headers
+
+    @app.errorhandler(crypto.CryptoError)
+    def integrity(_exc: crypto.CryptoError):  # type: ignore[no-untyped-def]
+        # A wrapped key or sealed part that does not open (tampered, or not this key's).
+        with contextlib.suppress(SQLAlchemyError):
+            db.session().rollback()
+        current_app.logger.warning("integrity check failed on %s", request.endpoint)
+        message = ("This case's data failed its integrity check; nothing was changed. "
+                   "Tell the administrators.")
+        if _wants_json():
+            return jsonify(error="integrity_error", message=message), 409
+        return render_template("error.html", code=409, message=message), 409
 
     @app.errorhandler(Exception)
     def unexpected(_exc: Exception):  # type: ignore[no-untyped-def]

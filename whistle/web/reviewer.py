@@ -41,8 +41,7 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
             session.clear()
             return redirect(url_for("reviewer.login_form"))
         g.signed = signed
-        needed = review.account_setup_needed(db.session(), current_app.config, signed.reviewer,
-                                             signed.password_set_by_admin)
+        needed = signed.setup_needed(current_app.config)
         if needed is not None:
             target, allowed = _SETUP_PAGES[needed]
             if request.endpoint not in allowed:
@@ -87,13 +86,13 @@ def inbox() -> str:
     sort = request.args.get("sort") or "overdue"
     if sort not in review.SORTS:
         sort = "overdue"
-    found, total = review.list_cases(db.session(), g.signed.reviewer.id, status, page, per_page,
+    found, total = review.list_cases(db.session(), g.signed.reviewer_id, status, page, per_page,
                                      sort)
     return render_template("reviewer/inbox.html", cases=[review.summary(c) for c in found],
                            total=total, page=page, per_page=per_page, status=status,
                            statuses=workflow.STATUSES, sort=sort, sorts=review.SORTS,
                            me=g.signed.reviewer,
-                           counts=stats_mod.inbox_counts(db.session(), g.signed.reviewer.id),
+                           counts=stats_mod.inbox_counts(db.session(), g.signed.reviewer_id),
                            category_labels={c["id"]: c["label"]
                                             for c in settings.categories(db.session())})
 
@@ -234,7 +233,7 @@ def stats() -> str:
     session = db.session()
     categories = settings.categories(session)
     figures = stats_mod.overview(session, instance_keys(), current_app.config,
-                                 g.signed.reviewer.id, [c["id"] for c in categories],
+                                 g.signed.reviewer_id, [c["id"] for c in categories],
                                  models.today())
     return render_template("stats.html", me=g.signed.reviewer, figures=figures,
                            chart=charts.breakdown_chart, small=stats_mod.SMALL,

@@ -1,0 +1,149 @@
+"""What the fast paths must not lose: exact inbox totals, routing under the write lock,
+the day of a token's use, and integrity failures that stay 409s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select, update
+
+from tests.conftest import login, make_reviewer, submit_concern
+from whistle import db, inbox, instance_keys, intake
+from whistle.models import Assignment, InboxCount, Reviewer, WrappedKey
+
+
+def live_total(app: Flask, reviewer_id: str, status: str | None = None) -> int:
+    with db.new_session(app) as s:
+        q = select(func.count()).select_from(Assignment).where(
+            Assignment.reviewer_id == reviewer_id)
+        if status == "open":
+            q = q.where(Assignment.status != "closed")
+        elif status:
+            q = q.where(Assignment.status == status)
+        return s.scalar(q) or 0
+
+
+def api_total(client: FlaskClient, headers: dict[str, str], status: str = "") -> int:
+    response = client.get(f"/api/v1/cases?status={status}", headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    total: int = response.get_json()["total"]
+    return total
+
+
+def no_mismatches(app: Flask) -> list[Any]:
+    with db.engine_for(app).connect() as conn:
+        return inbox.mismatches(conn)
+
+
+def test_inbox_totals_stay_exact_through_the_whole_workflow(app: Flask,
+                                                            client: FlaskClient) -> None:
+    ann, bob, cat = make_reviewer(app), make_reviewer(app), make_reviewer(app)
+    refs = [submit_concern(client, details=f"Concern number {i}")["case_ref"] for i in range(5)]
+    heads = {r["id"]: login(client, r) for r in (ann, bob, cat)}
+    with db.new_session(app) as s:
+        holders = {ref: sorted(s.scalars(select(Assignment.reviewer_id).where(
+            Assignment.concern_id == ref))) for ref in refs}
+    first, second = holders[refs[0]][:2]
+    for to in ("acknowledged", "investigating"):
+        assert client.post(f"/api/v1/cases/{refs[0]}/transitions", json={"to": to},
+                           headers=heads[first]).status_code == 200
+    proposed = client.post(f"/api/v1/cases/{refs[0]}/transitions",
+                           json={"to": "closed", "outcome": "substantiated",
+                                 "note": "Closing this."}, headers=heads[first])
+    assert proposed.status_code == 200, proposed.get_data(as_text=True)
+    confirmed = client.post(f"/api/v1/cases/{refs[0]}/transitions",
+                            json={"to": "closed", "outcome": "substantiated"},
+                            headers=heads[second])
+    assert confirmed.get_json()["status"] == "closed", confirmed.get_data(as_text=True)
+    # Share a case with the one reviewer who does not hold it yet (a new assignment).
+    outsider = next((r for r in (ann, bob, cat) if r["id"] not in holders[refs[1]]), None)
+    if outsider is not None:
+        holder = holders[refs[1]][0]
+        shared = client.post(f"/api/v1/cases/{refs[1]}/reviewers",
+                             json={"reviewer_id": outsider["id"]}, headers=heads[holder])
+        assert shared.status_code == 201, shared.get_data(as_text=True)
+
+    assert no_mismatches(app) == []
+    for r in (ann, bob, cat):
+        for status in ("", "open", "received", "closed", "investigating"):
+            assert api_total(client, heads[r["id"]], status) == live_total(
+                app, r["id"], status or None), (r["name"], status)
+    assert sum(api_total(client, heads[r["id"]]) for r in (ann, bob, cat)) >= 10
+
+
+def test_recount_repairs_counts_a_bulk_load_left_wrong(app: Flask, client: FlaskClient) -> None:
+    one, two = make_reviewer(app), make_reviewer(app)
+    submit_concern(client), submit_concern(client)
+    with db.engine_for(app).begin() as conn:  # what a Core bulk insert or a restore leaves
+        conn.execute(update(InboxCount).values(n=InboxCount.n + 7))
+    wrong = no_mismatches(app)
+    assert len(wrong) == 2 and all(kept == real + 7 for _r, _s, kept, real in wrong)
+    runner = app.test_cli_runner()
+    checked = runner.invoke(args=["inbox", "recount", "--check"])
+    assert checked.exit_code == 1 and "counted 9, really 2" in checked.output
+    assert runner.invoke(args=["inbox", "recount"]).exit_code == 0
+    assert no_mismatches(app) == []
+    assert runner.invoke(args=["inbox", "recount", "--check"]).output.strip() == \
+        "inbox counts: all correct"
+    assert api_total(client, login(client, one)) == 2 == api_total(client, login(client, two))
+
+
+def test_a_reviewer_disabled_while_a_concern_was_sealed_gets_no_copy(
+        app: Flask, client: FlaskClient) -> None:
+    """Sealing runs before the write lock; whatever changed meanwhile is routed again."""
+    reviewers = [make_reviewer(app) for _ in range(2)]  # MIN_REVIEWERS 2: both are routed
+    leaving = reviewers[0]["id"]
+
+    def meanwhile() -> None:  # another worker disables a reviewer just before the lock
+        db.write_next()
+        with db.new_session(app) as other:
+            other.execute(update(Reviewer).where(Reviewer.id == leaving).values(active=False))
+            other.commit()
+
+    with app.test_request_context("/api/v1/concerns", method="POST"):
+        db.read_first()
+        session = db.session()
+        sub = intake.parse_submission({"category": "conduct", "details": "Sealed twice."},
+                                      session, app.config)
+        receipt = intake.submit(session, instance_keys(), app.config, sub,
+                                write_lock=meanwhile)
+    with db.new_session(app) as s:
+        assigned = set(s.scalars(select(Assignment.reviewer_id).where(
+            Assignment.concern_id == receipt.case_ref)))
+        wrapped_for = set(s.scalars(select(WrappedKey.recipient_id).where(
+            WrappedKey.concern_id == receipt.case_ref, WrappedKey.recipient_kind == "reviewer")))
+    assert assigned == wrapped_for == {reviewers[1]["id"]}
+    assert receipt.under_routed and receipt.reviewer_count == 1
+    assert no_mismatches(app) == []
+
+
+def test_a_status_check_records_the_day_once_and_reads_after(app: Flask,
+                                                            client: FlaskClient) -> None:
+    make_reviewer(app), make_reviewer(app)
+    token = submit_concern(client)["token"]
+    first = client.post("/api/v1/status", json={"token": token}).get_json()
+    second = client.post("/api/v1/status", json={"token": token}).get_json()
+    assert first["token_last_used"] is None  # never used before this check
+    assert second["token_last_used"] == first["created"]  # today, recorded by the first
+
+
+def test_a_damaged_reporter_key_is_an_integrity_error_once_a_message_needs_it(
+        app: Flask, client: FlaskClient) -> None:
+    one, _two = make_reviewer(app), make_reviewer(app)
+    receipt = submit_concern(client)
+    token, ref = receipt["token"], receipt["case_ref"]
+    with db.new_session(app) as s:
+        row = s.scalars(select(WrappedKey).where(WrappedKey.concern_id == ref,
+                                                 WrappedKey.recipient_kind == "reporter")).one()
+        row.blob = row.blob[:-1] + bytes([row.blob[-1] ^ 1])
+        s.commit()
+    # No message yet: the status needs no key, and still answers.
+    assert client.post("/api/v1/status", json={"token": token}).status_code == 200
+    posted = client.post(f"/api/v1/cases/{ref}/messages", json={"body": "Can we talk?"},
+                         headers=login(client, one))
+    assert posted.status_code == 201
+    damaged = client.post("/api/v1/status", json={"token": token})
+    assert damaged.status_code == 409 and damaged.get_json()["error"] == "integrity_error"
+    assert "Can we talk?" not in damaged.get_data(as_text=True)
