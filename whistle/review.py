@@ -520,38 +520,50 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
 def _list_statements(status: str | None, sort: str, keyset: bool) -> tuple[Any, Any]:
     """``list_cases``' page and count queries, built once per shape with bound parameters
     (building a statement and its cache key costs more than running it on SQLite)."""
-    q = select(*SUMMARY_COLUMNS).select_from(Assignment).join(
-        Concern, Concern.id == Assignment.concern_id).where(
+    # The page is chosen from the inbox index alone (a subquery), then joined to the case
+    # columns: OFFSET skips index entries, not joined rows (deep pages stay cheap-ish).
+    # Only index columns (a covering scan), plus the status when the order needs it.
+    inner = select(Assignment.concern_id, Assignment.created,
+                   *((Assignment.status,) if sort == "status" else ())).where(
         Assignment.reviewer_id == bindparam("reviewer"))
     count_q = select(func.count()).select_from(Assignment).where(
         Assignment.reviewer_id == bindparam("reviewer"))
+    if status == "overdue" or sort == "overdue":
+        inner = inner.join(Concern, Concern.id == Assignment.concern_id)
     if status == "overdue":
-        q = q.where(Concern.overdue.is_(True))
+        inner = inner.where(Concern.overdue.is_(True))
         count_q = count_q.join(Concern).where(Concern.overdue.is_(True))
     elif status == "open":
-        q = q.where(Assignment.status != workflow.CLOSED)
+        inner = inner.where(Assignment.status != workflow.CLOSED)
         count_q = count_q.where(Assignment.status != workflow.CLOSED)
     elif status:
-        q = q.where(Assignment.status == bindparam("status"))
+        inner = inner.where(Assignment.status == bindparam("status"))
         count_q = count_q.where(Assignment.status == bindparam("status"))
-    newest = (Assignment.created.desc(), Assignment.concern_id.desc())
-    if sort == "oldest":
-        order: tuple[Any, ...] = (Assignment.created.asc(), Assignment.concern_id.asc())
-    elif sort == "overdue":
-        order = (Concern.overdue.desc(), *newest)
-    elif sort == "status":
-        rank = sql_case({s: i for i, s in enumerate(workflow.STATUSES)}, value=Assignment.status,
-                        else_=len(workflow.STATUSES))
-        order = (rank, *newest)
-    else:
-        order = newest
+
+    def ordering(created: Any, ref: Any, status_col: Any, overdue: Any) -> tuple[Any, ...]:
+        newest = (created.desc(), ref.desc())
+        if sort == "oldest":
+            return (created.asc(), ref.asc())
+        if sort == "overdue":
+            return (overdue.desc(), *newest)
+        if sort == "status":
+            rank = sql_case({s: i for i, s in enumerate(workflow.STATUSES)}, value=status_col,
+                            else_=len(workflow.STATUSES))
+            return (rank, *newest)
+        return newest
+
     if keyset:
         key = tuple_(Assignment.created, Assignment.concern_id)
         bound = tuple_(bindparam("day", type_=Date), bindparam("ref", type_=String))
-        q = q.where(key > bound if sort == "oldest" else key < bound)
+        inner = inner.where(key > bound if sort == "oldest" else key < bound)
     else:
-        q = q.offset(bindparam("offset", type_=Integer))
-    return q.order_by(*order).limit(bindparam("limit", type_=Integer)), count_q
+        inner = inner.offset(bindparam("offset", type_=Integer))
+    page = inner.order_by(*ordering(Assignment.created, Assignment.concern_id, Assignment.status,
+                                    Concern.overdue)
+                          ).limit(bindparam("limit", type_=Integer)).subquery("page")
+    q = select(*SUMMARY_COLUMNS).select_from(page).join(Concern, Concern.id == page.c.concern_id)
+    return q.order_by(*ordering(page.c.created, page.c.concern_id, page.c.get("status"),
+                                Concern.overdue)), count_q
 
 
 # What ``summary`` and ``page_cursor`` read: ``list_cases`` loads only these.
