@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 from bench import loader  # noqa: E402
 from tests.support import services  # noqa: E402
 from whistle import db, keys, migrate, review  # noqa: E402
-from whistle.models import Concern  # noqa: E402
+from whistle.models import Assignment, Concern, Reviewer  # noqa: E402
 
 HOST = "127.0.0.1"
 LUA_DIR = ROOT / "bench" / "wrk"
@@ -361,6 +361,8 @@ def check_responses(url: str, bearer: str, tokens: list[str], cases: list[str]) 
 
 
 SAMPLE = 200  # distinct tokens and cases per scenario, the same at every database size
+REUSE_SAMPLE = 1000  # cases added to a kept database for fresh samples (tokens are not kept)
+KEEP_OR_REUSE = False
 
 
 def prewarm(url: str, bearer: str, statuses: list[str], opens: list[str]) -> None:
@@ -419,6 +421,9 @@ def database(engine_name: str, workdir: Path) -> Iterator[tuple[str, Any]]:
     if engine_name == "sqlite":
         yield f"sqlite:///{workdir / 'whistle.db'}", None
         return
+    if KEEP_OR_REUSE:
+        raise SystemExit("bench: --keep and --reuse are for SQLite (a file); "
+                         "PostgreSQL runs load their own database")
     with services.postgres_server() as pg:
         yield pg.create_database("whistle_bench"), pg
 
@@ -541,16 +546,32 @@ class EngineRun:
     heavy_count: int = 0
     deep_page: int = 0
     loadavg: list[float] = field(default_factory=list)
+    reused: bool = False
+
+
+def reused_reviewers(engine: Any) -> list[tuple[str, str, bytes]]:
+    """The reviewers ``enrol`` made in a kept database, in the same order (heavy one first)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Reviewer.id, Reviewer.email, Reviewer.public_key).where(
+            Reviewer.email.like("reviewer%@example.org")).order_by(Reviewer.email)).all()
+    if len(rows) != REVIEWERS:
+        raise SystemExit(f"bench: {len(rows)} benchmark reviewers in the kept database, "
+                         f"expected {REVIEWERS}")
+    return [(r.id, r.email, r.public_key) for r in rows]
 
 
 def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str) -> EngineRun:
-    run = EngineRun(name, args.cases, args.small)
+    run = EngineRun(name, args.cases, args.small, reused=bool(args.reuse))
     load = Load(args.duration, args.connections, args.threads, args.warmup, args.repeat)
     with database(name, workdir) as (url, pg):
         engine = db.make_engine(url)
         migrate.upgrade(engine)
-        print(f"[{name}] enrolling {REVIEWERS} reviewers (Argon2id 64 MiB, t=3)", flush=True)
-        reviewers = enrol(engine)
+        if args.reuse:
+            print(f"[{name}] reusing the kept database in {args.reuse}", flush=True)
+            reviewers = reused_reviewers(engine)
+        else:
+            print(f"[{name}] enrolling {REVIEWERS} reviewers (Argon2id 64 MiB, t=3)", flush=True)
+            reviewers = enrol(engine)
         plan = loader.Plan(keys=keys.load(keys_dir),
                            reviewers=[(rid, pub) for rid, _e, pub in reviewers],
                            today=dt.date.today())
@@ -559,7 +580,7 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
         env = server_env(url, keys_dir)
         started = time.monotonic()
 
-        if args.small and args.small < args.cases:
+        if args.small and args.small < args.cases and not args.reuse:
             print(f"[{name}] loading {args.small} cases (growth baseline)", flush=True)
             loader.load(engine, plan, args.small, samples, processes=args.procs)
             loader.settle(engine)
@@ -578,10 +599,23 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
                 server.stop()
             started = time.monotonic()
 
-        remaining = args.cases - samples.loaded
-        print(f"[{name}] loading {remaining} cases", flush=True)
-        loader.load(engine, plan, remaining, samples, processes=args.procs)
-        loader.settle(engine)
+        if args.reuse:
+            # Tokens are never stored: fresh sealed cases give the status sample (and the
+            # heavy reviewer's sample cases); the counts come from the database.
+            print(f"[{name}] adding {REUSE_SAMPLE} cases for the samples", flush=True)
+            loader.load(engine, plan, REUSE_SAMPLE, samples, processes=args.procs,
+                        progress=False)
+            loader.settle(engine)
+            with engine.connect() as conn:
+                samples.heavy_count = conn.execute(select(func.count()).select_from(
+                    Assignment).where(Assignment.reviewer_id == reviewers[0][0])).scalar_one()
+                samples.loaded = conn.execute(
+                    select(func.count()).select_from(Concern)).scalar_one()
+        else:
+            remaining = args.cases - samples.loaded
+            print(f"[{name}] loading {remaining} cases", flush=True)
+            loader.load(engine, plan, remaining, samples, processes=args.procs)
+            loader.settle(engine)
         checkpoint(pg)
         run.load_seconds += time.monotonic() - started
         run.heavy_count = samples.heavy_count
@@ -711,12 +745,15 @@ def extras(runs: list[EngineRun]) -> list[str]:
     for run in runs:
         login_ms = statistics.median(run.login_ms) if run.login_ms else float("nan")
         rss = ", ".join(f"{x:.0f}" for x in run.rss_mib)
+        loaded = (f"a database kept by --keep, reused; {REUSE_SAMPLE} cases added for the "
+                  f"samples" if run.reused else
+                  f"{run.cases} loaded in {run.load_seconds:.0f} s, "
+                  f"{run.cases / max(run.load_seconds, 1e-9):.0f} cases/s")
         lines += [
             f"- **{run.engine}**: {run.total_cases} cases after the run "
-            f"({run.cases} loaded in {run.load_seconds:.0f} s, "
-            f"{run.cases / max(run.load_seconds, 1e-9):.0f} cases/s); heavy reviewer holds "
-            f"{run.heavy_count} ({run.heavy_count * 100 / max(1, run.cases):.0f}%), deep page = "
-            f"page {run.deep_page} at {PER_PAGE} per page",
+            f"({loaded}); heavy reviewer holds "
+            f"{run.heavy_count} ({run.heavy_count * 100 / max(1, run.total_cases):.0f}%), "
+            f"deep page = page {run.deep_page} at {PER_PAGE} per page",
             f"  - login (POST /api/v1/auth/login, Argon2id m=64 MiB, t=3, p=1): median "
             f"{login_ms:.0f} ms over {len(run.login_ms)} sequential logins",
             f"  - resident memory per worker after the run: {rss} MiB",
@@ -802,6 +839,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logins", type=int, default=5, help="timed logins")
     p.add_argument("--no-nginx", action="store_true",
                    help="skip the two-instances-behind-nginx run (PostgreSQL)")
+    p.add_argument("--keep", metavar="DIR",
+                   help="SQLite: load into DIR (a new directory) and keep it, for --reuse")
+    p.add_argument("--reuse", metavar="DIR",
+                   help="SQLite: measure the database kept in DIR by --keep (no loading "
+                        "and no growth baseline; adds a few cases for the samples)")
     args = p.parse_args(argv)
     if args.small is None:
         args.small = max(1000, args.cases // 100)
@@ -810,17 +852,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
-    workdir = Path(tempfile.mkdtemp(prefix="whistle-bench-"))
+    global KEEP_OR_REUSE
+    KEEP_OR_REUSE = bool(args.keep or args.reuse)
+    if KEEP_OR_REUSE and engines != ["sqlite"]:
+        print("bench: --keep and --reuse need --engine sqlite", file=sys.stderr)
+        return 2
+    kept = Path(args.reuse or args.keep) if KEEP_OR_REUSE else None
+    if args.reuse and not (kept / "sqlite" / "whistle.db").exists():  # type: ignore[operator]
+        print(f"bench: no kept database in {args.reuse} (make one with --keep)",
+              file=sys.stderr)
+        return 2
+    workdir = kept or Path(tempfile.mkdtemp(prefix="whistle-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     runs = []
     try:
         keys_dir = str(workdir / "keys")
-        keys.create_missing(keys_dir, str(workdir / "recovery-private.txt"))
+        if not args.reuse:
+            keys.create_missing(keys_dir, str(workdir / "recovery-private.txt"))
         for name in engines:
             engine_dir = workdir / name
-            engine_dir.mkdir()
+            engine_dir.mkdir(exist_ok=bool(args.reuse))
             runs.append(run_engine(name, args, engine_dir, keys_dir))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if kept is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(write_report(runs, args, argv, time.monotonic() - started))
     print(f"written to {RESULTS.relative_to(ROOT)}")

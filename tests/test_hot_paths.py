@@ -147,3 +147,14 @@ def test_a_damaged_reporter_key_is_an_integrity_error_once_a_message_needs_it(
     damaged = client.post("/api/v1/status", json={"token": token})
     assert damaged.status_code == 409 and damaged.get_json()["error"] == "integrity_error"
     assert "Can we talk?" not in damaged.get_data(as_text=True)
+
+
+def test_a_concern_with_no_one_to_route_to_is_still_stored(app: Flask,
+                                                           client: FlaskClient) -> None:
+    receipt = submit_concern(client, details="Nobody is enrolled yet.")
+    assert receipt["reviewer_count"] == 0 and receipt["under_routed"] is True
+    with db.new_session(app) as s:
+        kinds = sorted(s.scalars(select(WrappedKey.recipient_kind).where(
+            WrappedKey.concern_id == receipt["case_ref"])))
+    assert kinds == ["recovery", "recovery", "reporter"]
+    assert no_mismatches(app) == []

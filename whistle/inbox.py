@@ -8,9 +8,10 @@ whichever code path makes it: the changes are summed per flush and applied just
 before the commit, in one sorted order, so two transactions never wait on each
 other's counter rows in opposite orders (no deadlock on PostgreSQL).
 
-Bulk Core inserts (the benchmark loader, an operator's restore) bypass the
-events: ``recount`` rebuilds the counts from ``assignments``
-(``flask --app app inbox recount``), and ``mismatches`` lists any difference.
+Core inserts bypass the events: the submission path reports its own
+(``count_new``); after a bulk load (the benchmark loader, an operator's
+restore) ``recount`` rebuilds the counts from ``assignments`` (``flask --app
+app inbox recount``), and ``mismatches`` lists any difference.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def _collect(session: Session, _ctx: Any, _instances: Any) -> None:
             history = inspect(obj).attrs.status.history
             for old in (history.deleted or history.unchanged or [obj.status]):
                 deltas[(obj.reviewer_id, old)] -= 1
+
+
+def count_new(session: Session, assigned: list[tuple[str, str]]) -> None:
+    """Count assignments a caller inserted with Core (reviewer id, status): applied at commit
+    with the rest, as if they had gone through the session."""
+    deltas = _deltas(session)
+    for key in assigned:
+        deltas[key] += 1
 
 
 @event.listens_for(Session, "before_commit")

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.orm import Session
 
-from whistle import audit, casekeys, crypto, notify, routing, settings, tokens, validation, workflow
+from whistle import audit, casekeys, crypto, inbox, notify, routing, settings, tokens, validation, workflow
 from whistle.keys import InstanceKeys
 from whistle.models import (
     Assignment, AuditEvent, Concern, Exclusion, InboxCount, Message, Reviewer, WrappedKey, utcnow,
@@ -227,15 +227,21 @@ def submit(session: Session, keys: InstanceKeys, config: Mapping[str, Any], sub:
 
 def _store(session: Session, config: Mapping[str, Any], sub: Submission, sealed: _Sealed,
            today: dt.date) -> Receipt:
+    """The write: Core inserts, one statement per table, while the lock is held."""
     case_ref, route, reviewers = sealed.case_ref, sealed.route, sealed.reviewers
-    concern = Concern(**sealed.concern)
-    session.add(concern)
-    session.flush()  # the case row first (foreign keys); everything else goes in at commit
-    session.add_all([Assignment(concern_id=case_ref, reviewer_id=rid, status=concern.status,
-                                created=today) for rid in route.reviewer_ids])
-    session.connection().execute(insert(WrappedKey), sealed.wrapped)  # one executemany (Core)
+    concern = sealed.concern
+    conn = session.connection()
+    conn.execute(insert(Concern), concern)  # the case row first (foreign keys)
+    if route.reviewer_ids:  # none when no one is eligible (stored for the recovery key)
+        conn.execute(insert(Assignment), [
+            {"concern_id": case_ref, "reviewer_id": rid, "status": concern["status"],
+             "created": today} for rid in route.reviewer_ids])
+        inbox.count_new(session, [(rid, concern["status"]) for rid in route.reviewer_ids])
+    conn.execute(insert(WrappedKey), sealed.wrapped)
     notify.queue_many(session, [reviewers[rid].email for rid in route.reviewer_ids], "activity")
-    session.add_all([Exclusion(tag=tag, concern_id=case_ref) for tag in sealed.exclusions])
+    if sealed.exclusions:
+        conn.execute(insert(Exclusion), [{"tag": tag, "concern_id": case_ref}
+                                         for tag in sealed.exclusions])
     notes: tuple[str, ...] = ()
     if sub.attachments:
         from whistle import attachments
@@ -257,8 +263,8 @@ def _store(session: Session, config: Mapping[str, Any], sub: Submission, sealed:
         notify.queue_many(session, list(session.scalars(select(Reviewer.email).where(
             Reviewer.is_admin.is_(True), Reviewer.active.is_(True)))), "admin_attention")
     session.commit()
-    return Receipt(case_ref, sealed.token, concern.status, len(route.reviewer_ids),
-                   concern.acknowledge_by, route.under_routed, notes)
+    return Receipt(case_ref, sealed.token, concern["status"], len(route.reviewer_ids),
+                   concern["acknowledge_by"], route.under_routed, notes)
 
 
 def replay(session: Session, keys: InstanceKeys, idempotency_key: bytes) -> Concern | None:

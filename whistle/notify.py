@@ -65,7 +65,8 @@ def queue_many(session: Session, recipients: list[str], template: str) -> None:
     wanted = list(dict.fromkeys(recipients))
     if not wanted:
         return
-    pending = set(session.scalars(_PENDING, {"recipients": wanted, "template": template}))
+    pending = set(session.connection().execute(
+        _PENDING, {"recipients": wanted, "template": template}).scalars())
     # Queued in a reporter's transaction too: keep the day only, so the row does not
     # record when the reporter acted.
     day = dt.datetime.combine(utcnow().date(), dt.time())
