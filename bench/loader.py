@@ -2,7 +2,7 @@
 
 Every case gets what ``intake.submit`` would give it: its own random case and
 thread keys, 2 KB of details sealed with AES-256-GCM (and an identity for a
-quarter of them), both keys HPKE-wrapped (ML-KEM-768 + X25519) for each of its
+quarter of them), both keys HPKE-wrapped together (ML-KEM-768 + X25519) for each of its
 three reviewers and for the recovery key, the thread key wrapped for the
 reporter key derived from its own token, the token's keyed hash, three
 assignments and a real hash-chained audit trail. Cases older than a few
@@ -173,21 +173,14 @@ def _make_batch(plan: Plan, seed: int, count: int) -> dict[str, Any]:
             "token_lookup": tokens.lookup_id(plan.keys.token_pepper, entropy),
             "token_last_used": None, "failed_lookups": 0, "idempotency": None,
         })
-        recipients = [("reviewer", rid, pub, (casekeys.CASE, casekeys.THREAD))
-                      for rid, pub in chosen]
-        recipients.append(("recovery", "org", plan.keys.recovery_public,
-                           (casekeys.CASE, casekeys.THREAD)))
+        # The app's own wrapping (whistle.casekeys), as a submission does it.
+        for rid, pub in chosen:
+            rows["wrapped_keys"] += casekeys.wrapped_rows(case_ref, ck, "reviewer", rid, pub)
+        rows["wrapped_keys"] += casekeys.wrapped_rows(case_ref, ck, "recovery", "org",
+                                                      plan.keys.recovery_public)
         reporter = crypto.reporter_keypair(entropy, plan.keys.reporter_pepper)
-        recipients.append(("reporter", "reporter", reporter.public, (casekeys.THREAD,)))
-        for kind, rid, pub, key_kinds in recipients:
-            for key_kind in key_kinds:
-                key = ck.case if key_kind == casekeys.CASE else ck.thread
-                rows["wrapped_keys"].append({
-                    "concern_id": case_ref, "recipient_kind": kind, "recipient_id": rid,
-                    "key_kind": key_kind,
-                    "blob": crypto.wrap_key(key, pub, casekeys.wrap_context(
-                        case_ref, key_kind, kind, rid)),
-                })
+        rows["wrapped_keys"] += casekeys.wrapped_rows(case_ref, ck, "reporter", "reporter",
+                                                      reporter.public, thread_only=True)
         for rid, _pub in chosen:
             rows["assignments"].append({"concern_id": case_ref, "reviewer_id": rid,
                                         "status": status, "created": created})

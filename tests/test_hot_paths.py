@@ -3,6 +3,7 @@ the day of a token's use, and integrity failures that stay 409s."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -10,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from tests.conftest import login, make_reviewer, submit_concern
-from whistle import db, inbox, instance_keys, intake
+from whistle import casekeys, crypto, db, inbox, instance_keys, intake, keys
 from whistle.models import Assignment, InboxCount, Reviewer, WrappedKey
 
 
@@ -156,5 +157,29 @@ def test_a_concern_with_no_one_to_route_to_is_still_stored(app: Flask,
     with db.new_session(app) as s:
         kinds = sorted(s.scalars(select(WrappedKey.recipient_kind).where(
             WrappedKey.concern_id == receipt["case_ref"])))
-    assert kinds == ["recovery", "recovery", "reporter"]
+    assert kinds == ["recovery", "reporter"]  # both keys in one wrap for the recovery key
     assert no_mismatches(app) == []
+
+
+def test_cases_wrapped_before_keys_were_wrapped_together_still_open(
+        app: Flask, client: FlaskClient, recovery_key_file: Path) -> None:
+    """Older cases hold a case-key row and a thread-key row per recipient; both still open."""
+    one, _two = make_reviewer(app), make_reviewer(app)
+    ref = submit_concern(client, details="Wrapped the older way.")["case_ref"]
+    with db.new_session(app) as s:
+        row = s.scalars(select(WrappedKey).where(
+            WrappedKey.concern_id == ref, WrappedKey.recipient_id == one["id"])).one()
+        assert row.key_kind == casekeys.BOTH
+        public = s.get_one(Reviewer, one["id"]).public_key
+        # The two keys, as the recovery key holder opens them; stored again the older way.
+        found = casekeys.unwrap(s, ref, "recovery", "org",
+                                keys.read_recovery_private(str(recovery_key_file)))
+        s.delete(row)
+        for kind in (casekeys.CASE, casekeys.THREAD):
+            s.add(WrappedKey(concern_id=ref, recipient_kind="reviewer", recipient_id=one["id"],
+                             key_kind=kind, blob=crypto.wrap_key(found[kind], public,
+                             casekeys.wrap_context(ref, kind, "reviewer", one["id"]))))
+        s.commit()
+    opened = client.get(f"/api/v1/cases/{ref}", headers=login(client, one))
+    assert opened.status_code == 200, opened.get_data(as_text=True)
+    assert opened.get_json()["details"] == "Wrapped the older way."

@@ -17,6 +17,10 @@ from whistle.models import WrappedKey
 
 CASE = "case"
 THREAD = "thread"
+# Both keys in one wrap (case key | thread key, 64 bytes): one hybrid KEM operation per
+# recipient instead of two. Reviewers and the recovery key get this; the reporter gets
+# the thread key alone. Cases wrapped before it (a CASE and a THREAD row) still open.
+BOTH = "case+thread"
 
 
 def part(case_id: str, name: str) -> str:
@@ -47,7 +51,7 @@ def wrap(session: Session, case_id: str, keys: CaseKeys, recipient_kind: str,
 def wrapped_rows(case_id: str, keys: CaseKeys, recipient_kind: str, recipient_id: str,
                  public: bytes, thread_only: bool = False) -> list[dict[str, Any]]:
     """The ``wrapped_keys`` rows ``wrap`` adds, as dicts (for one bulk INSERT of many)."""
-    kinds = [(THREAD, keys.thread)] if thread_only else [(CASE, keys.case), (THREAD, keys.thread)]
+    kinds = [(THREAD, keys.thread)] if thread_only else [(BOTH, keys.case + keys.thread)]
     blobs = crypto.wrap_keys([(key, wrap_context(case_id, kind, recipient_kind, recipient_id))
                               for kind, key in kinds], public)
     return [{"concern_id": case_id, "recipient_kind": recipient_kind,
@@ -79,7 +83,16 @@ def held_keys(session: Session, case_id: str, recipient_kind: str, recipient_id:
 
 def unwrap_found(found: dict[str, bytes], case_id: str, recipient_kind: str, recipient_id: str,
                  private: bytes, kinds: tuple[str, ...] = (CASE, THREAD)) -> dict[str, bytes]:
-    """``unwrap`` for wrapped keys the caller already read ({key kind: blob})."""
+    """``unwrap`` for wrapped keys the caller already read ({key kind: blob}).
+
+    Returns {CASE: key, THREAD: key} (the kinds asked for), from one BOTH wrap or from
+    separate CASE and THREAD wraps (cases wrapped before BOTH existed)."""
+    if BOTH in found:
+        both = crypto.unwrap_key(found[BOTH], private,
+                                 wrap_context(case_id, BOTH, recipient_kind, recipient_id),
+                                 size=2 * crypto.KEY_SIZE)
+        opened_both = {CASE: both[:crypto.KEY_SIZE], THREAD: both[crypto.KEY_SIZE:]}
+        return {k: opened_both[k] for k in kinds}
     found = {k: v for k, v in found.items() if k in kinds}
     if set(found) != set(kinds):
         raise crypto.CryptoError("no key for this recipient")

@@ -19,6 +19,10 @@ Wrapped keys (``wrap_key`` / ``unwrap_key``)::
     0x01 | HPKE(ML-KEM-768 + X25519, HKDF-SHA256, AES-256-GCM) ciphertext
     info = b"whistle:1:wrap:" + context     (context binds case, key kind, recipient)
 
+The wrapped plaintext is one 32-byte key, or two keys together (64 bytes: a
+case's case key then its thread key, key kind ``case+thread``: one hybrid KEM
+operation per recipient instead of two; see whistle.casekeys).
+
 Hybrid key pairs: the private key is 96 bytes (ML-KEM-768 64-byte seed |
 X25519 32-byte scalar); the public key is 1,216 bytes (ML-KEM-768 1,184 |
 X25519 32).
@@ -187,9 +191,11 @@ def wrap_keys(keys: list[tuple[bytes, str]], recipient_public: bytes) -> list[by
         raise CryptoError("cannot wrap key") from exc
 
 
-def unwrap_key(blob: bytes, recipient_private: bytes, context: str) -> bytes:
-    """Open a blob from :func:`wrap_key`; CryptoError for a wrong key, context or tampering."""
-    return _unwrap(blob, _private_from_bytes(recipient_private), context)
+def unwrap_key(blob: bytes, recipient_private: bytes, context: str, size: int = KEY_SIZE
+               ) -> bytes:
+    """Open a blob from :func:`wrap_key`; CryptoError for a wrong key, context or tampering,
+    or if what it holds is not ``size`` bytes (two keys wrapped together: 64)."""
+    return _unwrap(blob, _private_from_bytes(recipient_private), context, size)
 
 
 def unwrap_keys(blobs: list[tuple[bytes, str]], recipient_private: bytes) -> list[bytes]:
@@ -199,7 +205,8 @@ def unwrap_keys(blobs: list[tuple[bytes, str]], recipient_private: bytes) -> lis
     return [_unwrap(blob, private, context) for blob, context in blobs]
 
 
-def _unwrap(blob: bytes, private: hpke.MLKEM768X25519PrivateKey, context: str) -> bytes:
+def _unwrap(blob: bytes, private: hpke.MLKEM768X25519PrivateKey, context: str,
+            size: int = KEY_SIZE) -> bytes:
     if len(blob) < 2 or blob[:1] != _V:
         raise CryptoError("malformed wrapped key")
     try:
@@ -208,7 +215,7 @@ def _unwrap(blob: bytes, private: hpke.MLKEM768X25519PrivateKey, context: str) -
         raise
     except Exception as exc:  # noqa: BLE001
         raise CryptoError("wrapped key does not open") from exc
-    if len(key) != KEY_SIZE:
+    if len(key) != size:
         raise CryptoError("wrapped key has the wrong size")
     return key
 

@@ -124,7 +124,7 @@ class WrappedKey(Base):
     concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), index=True)
     recipient_kind: Mapped[str] = mapped_column(String(16))  # reviewer | recovery | reporter
     recipient_id: Mapped[str] = mapped_column(String(64))
-    key_kind: Mapped[str] = mapped_column(String(16))  # case | thread
+    key_kind: Mapped[str] = mapped_column(String(16))  # case+thread | thread (| case, older)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (

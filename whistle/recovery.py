@@ -133,7 +133,8 @@ def recovery_cases(session: Session) -> list[str]:
     from whistle.models import WrappedKey
 
     return list(session.scalars(select(WrappedKey.concern_id).where(
-        WrappedKey.recipient_kind == "recovery", WrappedKey.key_kind == casekeys.CASE)
+        WrappedKey.recipient_kind == "recovery",
+        WrappedKey.key_kind.in_((casekeys.CASE, casekeys.BOTH)))
         .order_by(WrappedKey.concern_id)))
 
 
