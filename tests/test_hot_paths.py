@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from tests.conftest import login, make_reviewer, submit_concern
+from tests.support.webflow import post_form
 from whistle import casekeys, crypto, db, inbox, instance_keys, intake, keys
 from whistle.models import Assignment, InboxCount, Reviewer, WrappedKey
 
@@ -183,3 +184,19 @@ def test_cases_wrapped_before_keys_were_wrapped_together_still_open(
     opened = client.get(f"/api/v1/cases/{ref}", headers=login(client, one))
     assert opened.status_code == 200, opened.get_data(as_text=True)
     assert opened.get_json()["details"] == "Wrapped the older way."
+
+
+def test_a_first_reply_shows_on_the_page_that_confirms_it(app: Flask,
+                                                          client: FlaskClient) -> None:
+    """The status check skips the conversation of a case that has none; a reply sent from
+    the page must still show on the page that says it was sent."""
+    make_reviewer(app), make_reviewer(app)
+    token = submit_concern(client)["token"]
+    assert client.post("/api/v1/status", json={"token": token}).get_json()["messages"] == []
+    reply = "My first words to the reviewers."
+    page = post_form(client, "/status", {"token": token, "action": "reply", "body": reply},
+                     "/status")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Your message was sent." in text and reply in text
+    later = client.post("/api/v1/status", json={"token": token}).get_json()["messages"]
+    assert [m["body"] for m in later] == [reply]

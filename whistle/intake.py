@@ -278,11 +278,17 @@ def replay(session: Session, keys: InstanceKeys, idempotency_key: bytes) -> Conc
 
 # The reporter's hot path: statements built once (building one costs more than running it).
 # What the status check shows of a case: columns, not the entity with its ciphertext.
+_REPORTER_KINDS = _constants(("message", "feedback"))
+# "Is there a conversation?" rides on the lookup: most cases have none yet, and then
+# neither the thread query nor the thread key is needed.
+_HAS_THREAD = select(Message.id).where(Message.concern_id == Concern.id,
+                                       Message.kind.in_(_REPORTER_KINDS)).exists()
 _BY_TOKEN = select(Concern.id, Concern.status, Concern.created, Concern.acknowledge_by,
                    Concern.feedback_by, Concern.overdue, Concern.outcome,
-                   Concern.token_last_used).where(Concern.token_lookup == bindparam("lookup"))
+                   Concern.token_last_used, _HAS_THREAD.label("has_thread")).where(
+    Concern.token_lookup == bindparam("lookup"))
 _THREAD = select(Message.id, Message.sender, Message.created, Message.kind, Message.body_ct).where(
-    Message.concern_id == bindparam("cid"), Message.kind.in_(_constants(("message", "feedback")))
+    Message.concern_id == bindparam("cid"), Message.kind.in_(_REPORTER_KINDS)
 ).order_by(Message.seq)
 _TIMELINE = select(AuditEvent.at, AuditEvent.type).where(
     AuditEvent.concern_id == bindparam("cid"),
@@ -299,6 +305,7 @@ class ReporterView:
     def __init__(self, session: Session, keys: InstanceKeys, case: Any, entropy: bytes,
                  previous_use: dt.date | None) -> None:
         self.case = case  # a row of _BY_TOKEN's columns
+        self.has_thread: bool = bool(case.has_thread)  # any message or feedback to show
         self.previous_use = previous_use
         self._session, self._keys, self._entropy = session, keys, entropy
         self._thread: bytes | None = None
@@ -360,6 +367,8 @@ def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
 def reporter_messages(session: Session, view: ReporterView) -> list[dict[str, Any]]:
     """The conversation the reporter may read (messages and feedback), decrypted."""
     cid = view.case.id
+    if not view.has_thread:  # read with the case; set when this request adds a message
+        return []
     rows = session.connection().execute(_THREAD, {"cid": cid}).all()
     return [
         {"id": mid, "from": sender, "at": created.isoformat(), "kind": kind,
@@ -382,6 +391,7 @@ def add_reporter_message(session: Session, view: ReporterView, body: Any,
     today = (now or utcnow()).date()
     msg = workflow.add_message(session, view.concern, view.thread_key, "message", "reporter",
                                None, text, today)
+    view.has_thread = True
     audit.record(session, view.concern.id, "reporter_message", "reporter",
                  dt.datetime.combine(today, dt.time()), {"message": msg.id})
     for a in view.concern.assignments:

@@ -631,6 +631,9 @@ _OPEN = select(
     Concern.under_routed, Concern.acknowledged_on, Concern.closed_on, Concern.outcome,
     Concern.proposed_outcome, Concern.proposed_by, Concern.details_ct, Concern.identity_ct,
     WrappedKey.key_kind, WrappedKey.blob,
+    # Most cases have no messages or files yet: then their queries are skipped.
+    select(Message.id).where(Message.concern_id == Concern.id).exists().label("has_messages"),
+    select(Attachment.id).where(Attachment.concern_id == Concern.id).exists().label("has_files"),
 ).select_from(Assignment).join(Concern, Concern.id == Assignment.concern_id).outerjoin(
     WrappedKey, and_(WrappedKey.concern_id == Assignment.concern_id,
                      WrappedKey.recipient_kind == literal_column("'reviewer'"),
@@ -676,8 +679,8 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     messages: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     drafts: dict[str, str] = {}
-    for mid, sender, reviewer_id, created, kind, body_ct in session.connection().execute(
-            _MESSAGES, {"cid": cid}):
+    rows = session.connection().execute(_MESSAGES, {"cid": cid}) if concern.has_messages else ()
+    for mid, sender, reviewer_id, created, kind, body_ct in rows:
         key = keys.case if kind == "note" else keys.thread
         body = crypto.open_sealed(key, body_ct, casekeys.part(cid, f"{kind}:{mid}")).decode()
         entry = {"id": mid, "from": sender, "reviewer_id": reviewer_id,
@@ -692,7 +695,7 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
 
     data: dict[str, Any] = summary(concern) | {
         "details": details.decode(), "identity": identity,
-        "attachments": attachments.listing(session, cid, keys),
+        "attachments": attachments.listing(session, cid, keys) if concern.has_files else [],
         "messages": messages, "notes": notes,
         "events": [{"at": e.at.isoformat(), "type": e.type, "actor": e.actor,
                     "data": json.loads(e.data)} for e in trail],
