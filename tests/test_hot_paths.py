@@ -73,6 +73,9 @@ def test_inbox_totals_stay_exact_through_the_whole_workflow(app: Flask,
             assert api_total(client, heads[r["id"]], status) == live_total(
                 app, r["id"], status or None), (r["name"], status)
     assert sum(api_total(client, heads[r["id"]]) for r in (ann, bob, cat)) >= 10
+    # The total rides on the page's rows; past the last page it is read on its own.
+    beyond = client.get("/api/v1/cases?page=50", headers=heads[first]).get_json()
+    assert beyond["cases"] == [] and beyond["total"] == live_total(app, first)
 
 
 def test_recount_repairs_counts_a_bulk_load_left_wrong(app: Flask, client: FlaskClient) -> None:

@@ -30,8 +30,8 @@ from whistle import audit, casekeys, crypto, inbox, notify, workflow
 from whistle.config import kdf_params
 from whistle.keys import InstanceKeys
 from whistle.models import (
-    Assignment, Attachment, AuditEvent, Concern, Exclusion, Message, Reviewer, ReviewerSession,
-    Setting, WrappedKey, utcnow,
+    Assignment, Attachment, AuditEvent, Concern, Exclusion, InboxCount, Message, Reviewer,
+    ReviewerSession, Setting, WrappedKey, utcnow,
 )
 from whistle.validation import InvalidInput
 
@@ -511,6 +511,8 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
     found = list(session.connection().execute(q, params))
     if kind == "overdue":  # overdue is a flag on the case, not a status: counted live
         total = session.scalar(count_q, count_params) or 0
+    elif found:
+        total = found[0].total  # from the inbox counts, read with the page
     else:
         total = inbox.total(session, reviewer_id, status or None)
     return found, total
@@ -561,7 +563,17 @@ def _list_statements(status: str | None, sort: str, keyset: bool) -> tuple[Any, 
     page = inner.order_by(*ordering(Assignment.created, Assignment.concern_id, Assignment.status,
                                     Concern.overdue)
                           ).limit(bindparam("limit", type_=Integer)).subquery("page")
-    q = select(*SUMMARY_COLUMNS).select_from(page).join(Concern, Concern.id == page.c.concern_id)
+    columns: list[Any] = list(SUMMARY_COLUMNS)
+    if status != "overdue":
+        # The total from the inbox counts rides along on every row (no second round trip).
+        total = select(func.coalesce(func.sum(InboxCount.n), 0)).where(
+            InboxCount.reviewer_id == bindparam("reviewer"))
+        if status == "open":
+            total = total.where(InboxCount.status != workflow.CLOSED)
+        elif status:
+            total = total.where(InboxCount.status == bindparam("status"))
+        columns.append(total.scalar_subquery().label("total"))
+    q = select(*columns).select_from(page).join(Concern, Concern.id == page.c.concern_id)
     return q.order_by(*ordering(page.c.created, page.c.concern_id, page.c.get("status"),
                                 Concern.overdue)), count_q
 
