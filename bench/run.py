@@ -560,6 +560,54 @@ def reused_reviewers(engine: Any) -> list[tuple[str, str, bytes]]:
     return [(r.id, r.email, r.public_key) for r in rows]
 
 
+def measure_small(name: str, env: dict[str, str], heavy_email: str, samples: loader.Samples,
+                  load: Load, run: EngineRun) -> None:
+    """The growth baseline: the read scenarios and submit at the small size."""
+    server = Server(env)
+    try:
+        bearer = login(server.url, heavy_email).bearer
+        check_responses(server.url, bearer, samples.tokens, samples.heavy_cases)
+        print(f"[{name}] measuring at {samples.loaded} cases", flush=True)
+        run.small = samples.loaded
+        run.small_results["healthz"] = healthz(server.url, load)
+        run.small_results.update(run_read_scenarios(server.url, bearer, samples, load,
+                                                     deep=False))
+        run.small_results["submit"] = run_submit(server.url, load)
+    finally:
+        server.stop()
+
+
+def add_samples(name: str, engine: Any, plan: loader.Plan, samples: loader.Samples,
+                heavy_id: str, procs: int) -> None:
+    """Fresh sealed cases in a kept database, for the samples (tokens are never stored)."""
+    print(f"[{name}] adding {REUSE_SAMPLE} cases for the samples", flush=True)
+    loader.load(engine, plan, REUSE_SAMPLE, samples, processes=procs, progress=False)
+    loader.settle(engine)
+    with engine.connect() as conn:
+        samples.heavy_count = conn.execute(select(func.count()).select_from(
+            Assignment).where(Assignment.reviewer_id == heavy_id)).scalar_one()
+        samples.loaded = conn.execute(select(func.count()).select_from(Concern)).scalar_one()
+
+
+def reuse_baseline(name: str, args: argparse.Namespace, load: Load, run: EngineRun) -> None:
+    """The growth baseline from a second kept (small) database, with the same code."""
+    small_dir = Path(args.reuse_small)
+    url = f"sqlite:///{small_dir / 'sqlite' / 'whistle.db'}"
+    keys_dir = str(small_dir / "keys")
+    engine = db.make_engine(url)
+    try:
+        migrate.upgrade(engine)
+        reviewers = reused_reviewers(engine)
+        plan = loader.Plan(keys=keys.load(keys_dir),
+                           reviewers=[(rid, pub) for rid, _e, pub in reviewers],
+                           today=dt.date.today())
+        samples = loader.Samples()
+        add_samples(name, engine, plan, samples, reviewers[0][0], args.procs)
+        measure_small(name, server_env(url, keys_dir), reviewers[0][1], samples, load, run)
+    finally:
+        engine.dispose()
+
+
 def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str) -> EngineRun:
     run = EngineRun(name, args.cases, args.small, reused=bool(args.reuse))
     load = Load(args.duration, args.connections, args.threads, args.warmup, args.repeat)
@@ -586,31 +634,15 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
             loader.settle(engine)
             checkpoint(pg)
             run.load_seconds += time.monotonic() - started
-            server = Server(env)
-            try:
-                bearer = login(server.url, heavy_email).bearer
-                check_responses(server.url, bearer, samples.tokens, samples.heavy_cases)
-                print(f"[{name}] measuring at {samples.loaded} cases", flush=True)
-                run.small_results["healthz"] = healthz(server.url, load)
-                run.small_results.update(run_read_scenarios(server.url, bearer, samples, load,
-                                                             deep=False))
-                run.small_results["submit"] = run_submit(server.url, load)
-            finally:
-                server.stop()
+            measure_small(name, env, heavy_email, samples, load, run)
             started = time.monotonic()
+        elif args.reuse and args.reuse_small:
+            reuse_baseline(name, args, load, run)
 
         if args.reuse:
             # Tokens are never stored: fresh sealed cases give the status sample (and the
             # heavy reviewer's sample cases); the counts come from the database.
-            print(f"[{name}] adding {REUSE_SAMPLE} cases for the samples", flush=True)
-            loader.load(engine, plan, REUSE_SAMPLE, samples, processes=args.procs,
-                        progress=False)
-            loader.settle(engine)
-            with engine.connect() as conn:
-                samples.heavy_count = conn.execute(select(func.count()).select_from(
-                    Assignment).where(Assignment.reviewer_id == reviewers[0][0])).scalar_one()
-                samples.loaded = conn.execute(
-                    select(func.count()).select_from(Concern)).scalar_one()
+            add_samples(name, engine, plan, samples, reviewers[0][0], args.procs)
         else:
             remaining = args.cases - samples.loaded
             print(f"[{name}] loading {remaining} cases", flush=True)
@@ -841,6 +873,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the two-instances-behind-nginx run (PostgreSQL)")
     p.add_argument("--keep", metavar="DIR",
                    help="SQLite: load into DIR (a new directory) and keep it, for --reuse")
+    p.add_argument("--reuse-small", metavar="DIR",
+                   help="with --reuse: the growth baseline from a small database kept by "
+                        "--keep in DIR, measured first with the same code")
     p.add_argument("--reuse", metavar="DIR",
                    help="SQLite: measure the database kept in DIR by --keep (no loading "
                         "and no growth baseline; adds a few cases for the samples)")
