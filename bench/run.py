@@ -650,6 +650,8 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
             loader.settle(engine)
         checkpoint(pg)
         run.load_seconds += time.monotonic() - started
+        if args.reuse:
+            run.cases = samples.loaded  # the size measured (the growth rows name it)
         run.heavy_count = samples.heavy_count
         run.deep_page = deep_page(samples.heavy_count)
 
