@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,16 @@ from whistle import create_app, db, keys, migrate
 IN_CI = os.environ.get("CI", "").lower() == "true"
 USE_POSTGRES = os.environ.get("WHISTLE_TEST_DB") == "postgres"
 PASSWORD = "correct horse battery staple"
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (``timeout``, a cancelled CI job) stops the run like Ctrl-C, so the session's
+    fixtures still stop the PostgreSQL, SMTP and Redis servers they started."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def need(component: str, exc: Exception) -> None:
