@@ -37,6 +37,11 @@ limit_request_field_size = 8190
 forwarded_allow_ips = "127.0.0.1,::1"
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 
+# SQLite: WAL checkpoints in a background thread of each worker instead of inside the
+# request whose commit crossed the threshold (see whistle/db.py). No effect on PostgreSQL.
+raw_env = ["WHISTLE_SQLITE_CHECKPOINT_THREAD="
+           + os.environ.get("WHISTLE_SQLITE_CHECKPOINT_THREAD", "true")]
+
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 umask = 0o077
 

@@ -52,6 +52,11 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "ARGON2_ITERATIONS": 3,
         "ARGON2_LANES": 1,
         "DB_BUSY_TIMEOUT_MS": 5000,  # SQLite: how long a write waits for a lock before 503
+        "SQLITE_CACHE_MIB": 64,  # SQLite page cache per connection
+        # SQLite: WAL checkpoints in a thread of each server process, not in the request
+        # that crosses the threshold (on in gunicorn.conf.py; see whistle/db.py).
+        "SQLITE_CHECKPOINT_THREAD": False,
+        "SQLITE_WAL_MAX_PAGES": 16000,  # with the thread: requests checkpoint from here on
         "LOG_LEVEL": "WARNING",  # the root level when Whistle owns logging (gunicorn, CLI)
         "RATELIMIT_STORAGE_URI": "memory://",
         "STATUS_LIMIT": "20 per minute",
@@ -78,10 +83,10 @@ _INT_KEYS = {
     "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
     "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS", "ARGON2_LANES", "MAX_IMAGE_PIXELS", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_MAX_ATTEMPTS",
-    "DB_BUSY_TIMEOUT_MS",
+    "DB_BUSY_TIMEOUT_MS", "SQLITE_CACHE_MIB", "SQLITE_WAL_MAX_PAGES",
 }
 _BOOL_KEYS = {"REQUIRE_TOTP", "MAIL_USE_TLS", "MAIL_USE_SSL", "DEBUG", "TESTING", "MAIL_SUPPRESS_SEND",
-              "ALLOW_LATER_ATTACHMENTS"}
+              "ALLOW_LATER_ATTACHMENTS", "SQLITE_CHECKPOINT_THREAD"}
 
 
 def _as_bool(key: str, value: Any) -> bool:
@@ -110,7 +115,8 @@ def check(config: dict[str, Any]) -> None:
         raise ConfigError("MIN_REVIEWERS must be at least 2: no concern may rest on one person")
     if config["DEBUG"] and config.get("ENV") == "production" and not config["TESTING"]:
         raise ConfigError("DEBUG is on in production: refusing to start")
-    for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS"):
+    for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "SQLITE_CACHE_MIB",
+                "SQLITE_WAL_MAX_PAGES"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1")
     if isinstance(config.get("TRUSTED_HOSTS"), str):

@@ -45,6 +45,7 @@ reordering chunks or swapping chunks between files all fail to open.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -142,6 +143,14 @@ def _private_from_bytes(private: bytes) -> hpke.MLKEM768X25519PrivateKey:
 
 
 def _public_from_bytes(public: bytes) -> hpke.MLKEM768X25519PublicKey:
+    return _decoded_public(bytes(public))
+
+
+@functools.lru_cache(maxsize=512)
+def _decoded_public(public: bytes) -> hpke.MLKEM768X25519PublicKey:
+    """Decoded once per process for each key (reviewers' and the recovery key are used on
+    every submission; decoding cost a quarter of a wrap). Public keys are public, and a
+    key that does not decode raises, which is not cached."""
     if len(public) != PUBLIC_KEY_SIZE:
         raise CryptoError("malformed public key")
     try:

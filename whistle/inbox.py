@@ -16,12 +16,10 @@ app inbox recount``), and ``mismatches`` lists any difference.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, event, func, insert, inspect, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, delete, event, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from whistle.models import Assignment, InboxCount
@@ -77,7 +75,7 @@ def _apply(session: Session) -> None:
     rows = [{"r": rid, "s": status, "d": d} for (rid, status), d in sorted(deltas.items()) if d
             ] if deltas else []
     if rows:
-        session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
+        session.connection().execute(_UPSERT, rows)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -85,13 +83,12 @@ def _forget(session: Session, _previous: Any) -> None:
     session.info.pop(_PENDING, None)
 
 
-@functools.lru_cache(maxsize=None)
-def _upsert(dialect: str) -> Any:
-    make = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    stmt = make(InboxCount).values(reviewer_id=bindparam("r"), status=bindparam("s"),
-                                   n=bindparam("d"))
-    return stmt.on_conflict_do_update(index_elements=[InboxCount.reviewer_id, InboxCount.status],
-                                      set_={"n": InboxCount.n + stmt.excluded.n})
+# Written as text: SQLAlchemy's ON CONFLICT construct has no cache key, so it was compiled
+# again on every commit that moved a count (a quarter of a millisecond per submission).
+# The same statement runs on SQLite (3.24+) and PostgreSQL.
+_UPSERT = text(
+    "INSERT INTO inbox_counts (reviewer_id, status, n) VALUES (:r, :s, :d) "
+    "ON CONFLICT (reviewer_id, status) DO UPDATE SET n = inbox_counts.n + excluded.n")
 
 
 _TOTALS = select(InboxCount.status, InboxCount.n).where(

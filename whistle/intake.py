@@ -74,10 +74,11 @@ def parse_submission(data: Any, session: Session, config: Mapping[str, Any]) -> 
         raise InvalidInput(f"unknown field: {sorted(unknown)[0]}", sorted(unknown)[0])
     max_line = config["MAX_FIELD_CHARS"]
     category = validation.line(data.get("category"), "category", 64, required=True)
-    if category not in {c["id"] for c in settings.categories(session)}:
+    categories, units = settings.intake_lists(session)
+    if category not in {c["id"] for c in categories}:
         raise InvalidInput("unknown category", "category")
     unit = validation.line(data.get("unit"), "unit", max_line)
-    if unit is not None and unit not in settings.units(session):
+    if unit is not None and unit not in units:
         raise InvalidInput("unknown unit", "unit")
     details = validation.text(data.get("details"), "details", config["MAX_DETAILS_CHARS"],
                               required=True)
@@ -122,6 +123,11 @@ _OPEN_LOAD = (select(func.coalesce(func.sum(InboxCount.n), 0))
 _ACTIVE_REVIEWERS = select(Reviewer.id, Reviewer.units, Reviewer.categories,
                            Reviewer.is_independent, Reviewer.is_admin, Reviewer.email,
                            Reviewer.public_key, _OPEN_LOAD).where(
+    Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.id)
+
+
+# What routing and sealing used, without the loads: compared again under the lock.
+_ROUTED = select(*_ACTIVE_REVIEWERS.selected_columns[:-1]).where(
     Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.id)
 
 
@@ -199,7 +205,7 @@ def _seal(session: Session, keys: InstanceKeys, config: Mapping[str, Any], sub: 
 
 def submit(session: Session, keys: InstanceKeys, config: Mapping[str, Any], sub: Submission,
            idempotency_key: bytes | None = None, now: dt.datetime | None = None,
-           write_lock: Callable[[], None] | None = None) -> Receipt:
+           write_lock: Callable[[Session], None] | None = None) -> Receipt:
     """Store a concern, sealed for its reviewers and the recovery key, in one transaction.
 
     Never rejects for lack of reviewers: an under-routed concern is stored for
@@ -207,20 +213,20 @@ def submit(session: Session, keys: InstanceKeys, config: Mapping[str, Any], sub:
     The returned token exists nowhere else; only its keyed hash is stored.
 
     ``write_lock``: when given, routing and sealing (the hybrid KEM work) run before
-    the write transaction, which ``write_lock`` makes take the lock (SQLite); inside
-    it the eligible reviewers are read again and, if anything routing or sealing used
-    changed meanwhile, the concern is routed and sealed again there. So the lock is
-    held for the inserts and the commit only, and two workers seal side by side.
+    the write transaction, which ``write_lock`` starts (``db.take_write_lock``: on
+    SQLite it ends the reads and takes the database's write lock). Then the eligible
+    reviewers are read again and, if anything routing or sealing used changed
+    meanwhile, the concern is routed and sealed again there. So the lock
+    is held for the inserts and the commit only, and two workers seal side by side.
     """
     now = now or utcnow()
     today = now.date()
     sealed = _seal(session, keys, config, sub, today, idempotency_key)
     if write_lock is not None:
-        session.commit()  # end the reads: nothing was written
-        write_lock()
+        write_lock(session)
         if idempotency_key is not None and replay(session, keys, idempotency_key) is not None:
             raise AlreadySubmitted()
-        if [tuple(r)[:-1] for r in _active_reviewers(session)] != sealed.snapshot:
+        if [tuple(r) for r in session.connection().execute(_ROUTED)] != sealed.snapshot:
             sealed = _seal(session, keys, config, sub, today, idempotency_key)
     return _store(session, config, sub, sealed, today)
 

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask
 from flask_mail import Connection, Mail
 from flask_mail import Message as MailMessage
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import DateTime, String, bindparam, exists, false, insert, literal_column, select
 from sqlalchemy.orm import Session
 
 from whistle.models import OutboxMail, utcnow
@@ -46,11 +46,17 @@ TEMPLATES = {
 }
 
 
-_PENDING = select(OutboxMail.recipient).where(
-    OutboxMail.recipient.in_(bindparam("recipients", expanding=True)),
-    OutboxMail.template == bindparam("template"),
-    OutboxMail.sent.is_(None), OutboxMail.failed.is_(False),
-)
+# Queue one mail unless the same one is already pending, in one statement (run as an
+# executemany for several recipients): a read and then an insert cost a round trip more
+# on every submission.
+_QUEUE = insert(OutboxMail).from_select(
+    ["recipient", "template", "created", "attempts", "next_attempt", "failed"],
+    select(bindparam("recipient", type_=String), bindparam("template", type_=String),
+           bindparam("day", type_=DateTime), literal_column("0"), bindparam("day", type_=DateTime),
+           false()).where(~exists().where(
+               OutboxMail.recipient == bindparam("recipient", type_=String),
+               OutboxMail.template == bindparam("template", type_=String),
+               OutboxMail.sent.is_(None), OutboxMail.failed.is_(False))))
 
 
 def queue(session: Session, recipient: str, template: str) -> None:
@@ -59,21 +65,18 @@ def queue(session: Session, recipient: str, template: str) -> None:
 
 
 def queue_many(session: Session, recipients: list[str], template: str) -> None:
-    """``queue`` for several recipients at once: one query for what is already pending."""
+    """``queue`` for several recipients at once (one executemany)."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template}")
     wanted = list(dict.fromkeys(recipients))
     if not wanted:
         return
-    pending = set(session.connection().execute(
-        _PENDING, {"recipients": wanted, "template": template}).scalars())
     # Queued in a reporter's transaction too: keep the day only, so the row does not
     # record when the reporter acted.
     day = dt.datetime.combine(utcnow().date(), dt.time())
-    rows = [{"recipient": r, "template": template, "created": day, "next_attempt": day}
-            for r in wanted if r not in pending]
-    if rows:
-        session.execute(insert(OutboxMail), rows)  # one bulk INSERT, in the transaction
+    session.flush()  # a pending mail added through the session counts as pending
+    session.connection().execute(_QUEUE, [{"recipient": r, "template": template, "day": day}
+                                          for r in wanted])
 
 
 class VerifiedConnection(Connection):

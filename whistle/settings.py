@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import bindparam, literal_column, select
 from sqlalchemy.orm import Session
 
 from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
 from whistle.models import Setting
 
 
+# One column by primary key, on the connection: every submission validates its category
+# and unit, and ``session.get`` cost a third of a millisecond each time.
+_VALUE = select(Setting.value).where(Setting.key == bindparam("key"))
+
+
 def get(session: Session, key: str, default: Any) -> Any:
-    row = session.get(Setting, key)
-    return json.loads(row.value) if row else default
+    session.flush()  # a value ``put`` in this transaction reads back (nothing to do if clean)
+    value = session.connection().execute(_VALUE, {"key": key}).scalar()
+    return json.loads(value) if value is not None else default
 
 
 def put(session: Session, key: str, value: Any) -> None:
@@ -25,14 +32,26 @@ def put(session: Session, key: str, value: Any) -> None:
 
 
 def categories(session: Session) -> list[dict[str, str]]:
-    default = [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES]
-    value: list[dict[str, str]] = get(session, "categories", default)
-    return value
+    return intake_lists(session)[0]
 
 
 def units(session: Session) -> list[str]:
     value: list[str] = get(session, "units", list(DEFAULT_UNITS))
     return value
+
+
+# Both lists a submission is checked against, in one read.
+_INTAKE = select(Setting.key, Setting.value).where(
+    Setting.key.in_([literal_column("'categories'"), literal_column("'units'")]))
+
+
+def intake_lists(session: Session) -> tuple[list[dict[str, str]], list[str]]:
+    """``categories`` and ``units`` together (one query: every submission needs both)."""
+    session.flush()
+    found = dict(session.connection().execute(_INTAKE).tuples().all())
+    cats = (json.loads(found["categories"]) if "categories" in found
+            else [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES])
+    return cats, (json.loads(found["units"]) if "units" in found else list(DEFAULT_UNITS))
 
 
 def advice(session: Session) -> str:

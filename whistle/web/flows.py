@@ -21,9 +21,10 @@ from whistle.web.common import ApiError, from_invalid
 
 
 def intake_options(session: Any) -> dict[str, Any]:
+    categories, units = settings.intake_lists(session)
     return _fixed_options() | {
-        "categories": settings.categories(session),
-        "units": settings.units(session),
+        "categories": categories,
+        "units": units,
         "reviewers": reviewer_choices(session),
     }
 
@@ -83,7 +84,7 @@ def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
                 raise ApiError(409, "already_submitted",
                                "this concern was already received; its token was shown then")
         return intake.submit(session, keys, current_app.config, sub, idempotency_key,
-                             write_lock=db.write_next)
+                             write_lock=db.take_write_lock)
     except intake.AlreadySubmitted as exc:
         raise ApiError(409, "already_submitted",
                        "this concern was already received; its token was shown then") from exc
