@@ -15,9 +15,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tests.conftest import login, make_reviewer, submit_concern
+from tests.support import services
 from tests.support.webflow import post_form
 from whistle import casekeys, crypto, db, inbox, instance_keys, intake, keys
-from whistle.models import Assignment, InboxCount, Reviewer, WrappedKey
+from whistle.models import Assignment, Concern, InboxCount, Reviewer, WrappedKey
 
 
 def live_total(app: Flask, reviewer_id: str, status: str | None = None) -> int:
@@ -234,3 +235,40 @@ def test_sqlite_checkpoints_run_in_a_background_thread_not_in_requests(
     assert path.read_bytes() != main_file, "the WAL was never copied into the database file"
     # The case reads back from the file the checkpoint wrote.
     assert client.post("/api/v1/status", json={"token": token}).status_code == 200
+
+
+def _drop_app_connections(postgres: services.PostgresServer, database_url: str) -> int:
+    """What a PostgreSQL restart does to the app's pooled connections: they die."""
+    name = database_url.rsplit("/", 1)[1]
+    with postgres._admin() as admin:
+        return len(admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchall())
+
+
+def test_requests_survive_postgresql_dropping_its_connections(
+        app: Flask, client: FlaskClient, postgres: services.PostgresServer | None) -> None:
+    """No ping before every request: a request whose pooled connection turns out dead runs
+    again, once, on a fresh one (nothing was written), and nothing is stored twice."""
+    if postgres is None:
+        pytest.skip("PostgreSQL's pooled connections (WHISTLE_TEST_DB=postgres)")
+    url = app.config["DATABASE_URL"]
+    reviewer = make_reviewer(app)
+    make_reviewer(app)
+    token = submit_concern(client)["token"]
+    headers = login(client, reviewer)
+    requests: list[tuple[str, Any]] = [
+        ("inbox", lambda: client.get("/api/v1/cases", headers=headers)),
+        ("status", lambda: client.post("/api/v1/status", json={"token": token})),
+        ("submit", lambda: client.post("/api/v1/concerns", json={
+            "category": "conduct", "details": "Sent just after the database restarted."})),
+        ("form page", lambda: client.get("/report")),
+    ]
+    for name, send in requests:
+        assert send().status_code < 300, name  # the pool holds a live connection
+        assert _drop_app_connections(postgres, url) >= 1, name
+        got = send()
+        assert got.status_code < 300, (name, got.status_code, got.get_data(as_text=True))
+    with db.new_session(app) as s:  # outside a request: tested at checkout instead
+        _drop_app_connections(postgres, url)
+        assert s.scalar(select(func.count()).select_from(Concern)) == 3  # none twice

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -64,7 +64,33 @@ def make_engine(url: str, busy_timeout_ms: int = 5000, cache_mib: int = 64,
                 _begin_immediate(conn, busy_timeout_ms)
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_size=5, max_overflow=5)
+    _handle_disconnects(engine)
+    return engine
+
+
+def _handle_disconnects(engine: Engine) -> None:
+    """A pooled PostgreSQL connection dies when the server restarts. ``pool_pre_ping``
+    would test every connection at checkout: a round trip on every request, a quarter of
+    a status check's. Instead, requests run again once if their first statements found
+    the connection dead (``_retry_after_disconnect``); outside requests (CLI, outbox and
+    deadline runs) connections are still tested at checkout."""
+
+    @event.listens_for(engine, "checkout")
+    def _ping_outside_requests(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if has_request_context():
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure means "use another connection"
+            raise DisconnectionError("pooled connection is dead") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection is dead")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note_writes(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if has_request_context() and not statement.lstrip()[:6].upper() == "SELECT":
+            g.db_wrote = True
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -117,6 +143,40 @@ def _retry_reads_on_busy(app: Flask, attempts: int = 3) -> None:
         raise AssertionError("unreachable")
 
     app.dispatch_request = dispatch_request  # type: ignore[method-assign]
+
+
+def _retry_after_disconnect(app: Flask) -> None:
+    """Run a request again, once, when its database connection turned out dead (PostgreSQL
+    restarted since the pool opened it) before it had sent anything but SELECTs: nothing
+    was written, so running it again on a fresh connection is safe. The pool then drops
+    every connection it opened before the failure. Views that turn database errors into
+    503 let these through (``will_run_again``)."""
+    dispatch = app.dispatch_request
+
+    @functools.wraps(dispatch)
+    def dispatch_request() -> Any:
+        g.db_may_run_again = True
+        try:
+            return dispatch()
+        except DBAPIError as exc:
+            if not will_run_again(exc):
+                raise
+            log.warning("database connection lost; running the request again")
+            g.db_may_run_again = False
+            _close_session(None)
+            for upload in (request.__dict__.get("files") or {}).values():
+                upload.stream.seek(0)  # uploads parsed before the failure are read again
+            return dispatch()
+
+    app.dispatch_request = dispatch_request  # type: ignore[method-assign]
+
+
+def will_run_again(exc: BaseException) -> bool:
+    """True if this database error will make the request run again on a fresh connection
+    (``_retry_after_disconnect``): a view should let it through rather than answer 503."""
+    return (isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+            and has_request_context() and bool(g.get("db_may_run_again"))
+            and not g.get("db_wrote"))
 
 
 def read_first() -> None:
@@ -217,6 +277,8 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_session)
     if engine.dialect.name == "sqlite":
         _retry_reads_on_busy(app)
+    else:
+        _retry_after_disconnect(app)
 
 
 def engine_for(app: Flask) -> Engine:

@@ -8,6 +8,7 @@ event, outbox rows) -> receipt with the token, shown once.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import secrets
 from collections.abc import Callable, Mapping
@@ -136,11 +137,17 @@ def _active_reviewers(session: Session) -> list[Any]:
     return list(session.connection().execute(_ACTIVE_REVIEWERS))
 
 
+@functools.lru_cache(maxsize=1024)
+def _name_set(text: str) -> frozenset[str]:
+    """A reviewer's units or categories (a JSON list), parsed once per distinct value."""
+    return frozenset(json.loads(text))
+
+
 def _candidates(session: Session, rows: list[Any] | None = None) -> list[routing.Candidate]:
     return [
         routing.Candidate(
-            id=r.id, units=frozenset(json.loads(r.units)),
-            categories=frozenset(json.loads(r.categories)), independent=r.is_independent,
+            id=r.id, units=_name_set(r.units),
+            categories=_name_set(r.categories), independent=r.is_independent,
             open_load=r[-1] or 0, admin=r.is_admin,
         )
         for r in (rows if rows is not None else _active_reviewers(session))

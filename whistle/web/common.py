@@ -7,7 +7,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import current_app, request
+from flask import current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from whistle.validation import InvalidInput
@@ -77,7 +77,13 @@ def _check_strings(data: Any) -> None:
 
 
 def read_body(limit: int) -> bytes:
-    """The whole request body, or 413 past ``limit`` bytes (also for chunked bodies)."""
+    """The whole request body, or 413 past ``limit`` bytes (also for chunked bodies). Kept
+    for the request: a request run again (see whistle.db) reads the same body."""
+    kept: bytes | None = g.get("request_body")
+    if kept is not None:
+        if len(kept) > limit:
+            raise ApiError(413, "too_large", "the body is too large")
+        return kept
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", "the body is too large")
     chunks: list[bytes] = []
@@ -95,7 +101,9 @@ def read_body(limit: int) -> bytes:
                 raise ApiError(413, "too_large", "the body is too large")
     except RequestEntityTooLarge as exc:
         raise ApiError(413, "too_large", "the body is too large") from exc
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    g.request_body = body
+    return body
 
 
 def json_body() -> dict[str, Any]:

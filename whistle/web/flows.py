@@ -91,6 +91,8 @@ def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
     except InvalidInput as exc:
         raise from_invalid(exc) from exc
     except OperationalError as exc:
+        if db.will_run_again(exc):
+            raise
         session.rollback()
         raise ApiError(503, "unavailable", "Your concern was NOT saved: the database is "
                        "unavailable. Please keep your text and try again shortly.",

@@ -35,7 +35,9 @@ def _render_form(form: dict[str, Any] | None = None, error: ApiError | None = No
                  status: int = 200) -> tuple[str, int]:
     try:
         options = flows.intake_options(db.session())
-    except OperationalError:
+    except OperationalError as exc:
+        if db.will_run_again(exc):
+            raise
         # The database is gone: still give the reporter the form with their text back.
         db.session().rollback()
         options = flows.offline_intake_options()
@@ -81,7 +83,9 @@ def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str
         options = flows.intake_options(session)
     except InvalidInput as exc:
         return _render_form(form, common.from_invalid(exc), exc.status)
-    except OperationalError:
+    except OperationalError as exc:
+        if db.will_run_again(exc):
+            raise
         session.rollback()
         return _render_form(form, ApiError(503, "unavailable", pages.UNAVAILABLE), 503)
     return render_template("report_review.html", form=form, sub=sub, options=options,
@@ -117,7 +121,9 @@ def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     if action == "reply":
         try:
             intake.add_reporter_message(db.session(), view, form.get("body"), current_app.config)
-        except OperationalError:  # not stored: say so and give the text back
+        except OperationalError as exc:  # not stored: say so and give the text back
+            if db.will_run_again(exc):
+                raise
             db.session().rollback()
             return _status_page(view, token=token, error=pages.UNAVAILABLE,
                                 draft=form.get("body", "")), 503
