@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal_column, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto, inbox, notify, routing, settings, tokens, validation, workflow
@@ -296,16 +296,23 @@ _REPORTER_KINDS = _constants(("message", "feedback"))
 # neither the thread query nor the thread key is needed.
 _HAS_THREAD = select(Message.id).where(Message.concern_id == Concern.id,
                                        Message.kind.in_(_REPORTER_KINDS)).exists()
+_REPORTER_TYPES = _constants(workflow.REPORTER_EVENTS)
+# The case and its reporter timeline in one read: one row per event (the case's columns
+# repeated), or one row without an event. A second query cost a round trip on every check.
 _BY_TOKEN = select(Concern.id, Concern.status, Concern.created, Concern.acknowledge_by,
                    Concern.feedback_by, Concern.overdue, Concern.outcome,
-                   Concern.token_last_used, _HAS_THREAD.label("has_thread")).where(
-    Concern.token_lookup == bindparam("lookup"))
+                   Concern.token_last_used, _HAS_THREAD.label("has_thread"),
+                   AuditEvent.at.label("event_at"), AuditEvent.type.label("event_type")
+                   ).select_from(Concern).outerjoin(AuditEvent, and_(
+                       AuditEvent.concern_id == Concern.id,
+                       AuditEvent.type.in_(_REPORTER_TYPES))).where(
+    Concern.token_lookup == bindparam("lookup")).order_by(AuditEvent.seq)
 _THREAD = select(Message.id, Message.sender, Message.created, Message.kind, Message.body_ct).where(
     Message.concern_id == bindparam("cid"), Message.kind.in_(_REPORTER_KINDS)
 ).order_by(Message.seq)
 _TIMELINE = select(AuditEvent.at, AuditEvent.type).where(
     AuditEvent.concern_id == bindparam("cid"),
-    AuditEvent.type.in_(_constants(workflow.REPORTER_EVENTS))).order_by(AuditEvent.seq)
+    AuditEvent.type.in_(_REPORTER_TYPES)).order_by(AuditEvent.seq)
 _RECORD_USE = (update(Concern).where(Concern.id == bindparam("cid"))
                .values(token_last_used=bindparam("today")))
 
@@ -316,8 +323,11 @@ class ReporterView:
     saved on the reporter's hot path)."""
 
     def __init__(self, session: Session, keys: InstanceKeys, case: Any, entropy: bytes,
-                 previous_use: dt.date | None) -> None:
+                 previous_use: dt.date | None, events: list[dict[str, Any]] | None = None
+                 ) -> None:
         self.case = case  # a row of _BY_TOKEN's columns
+        # The timeline as the lookup read it; None: read it when needed (reporter_events).
+        self.events_at_lookup = events
         self.has_thread: bool = bool(case.has_thread)  # any message or feedback to show
         self.previous_use = previous_use
         self._session, self._keys, self._entropy = session, keys, entropy
@@ -361,10 +371,13 @@ def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
     entropy = tokens.parse(token_text)
     probe = entropy if entropy is not None else secrets.token_bytes(tokens.TOKEN_BYTES)
     conn = session.connection()  # Core: the ORM layer doubled the cost of these reads
-    case = conn.execute(_BY_TOKEN, {"lookup": tokens.lookup_id(keys.token_pepper, probe)}
-                        ).first()
-    if case is None or entropy is None:
+    rows = conn.execute(_BY_TOKEN, {"lookup": tokens.lookup_id(keys.token_pepper, probe)}
+                        ).all()
+    if not rows or entropy is None:
         return None
+    case = rows[0]
+    events = [{"at": r.event_at.date().isoformat(), "type": r.event_type}
+              for r in rows if r.event_type is not None]
     previous = case.token_last_used
     today = (now or utcnow()).date()
     if previous != today:
@@ -374,7 +387,7 @@ def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
         session.commit()
         session.execute(_RECORD_USE, {"cid": case.id, "today": today})
         session.commit()
-    return ReporterView(session, keys, case, entropy, previous)
+    return ReporterView(session, keys, case, entropy, previous, events)
 
 
 def reporter_messages(session: Session, view: ReporterView) -> list[dict[str, Any]]:

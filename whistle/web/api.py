@@ -94,7 +94,7 @@ def _reporter_view(data: dict[str, Any], then_read_only: bool = False
 @bp.post("/status")
 def status() -> Response:
     view = _reporter_view(common.json_body(), then_read_only=True)
-    return jsonify(flows.status_json(view))
+    return jsonify(flows.status_json(view, read_only=True))
 
 
 @bp.post("/status/messages")

@@ -132,7 +132,9 @@ def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView |
     return view
 
 
-def status_json(view: intake.ReporterView) -> dict[str, Any]:
+def status_json(view: intake.ReporterView, read_only: bool = False) -> dict[str, Any]:
+    """What the reporter sees. ``read_only``: nothing changed the case in this request, so
+    the timeline the lookup read is still the whole of it."""
     c = view.case
     session = db.session()
     out: dict[str, Any] = {
@@ -141,7 +143,8 @@ def status_json(view: intake.ReporterView) -> dict[str, Any]:
         "feedback_by": c.feedback_by.isoformat() if c.feedback_by else None,
         "overdue": c.overdue,
         "token_last_used": view.previous_use.isoformat() if view.previous_use else None,
-        "events": intake.reporter_events(session, c.id),
+        "events": (view.events_at_lookup if read_only and view.events_at_lookup is not None
+                   else intake.reporter_events(session, c.id)),
         "messages": intake.reporter_messages(session, view),
     }
     if c.status == workflow.CLOSED:
