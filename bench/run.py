@@ -855,8 +855,13 @@ def write_report(runs: list[EngineRun], args: argparse.Namespace, argv: list[str
     return text_out
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a run like Ctrl-C: servers and temp dirs go too
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _interrupt)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=int, default=20000, help="cases in the full database")
     p.add_argument("--small", type=int, default=None,
