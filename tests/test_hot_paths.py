@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from tests.conftest import login, make_reviewer, submit_concern
@@ -272,3 +272,37 @@ def test_requests_survive_postgresql_dropping_its_connections(
     with db.new_session(app) as s:  # outside a request: tested at checkout instead
         _drop_app_connections(postgres, url)
         assert s.scalar(select(func.count()).select_from(Concern)) == 3  # none twice
+
+
+def test_the_status_check_reads_in_autocommit_on_postgresql(
+        app: Flask, client: FlaskClient, postgres: services.PostgresServer | None) -> None:
+    """The lookup runs without BEGIN/ROLLBACK round trips; the day's first check still
+    writes the day of use in a real transaction, and everything after is ordinary."""
+    if postgres is None:
+        pytest.skip("PostgreSQL's transactions (WHISTLE_TEST_DB=postgres)")
+    make_reviewer(app), make_reviewer(app)
+    token = submit_concern(client)["token"]
+    seen: list[tuple[str, bool]] = []
+
+    def note(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
+
+    engine = db.engine_for(app)
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        first = client.post("/api/v1/status", json={"token": token})  # records the day
+        lookups_first = [autocommit for verb, autocommit in seen if verb == "SELECT"]
+        writes_first = [autocommit for verb, autocommit in seen if verb == "UPDATE"]
+        seen.clear()
+        second = client.post("/api/v1/status", json={"token": token})
+        submitted = client.post("/api/v1/concerns", json={
+            "category": "conduct", "details": "After two status checks."})
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert first.status_code == second.status_code == 200
+    assert second.get_json()["token_last_used"] == first.get_json()["created"]
+    assert lookups_first and all(lookups_first)  # the lookup: autocommit
+    assert writes_first == [False]  # the day of use: a transaction of its own
+    assert submitted.status_code == 201
+    assert [a for verb, a in seen if verb == "SELECT"][0] is True  # the second check
+    assert not any(a for verb, a in seen if verb == "INSERT")  # the submission: transactional

@@ -187,6 +187,18 @@ def read_first() -> None:
     g.sqlite_read_first = True
 
 
+def reads_alone() -> None:
+    """The request's first transaction only reads (the status check): on SQLite it begins
+    deferred (``read_first``); on PostgreSQL its statements run in autocommit, each with
+    its own snapshot, so no BEGIN and no ROLLBACK round trip (two of a status check's
+    three). A write must then come in a transaction of its own, after ``commit()``: that
+    one is ordinary (the connection goes back to the pool with its usual settings)."""
+    read_first()
+    s = session()
+    if s.get_bind().dialect.name != "sqlite" and not s.in_transaction():
+        s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 def take_write_lock(session: Session) -> None:
     """Start writing in a request that read first (``read_first``): on SQLite, end this
     session's read-only transaction and take the write lock on the same connection

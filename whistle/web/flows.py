@@ -114,12 +114,12 @@ def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView |
     """Look a token up; too many misses anywhere -> 429 for misses (hits always pass).
 
     ``then_read_only``: the request only reads after the lookup (the status check), so
-    on SQLite it runs without the write lock (``db.read_first``); the day's first check
-    still records the day of use, in a write transaction of its own (and answers 503 if
-    the database stays locked).
+    on SQLite it runs without the write lock, on PostgreSQL in autocommit
+    (``db.reads_alone``); the day's first check still records the day of use, in a write
+    transaction of its own (and answers 503 if the database stays locked).
     """
     if then_read_only:
-        db.read_first()
+        db.reads_alone()
     try:
         view = intake.find_by_token(db.session(), instance_keys(), token)
     except InvalidInput as exc:
