@@ -306,3 +306,41 @@ def test_the_status_check_reads_in_autocommit_on_postgresql(
     assert submitted.status_code == 201
     assert [a for verb, a in seen if verb == "SELECT"][0] is True  # the second check
     assert not any(a for verb, a in seen if verb == "INSERT")  # the submission: transactional
+
+
+def test_a_reviewers_inbox_and_case_view_read_in_autocommit_on_postgresql(
+        app: Flask, client: FlaskClient, postgres: services.PostgresServer | None) -> None:
+    """Their only writes are single statements (last seen, the "opened" event): both still
+    land, and a change to the case stays transactional."""
+    if postgres is None:
+        pytest.skip("PostgreSQL's transactions (WHISTLE_TEST_DB=postgres)")
+    reviewer = make_reviewer(app)
+    make_reviewer(app)
+    ref = submit_concern(client)["case_ref"]
+    headers = login(client, reviewer)
+    seen: list[tuple[str, bool]] = []
+
+    def note(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
+
+    engine = db.engine_for(app)
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        inbox_page = client.get("/api/v1/cases", headers=headers)
+        inbox_reads = list(seen)
+        seen.clear()
+        opened = client.get(f"/api/v1/cases/{ref}", headers=headers)
+        view_statements = list(seen)
+        seen.clear()
+        moved = client.post(f"/api/v1/cases/{ref}/transitions", json={"to": "acknowledged"},
+                            headers=headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert inbox_page.status_code == opened.status_code == moved.status_code == 200
+    assert inbox_reads and all(a for _verb, a in inbox_reads)
+    assert view_statements[0] == ("SELECT", True)
+    assert ("INSERT", True) in view_statements  # "opened", one statement, autocommitted
+    assert not any(a for _verb, a in seen)  # the transition: one transaction
+    types = [e["type"] for e in client.get(f"/api/v1/cases/{ref}", headers=headers)
+             .get_json()["events"]]
+    assert types.count("opened") == 1 and "acknowledged" in types

@@ -188,11 +188,13 @@ def read_first() -> None:
 
 
 def reads_alone() -> None:
-    """The request's first transaction only reads (the status check): on SQLite it begins
+    """The request's first transaction only reads, or writes single statements that need
+    no transaction around them (the status check; a reviewer's inbox and case view, whose
+    writes are a session's last-seen time and the "opened" event): on SQLite it begins
     deferred (``read_first``); on PostgreSQL its statements run in autocommit, each with
     its own snapshot, so no BEGIN and no ROLLBACK round trip (two of a status check's
-    three). A write must then come in a transaction of its own, after ``commit()``: that
-    one is ordinary (the connection goes back to the pool with its usual settings)."""
+    three). After a ``commit()`` the session's next transaction is an ordinary one (the
+    connection goes back to the pool with its usual settings)."""
     read_first()
     s = session()
     if s.get_bind().dialect.name != "sqlite" and not s.in_transaction():
