@@ -60,6 +60,8 @@ def build(tmp: Path, smtp: services.SmtpServer) -> Flask:
         "MAIL_SERVER": smtp.host, "MAIL_PORT": smtp.port,
         # Reviewer enrolment only; attachment work does not touch Argon2id.
         "ARGON2_MEMORY_KIB": 1024, "ARGON2_ITERATIONS": 1,
+        # As under gunicorn (gunicorn.conf.py): checkpoints in a background thread.
+        "SQLITE_CHECKPOINT_THREAD": os.environ.get("WHISTLE_SQLITE_CHECKPOINT_THREAD", "true"),
     })
     migrate.upgrade(db.engine_for(app))
     return app

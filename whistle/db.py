@@ -219,12 +219,6 @@ def take_write_lock(session: Session) -> None:
     _begin_immediate(conn, raw.execute("PRAGMA busy_timeout").fetchone()[0])
 
 
-def write_next() -> None:
-    """After ``read_first``: the request's next transaction writes, so on SQLite it takes
-    the write lock up front again (BEGIN IMMEDIATE, polled; see _begin_immediate)."""
-    g.sqlite_read_first = False
-
-
 # -- WAL checkpoints off the request path (SQLite) ----------------------
 
 # A checkpoint copies what the WAL holds back into the database file. By default the
