@@ -3,8 +3,10 @@ the day of a token's use, and integrity failures that stay 409s."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -274,14 +276,9 @@ def test_requests_survive_postgresql_dropping_its_connections(
         assert s.scalar(select(func.count()).select_from(Concern)) == 3  # none twice
 
 
-def test_the_status_check_reads_in_autocommit_on_postgresql(
-        app: Flask, client: FlaskClient, postgres: services.PostgresServer | None) -> None:
-    """The lookup runs without BEGIN/ROLLBACK round trips; the day's first check still
-    writes the day of use in a real transaction, and everything after is ordinary."""
-    if postgres is None:
-        pytest.skip("PostgreSQL's transactions (WHISTLE_TEST_DB=postgres)")
-    make_reviewer(app), make_reviewer(app)
-    token = submit_concern(client)["token"]
+@contextlib.contextmanager
+def statement_modes(app: Flask) -> Iterator[list[tuple[str, bool]]]:
+    """(first word, autocommit?) of every statement the app sends meanwhile."""
     seen: list[tuple[str, bool]] = []
 
     def note(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
@@ -290,6 +287,20 @@ def test_the_status_check_reads_in_autocommit_on_postgresql(
     engine = db.engine_for(app)
     event.listen(engine, "before_cursor_execute", note)
     try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def test_the_status_check_reads_in_autocommit_on_postgresql(
+        app: Flask, client: FlaskClient, postgres: services.PostgresServer | None) -> None:
+    """The lookup runs without BEGIN/ROLLBACK round trips; the day's first check still
+    writes the day of use in a real transaction, and everything after is ordinary."""
+    if postgres is None:
+        pytest.skip("PostgreSQL's transactions (WHISTLE_TEST_DB=postgres)")
+    make_reviewer(app), make_reviewer(app)
+    token = submit_concern(client)["token"]
+    with statement_modes(app) as seen:
         first = client.post("/api/v1/status", json={"token": token})  # records the day
         lookups_first = [autocommit for verb, autocommit in seen if verb == "SELECT"]
         writes_first = [autocommit for verb, autocommit in seen if verb == "UPDATE"]
@@ -297,8 +308,6 @@ def test_the_status_check_reads_in_autocommit_on_postgresql(
         second = client.post("/api/v1/status", json={"token": token})
         submitted = client.post("/api/v1/concerns", json={
             "category": "conduct", "details": "After two status checks."})
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
     assert first.status_code == second.status_code == 200
     assert second.get_json()["token_last_used"] == first.get_json()["created"]
     assert lookups_first and all(lookups_first)  # the lookup: autocommit
@@ -318,14 +327,7 @@ def test_a_reviewers_inbox_and_case_view_read_in_autocommit_on_postgresql(
     make_reviewer(app)
     ref = submit_concern(client)["case_ref"]
     headers = login(client, reviewer)
-    seen: list[tuple[str, bool]] = []
-
-    def note(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
-
-    engine = db.engine_for(app)
-    event.listen(engine, "before_cursor_execute", note)
-    try:
+    with statement_modes(app) as seen:
         inbox_page = client.get("/api/v1/cases", headers=headers)
         inbox_reads = list(seen)
         seen.clear()
@@ -334,8 +336,6 @@ def test_a_reviewers_inbox_and_case_view_read_in_autocommit_on_postgresql(
         seen.clear()
         moved = client.post(f"/api/v1/cases/{ref}/transitions", json={"to": "acknowledged"},
                             headers=headers)
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
     assert inbox_page.status_code == opened.status_code == moved.status_code == 200
     assert inbox_reads and all(a for _verb, a in inbox_reads)
     assert view_statements[0] == ("SELECT", True)
