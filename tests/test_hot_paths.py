@@ -4,6 +4,7 @@ the day of a token's use, and integrity failures that stay 409s."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -13,14 +14,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from tests.conftest import login, make_reviewer, submit_concern
 from tests.support import services
 from tests.support.webflow import post_form
 from whistle import casekeys, crypto, db, inbox, instance_keys, intake, keys
-from whistle.models import Assignment, Concern, InboxCount, Reviewer, WrappedKey
+from whistle.models import Assignment, AuditEvent, Concern, InboxCount, Reviewer, WrappedKey
+from whistle.prepared import Prepared
 
 
 def live_total(app: Flask, reviewer_id: str, status: str | None = None) -> int:
@@ -278,11 +280,15 @@ def test_requests_survive_postgresql_dropping_its_connections(
 
 @contextlib.contextmanager
 def statement_modes(app: Flask) -> Iterator[list[tuple[str, bool]]]:
-    """(first word, autocommit?) of every statement the app sends meanwhile."""
+    """(first word, outside any transaction?) of every statement the app sends meanwhile:
+    psycopg's autocommit, or no BEGIN open on the sqlite3 connection."""
     seen: list[tuple[str, bool]] = []
 
     def note(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
+        driver = conn.connection.dbapi_connection
+        alone = (not driver.in_transaction if conn.dialect.name == "sqlite"
+                 else driver.autocommit)
+        seen.append((statement.split()[0], alone))
 
     engine = db.engine_for(app)
     event.listen(engine, "before_cursor_execute", note)
@@ -292,12 +298,10 @@ def statement_modes(app: Flask) -> Iterator[list[tuple[str, bool]]]:
         event.remove(engine, "before_cursor_execute", note)
 
 
-def test_the_status_check_reads_in_autocommit_on_postgresql(
-        app: Flask, client: FlaskClient, postgres: services.PostgresServer | None) -> None:
-    """The lookup runs without BEGIN/ROLLBACK round trips; the day's first check still
+def test_the_status_check_reads_outside_transactions(app: Flask, client: FlaskClient) -> None:
+    """The lookup runs without BEGIN and ROLLBACK (PostgreSQL: autocommit; SQLite: no
+    BEGIN, the statement is its own read transaction); the day's first check still
     writes the day of use in a real transaction, and everything after is ordinary."""
-    if postgres is None:
-        pytest.skip("PostgreSQL's transactions (WHISTLE_TEST_DB=postgres)")
     make_reviewer(app), make_reviewer(app)
     token = submit_concern(client)["token"]
     with statement_modes(app) as seen:
@@ -344,3 +348,53 @@ def test_a_reviewers_inbox_and_case_view_read_in_autocommit_on_postgresql(
     types = [e["type"] for e in client.get(f"/api/v1/cases/{ref}", headers=headers)
              .get_json()["events"]]
     assert types.count("opened") == 1 and "acknowledged" in types
+
+
+def test_a_prepared_insert_stores_what_a_core_insert_stores(app: Flask) -> None:
+    """Driver SQL with the columns' own conversions (dates, times, booleans, bytes) and the
+    constant defaults of the columns a row leaves out: read back, the two rows agree."""
+    # Whole seconds, as audit events are kept: SQLite's own adapter would write them
+    # without the ".000000" SQLAlchemy writes and compares with.
+    day, moment = dt.date(2026, 3, 4), dt.datetime(2026, 3, 4, 5, 6, 7)
+    row = {"category": "conduct", "unit": None, "about_senior": True, "status": "received",
+           "created": day, "acknowledge_by": day + dt.timedelta(days=7), "under_routed": True,
+           "details_ct": b"\x00\xffsealed", "identity_ct": None, "idempotency": None}
+    with db.new_session(app) as s:
+        conn = s.connection()
+        conn.execute(insert(Concern), [row | {"id": "WH-CORE", "token_lookup": b"core"}])
+        Prepared(insert(Concern)).run(conn, [row | {"id": "WH-PREP", "token_lookup": b"prep"}])
+        Prepared(insert(AuditEvent)).run(conn, [
+            {"concern_id": ref, "seq": 1, "at": moment, "type": "received", "actor": "reporter",
+             "data": "{}", "prev_hash": b"p", "hash": b"h"} for ref in ("WH-CORE", "WH-PREP")])
+        s.commit()
+    with db.new_session(app) as s:
+        core, prep = (s.get_one(Concern, ref) for ref in ("WH-CORE", "WH-PREP"))
+        columns = [c.key for c in Concern.__table__.columns if c.key not in ("id", "token_lookup")]
+        assert {c: getattr(prep, c) for c in columns} == {c: getattr(core, c) for c in columns}
+        assert prep.created == day and prep.about_senior is True and prep.overdue is False
+        assert prep.failed_lookups == 0  # a default the row left out
+        found = s.scalars(select(AuditEvent.concern_id).where(AuditEvent.at == moment)
+                          .order_by(AuditEvent.concern_id)).all()
+        assert found == ["WH-CORE", "WH-PREP"]  # found by the same value, in SQL
+
+
+def test_a_prepared_insert_refuses_a_default_it_cannot_compute(app: Flask) -> None:
+    with db.new_session(app) as s, pytest.raises(TypeError, match="created"):
+        Prepared(insert(Reviewer)).run(s.connection(), [{"id": "r", "name": "n", "email": "e",
+                                                         "public_key": b"k"}])
+
+
+def test_the_migrated_schema_is_the_models_schema(app: Flask) -> None:
+    """Alembic's comparison of the database the migrations built (SQLite or PostgreSQL)
+    with the models finds nothing to add or drop: tables, columns, indexes, constraints.
+    (The wrapped keys' index on concern_id alone went in 0003: the unique key covers it.)"""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from whistle.models import Base
+
+    with db.engine_for(app).connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        indexes = {ix["name"] for ix in inspect(conn).get_indexes("wrapped_keys")}
+    assert differences == []
+    assert "ix_wrapped_keys_concern_id" not in indexes

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from whistle import crypto
+from whistle.prepared import Prepared
 from whistle.models import AuditEvent
 
 GENESIS = b"\x00" * 32
@@ -52,9 +53,11 @@ def record_many(session: Session, concern_id: str,
                      "actor": actor, "data": text, "prev_hash": prev, "hash": link})
         prev = link
     if rows:
-        session.connection().execute(insert(AuditEvent), rows)  # one executemany (Core)
+        _INSERT.run(session.connection(), rows)  # one executemany
     return seq, prev
 
+
+_INSERT = Prepared(insert(AuditEvent))
 
 _LAST = select(AuditEvent.seq, AuditEvent.hash).where(
     AuditEvent.concern_id == bindparam("cid")).order_by(AuditEvent.seq.desc()).limit(1)

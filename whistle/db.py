@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +54,8 @@ def make_engine(url: str, busy_timeout_ms: int = 5000, cache_mib: int = 64,
             # requests keep deferred transactions, so that e.g. the outbox never holds the
             # lock while it talks SMTP. A POST that reads first (the status check, see
             # read_first) goes on deferred too.
+            if has_request_context() and g.pop("sqlite_no_begin", False):
+                return  # reads_alone(single_reads=True): each statement is its own
             if not has_request_context() or ((request.method in _SAFE_METHODS
                                               or g.get("sqlite_read_first"))
                                              and not g.get("sqlite_write_lock")):
@@ -187,17 +189,26 @@ def read_first() -> None:
     g.sqlite_read_first = True
 
 
-def reads_alone() -> None:
+def reads_alone(single_reads: bool = False) -> None:
     """The request's first transaction only reads, or writes single statements that need
     no transaction around them (the status check; a reviewer's inbox and case view, whose
     writes are a session's last-seen time and the "opened" event): on SQLite it begins
     deferred (``read_first``); on PostgreSQL its statements run in autocommit, each with
     its own snapshot, so no BEGIN and no ROLLBACK round trip (two of a status check's
     three). After a ``commit()`` the session's next transaction is an ordinary one (the
-    connection goes back to the pool with its usual settings)."""
+    connection goes back to the pool with its usual settings).
+
+    ``single_reads``: the reads need no snapshot in common either (the status check: one
+    lookup, then at most the thread), so on SQLite, too, they run without BEGIN and
+    ROLLBACK, each statement in a read transaction of its own, as on PostgreSQL."""
     read_first()
+    if current_app.extensions["whistle_engine"].dialect.name == "sqlite":
+        current = g.get("db_session")
+        if single_reads and (current is None or not current.in_transaction()):
+            g.sqlite_no_begin = True  # consumed by the next BEGIN (see make_engine)
+        return
     s = session()
-    if s.get_bind().dialect.name != "sqlite" and not s.in_transaction():
+    if not s.in_transaction():
         s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
@@ -301,8 +312,6 @@ def new_session(app: Flask) -> Session:
 
 def session() -> Session:
     """The request's session, opened on first use and closed at teardown."""
-    from flask import current_app
-
     if "db_session" not in g:
         g.db_session = new_session(current_app)
     s: Session = g.db_session

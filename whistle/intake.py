@@ -23,6 +23,7 @@ from whistle.keys import InstanceKeys
 from whistle.models import (
     Assignment, AuditEvent, Concern, Exclusion, InboxCount, Message, Reviewer, WrappedKey, utcnow,
 )
+from whistle.prepared import Prepared
 from whistle.validation import InvalidInput
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -154,6 +155,13 @@ def _candidates(session: Session, rows: list[Any] | None = None) -> list[routing
     ]
 
 
+# The submission's inserts, compiled once (see whistle.prepared).
+_INSERT_CONCERN = Prepared(insert(Concern))
+_INSERT_ASSIGNMENTS = Prepared(insert(Assignment))
+_INSERT_WRAPPED = Prepared(insert(WrappedKey))
+_INSERT_EXCLUSIONS = Prepared(insert(Exclusion))
+
+
 class AlreadySubmitted(Exception):
     """A concern with this idempotency key is already stored."""
 
@@ -244,16 +252,16 @@ def _store(session: Session, config: Mapping[str, Any], sub: Submission, sealed:
     case_ref, route, reviewers = sealed.case_ref, sealed.route, sealed.reviewers
     concern = sealed.concern
     conn = session.connection()
-    conn.execute(insert(Concern), concern)  # the case row first (foreign keys)
+    _INSERT_CONCERN.run(conn, [concern])  # the case row first (foreign keys)
     if route.reviewer_ids:  # none when no one is eligible (stored for the recovery key)
-        conn.execute(insert(Assignment), [
+        _INSERT_ASSIGNMENTS.run(conn, [
             {"concern_id": case_ref, "reviewer_id": rid, "status": concern["status"],
              "created": today} for rid in route.reviewer_ids])
         inbox.count_new(session, [(rid, concern["status"]) for rid in route.reviewer_ids])
-    conn.execute(insert(WrappedKey), sealed.wrapped)
+    _INSERT_WRAPPED.run(conn, sealed.wrapped)
     notify.queue_many(session, [reviewers[rid].email for rid in route.reviewer_ids], "activity")
     if sealed.exclusions:
-        conn.execute(insert(Exclusion), [{"tag": tag, "concern_id": case_ref}
+        _INSERT_EXCLUSIONS.run(conn, [{"tag": tag, "concern_id": case_ref}
                                          for tag in sealed.exclusions])
     notes: tuple[str, ...] = ()
     if sub.attachments:

@@ -121,7 +121,7 @@ class WrappedKey(Base):
     __tablename__ = "wrapped_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), index=True)
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))  # led by the unique key below
     recipient_kind: Mapped[str] = mapped_column(String(16))  # reviewer | recovery | reporter
     recipient_id: Mapped[str] = mapped_column(String(64))
     key_kind: Mapped[str] = mapped_column(String(16))  # case+thread | thread (| case, older)

@@ -21,6 +21,7 @@ from sqlalchemy import DateTime, String, bindparam, exists, false, insert, liter
 from sqlalchemy.orm import Session
 
 from whistle.models import OutboxMail, utcnow
+from whistle.prepared import Prepared
 
 TEMPLATES = {
     "activity": (
@@ -49,14 +50,14 @@ TEMPLATES = {
 # Queue one mail unless the same one is already pending, in one statement (run as an
 # executemany for several recipients): a read and then an insert cost a round trip more
 # on every submission.
-_QUEUE = insert(OutboxMail).from_select(
+_QUEUE = Prepared(insert(OutboxMail).from_select(
     ["recipient", "template", "created", "attempts", "next_attempt", "failed"],
     select(bindparam("recipient", type_=String), bindparam("template", type_=String),
            bindparam("day", type_=DateTime), literal_column("0"), bindparam("day", type_=DateTime),
            false()).where(~exists().where(
                OutboxMail.recipient == bindparam("recipient", type_=String),
                OutboxMail.template == bindparam("template", type_=String),
-               OutboxMail.sent.is_(None), OutboxMail.failed.is_(False))))
+               OutboxMail.sent.is_(None), OutboxMail.failed.is_(False)))))
 
 
 def queue(session: Session, recipient: str, template: str) -> None:
@@ -75,8 +76,8 @@ def queue_many(session: Session, recipients: list[str], template: str) -> None:
     # record when the reporter acted.
     day = dt.datetime.combine(utcnow().date(), dt.time())
     session.flush()  # a pending mail added through the session counts as pending
-    session.connection().execute(_QUEUE, [{"recipient": r, "template": template, "day": day}
-                                          for r in wanted])
+    _QUEUE.run(session.connection(), [{"recipient": r, "template": template, "day": day}
+                                      for r in wanted])
 
 
 class VerifiedConnection(Connection):

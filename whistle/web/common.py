@@ -84,14 +84,16 @@ def read_body(limit: int) -> bytes:
         if len(kept) > limit:
             raise ApiError(413, "too_large", "the body is too large")
         return kept
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length
+    if length is not None and length > limit:
         raise ApiError(413, "too_large", "the body is too large")
     chunks: list[bytes] = []
     size = 0
     try:
-        while True:
-            # One more read after the end: Werkzeug's stream raises 413 only then when
-            # a chunked body ran into MAX_CONTENT_LENGTH, instead of silently truncating.
+        while size != length:  # a declared length is read to its end, no further
+            # Without a declared length, one more read after the end: Werkzeug's stream
+            # raises 413 only then when a chunked body ran into MAX_CONTENT_LENGTH,
+            # instead of silently truncating.
             chunk = request.stream.read(min(65536, limit + 1 - size))
             if not chunk:
                 break

@@ -119,7 +119,7 @@ def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView |
     transaction of its own (and answers 503 if the database stays locked).
     """
     if then_read_only:
-        db.reads_alone()
+        db.reads_alone(single_reads=True)
     try:
         view = intake.find_by_token(db.session(), instance_keys(), token)
     except InvalidInput as exc:
