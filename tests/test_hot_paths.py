@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, insert, inspect, select, update
+from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from tests.conftest import login, make_reviewer, submit_concern
@@ -22,7 +22,7 @@ from tests.support import services
 from tests.support.webflow import post_form
 from whistle import casekeys, crypto, db, inbox, instance_keys, intake, keys
 from whistle.models import Assignment, AuditEvent, Concern, InboxCount, Reviewer, WrappedKey
-from whistle.prepared import Prepared
+from whistle.prepared import Prepared, PreparedQuery
 
 
 def live_total(app: Flask, reviewer_id: str, status: str | None = None) -> int:
@@ -398,3 +398,21 @@ def test_the_migrated_schema_is_the_models_schema(app: Flask) -> None:
         indexes = {ix["name"] for ix in inspect(conn).get_indexes("wrapped_keys")}
     assert differences == []
     assert "ix_wrapped_keys_concern_id" not in indexes
+
+
+def test_a_prepared_query_returns_what_core_returns(app: Flask, client: FlaskClient) -> None:
+    """Dates, booleans, bytes, NULLs, a value the statement carries (coalesce's 0) and an
+    unlabeled column: the same rows as a Core execute, on either engine."""
+    make_reviewer(app), make_reviewer(app)
+    submit_concern(client), submit_concern(client, about_senior=True)
+    statement = select(Concern.id, Concern.created, Concern.about_senior, Concern.feedback_by,
+                       Concern.token_lookup, func.coalesce(Concern.feedback_by, Concern.created),
+                       func.coalesce(Concern.outcome, "none").label("outcome"),
+                       ).where(Concern.status == bindparam("status")).order_by(Concern.id)
+    with db.new_session(app) as s:
+        conn = s.connection()
+        core = [tuple(r) for r in conn.execute(statement, {"status": "received"})]
+        prepared = PreparedQuery(statement).all(conn, {"status": "received"})
+    assert len(core) == 2 and prepared == core
+    assert isinstance(prepared[0].created, dt.date) and prepared[1].outcome == "none"
+    assert {r.about_senior for r in prepared} == {True, False}

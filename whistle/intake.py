@@ -23,7 +23,7 @@ from whistle.keys import InstanceKeys
 from whistle.models import (
     Assignment, AuditEvent, Concern, Exclusion, InboxCount, Message, Reviewer, WrappedKey, utcnow,
 )
-from whistle.prepared import Prepared
+from whistle.prepared import Prepared, PreparedQuery
 from whistle.validation import InvalidInput
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -122,20 +122,20 @@ _OPEN_LOAD = (select(func.coalesce(func.sum(InboxCount.n), 0))
                      InboxCount.status.in_(_constants(workflow.OPEN_STATUSES)))
               .correlate(Reviewer).scalar_subquery())
 # What routing and sealing use of each eligible reviewer (columns, not entities).
-_ACTIVE_REVIEWERS = select(Reviewer.id, Reviewer.units, Reviewer.categories,
-                           Reviewer.is_independent, Reviewer.is_admin, Reviewer.email,
-                           Reviewer.public_key, _OPEN_LOAD).where(
-    Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.id)
+_ROUTING_COLUMNS = (Reviewer.id, Reviewer.units, Reviewer.categories, Reviewer.is_independent,
+                    Reviewer.is_admin, Reviewer.email, Reviewer.public_key)
+_ACTIVE_REVIEWERS = PreparedQuery(select(*_ROUTING_COLUMNS, _OPEN_LOAD).where(
+    Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.id))
 
 
 # What routing and sealing used, without the loads: compared again under the lock.
-_ROUTED = select(*_ACTIVE_REVIEWERS.selected_columns[:-1]).where(
-    Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.id)
+_ROUTED = PreparedQuery(select(*_ROUTING_COLUMNS).where(
+    Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.id))
 
 
 def _active_reviewers(session: Session) -> list[Any]:
     """Active reviewers (rows of _ACTIVE_REVIEWERS' columns, the load last)."""
-    return list(session.connection().execute(_ACTIVE_REVIEWERS))
+    return _ACTIVE_REVIEWERS.all(session.connection(), {})
 
 
 @functools.lru_cache(maxsize=1024)
@@ -241,7 +241,7 @@ def submit(session: Session, keys: InstanceKeys, config: Mapping[str, Any], sub:
         write_lock(session)
         if idempotency_key is not None and replay(session, keys, idempotency_key) is not None:
             raise AlreadySubmitted()
-        if [tuple(r) for r in session.connection().execute(_ROUTED)] != sealed.snapshot:
+        if [tuple(r) for r in _ROUTED.all(session.connection(), {})] != sealed.snapshot:
             sealed = _seal(session, keys, config, sub, today, idempotency_key)
     return _store(session, config, sub, sealed, today)
 
@@ -307,14 +307,14 @@ _HAS_THREAD = select(Message.id).where(Message.concern_id == Concern.id,
 _REPORTER_TYPES = _constants(workflow.REPORTER_EVENTS)
 # The case and its reporter timeline in one read: one row per event (the case's columns
 # repeated), or one row without an event. A second query cost a round trip on every check.
-_BY_TOKEN = select(Concern.id, Concern.status, Concern.created, Concern.acknowledge_by,
+_BY_TOKEN = PreparedQuery(select(Concern.id, Concern.status, Concern.created, Concern.acknowledge_by,
                    Concern.feedback_by, Concern.overdue, Concern.outcome,
                    Concern.token_last_used, _HAS_THREAD.label("has_thread"),
                    AuditEvent.at.label("event_at"), AuditEvent.type.label("event_type")
                    ).select_from(Concern).outerjoin(AuditEvent, and_(
                        AuditEvent.concern_id == Concern.id,
                        AuditEvent.type.in_(_REPORTER_TYPES))).where(
-    Concern.token_lookup == bindparam("lookup")).order_by(AuditEvent.seq)
+    Concern.token_lookup == bindparam("lookup")).order_by(AuditEvent.seq))
 _THREAD = select(Message.id, Message.sender, Message.created, Message.kind, Message.body_ct).where(
     Message.concern_id == bindparam("cid"), Message.kind.in_(_REPORTER_KINDS)
 ).order_by(Message.seq)
@@ -379,8 +379,7 @@ def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
     entropy = tokens.parse(token_text)
     probe = entropy if entropy is not None else secrets.token_bytes(tokens.TOKEN_BYTES)
     conn = session.connection()  # Core: the ORM layer doubled the cost of these reads
-    rows = conn.execute(_BY_TOKEN, {"lookup": tokens.lookup_id(keys.token_pepper, probe)}
-                        ).all()
+    rows = _BY_TOKEN.all(conn, {"lookup": tokens.lookup_id(keys.token_pepper, probe)})
     if not rows or entropy is None:
         return None
     case = rows[0]

@@ -1,25 +1,27 @@
-"""Hot writes compiled once per dialect and sent as driver SQL.
+"""Hot statements compiled once per dialect and sent as driver SQL.
 
-A Core ``conn.execute(insert(T), rows)`` looks its compiled form up in
-SQLAlchemy's cache, builds an execution context, and turns every row's values
-through the column types each time: about 60 us per statement here, twice the
-driver's own work for a submission's few short rows. ``Prepared`` keeps what
-SQLAlchemy compiled for the dialect (the SQL text, the order of the parameters
-and the columns' bind processors) and runs it with ``exec_driver_sql``: the same
-connection, transaction, events (``db`` notes writes through them) and error
+A Core ``conn.execute(statement, params)`` looks its compiled form up in
+SQLAlchemy's cache, builds an execution context, and turns every value through
+the column types, on every call: about 60 us for a submission's short insert
+here, twice the driver's own work. ``Prepared`` (writes) and ``PreparedQuery``
+(reads) keep what SQLAlchemy compiled for the dialect: the SQL text, the order
+of the parameters, the columns' bind conversions and, for reads, their result
+conversions. They run it with ``exec_driver_sql``: the same connection,
+transaction, events (``whistle.db`` notes writes through them) and error
 wrapping as any other statement, without the per-call compilation work.
 
-Only for writes: rows read this way would come back without the columns' result
-processing (SQLite's dates would stay strings).
+Only for the few statements on the hottest paths (a submission's inserts, the
+status lookup, routing's reviewer read); everything else stays plain Core.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnDefault, Connection, Dialect
+from sqlalchemy import ColumnDefault, Connection, Dialect, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -30,18 +32,42 @@ Processor = Callable[[Any], Any] | None
 class _Plan:
     sql: str
     names: tuple[str, ...]  # parameter names, in order for a positional paramstyle
-    processors: tuple[Processor, ...]
+    processors: tuple[Processor, ...]  # the bind conversion of each parameter
     positional: bool
-    defaults: Mapping[str, Any]  # columns the rows leave out: their scalar defaults
+    # Values a caller may leave out: those the statement carries (``coalesce(x, 0)``'s
+    # 0) and the constant defaults of columns an insert's rows leave out.
+    defaults: Mapping[str, Any]
 
-    def params(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    def params(self, given: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         if self.defaults:
-            row = {**self.defaults, **row}
-        values = [p(row[n]) if p is not None else row[n]
+            given = {**self.defaults, **given}
+        values = [p(given[n]) if p is not None else given[n]
                   for n, p in zip(self.names, self.processors, strict=True)]
         if self.positional:
             return tuple(values)
         return dict(zip(self.names, values, strict=True))
+
+
+def _compile(statement: ClauseElement, dialect: Dialect, keys: Sequence[str] | None = None
+             ) -> _Plan:
+    compiled = cast(SQLCompiler, statement.compile(
+        dialect=dialect, column_keys=list(keys) if keys is not None else None))
+    positional = bool(compiled.positional)
+    names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
+    processors = tuple(
+        compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+    defaults = {name: bind.effective_value for name, bind in compiled.binds.items()
+                if not bind.required}
+    # Columns an insert leaves out get their defaults, as Core computes them per execution.
+    # Only constants: a callable default would need its execution context.
+    if compiled.update_prefetch:
+        raise TypeError("statements with Python-side onupdate values cannot be prepared")
+    for column in compiled.insert_prefetch:
+        default = column.default
+        if not isinstance(default, ColumnDefault) or not default.is_scalar:
+            raise TypeError(f"{column.key}: only constant defaults can be prepared")
+        defaults[column.key] = default.arg
+    return _Plan(compiled.string, names, processors, positional, defaults)
 
 
 class Prepared:
@@ -51,33 +77,48 @@ class Prepared:
         self.statement = statement
         self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
-    def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
-        compiled = cast(SQLCompiler,
-                        self.statement.compile(dialect=dialect, column_keys=list(keys)))
-        positional = bool(compiled.positional)
-        names = tuple(compiled.positiontup or ()) if positional else tuple(compiled.binds)
-        processors = tuple(
-            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
-        # Columns left out get their defaults, as Core would compute them per execution;
-        # only constants are supported (a callable default would need its context).
-        if compiled.update_prefetch:
-            raise TypeError("statements with Python-side onupdate values cannot be prepared")
-        defaults = {}
-        for column in compiled.insert_prefetch:
-            default = column.default
-            if not isinstance(default, ColumnDefault) or not default.is_scalar:
-                raise TypeError(f"{column.key}: only constant defaults can be prepared")
-            defaults[column.key] = default.arg
-        return _Plan(compiled.string, names, processors, positional, defaults)
-
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute once per row (one executemany); every row has the same keys."""
         if not rows:
             return
         keys = tuple(rows[0])
-        cache_key = (conn.dialect.name, keys)
-        plan = self._plans.get(cache_key)
+        plan = self._plans.get((conn.dialect.name, keys))
         if plan is None:
-            plan = self._plans[cache_key] = self._plan(conn.dialect, keys)
+            plan = self._plans[conn.dialect.name, keys] = _compile(
+                self.statement, conn.dialect, keys)
         params = [plan.params(row) for row in rows]
         conn.exec_driver_sql(plan.sql, params[0] if len(params) == 1 else params)
+
+
+@dataclass(frozen=True)
+class _QueryPlan:
+    plan: _Plan
+    row: Callable[..., tuple[Any, ...]]  # a named tuple of the selected columns' keys
+    results: tuple[Processor, ...]  # the result conversion of each column
+
+
+class PreparedQuery:
+    """A SELECT compiled once per dialect. Its rows come back as named tuples, with the
+    columns' own result conversions (on SQLite, dates and booleans become them again)."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._plans: dict[str, _QueryPlan] = {}
+
+    def _plan(self, dialect: Dialect) -> _QueryPlan:
+        columns = list(self.statement.selected_columns)
+        row = collections.namedtuple(  # type: ignore[misc]
+            "Row", [str(c.key) for c in columns], rename=True)  # rename: unlabeled ones
+        results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
+                        for c in columns)
+        return _QueryPlan(_compile(self.statement, dialect), row, results)
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Every row, for these parameters."""
+        query = self._plans.get(conn.dialect.name)
+        if query is None:
+            query = self._plans[conn.dialect.name] = self._plan(conn.dialect)
+        rows = conn.exec_driver_sql(query.plan.sql, query.plan.params(params)).all()
+        return [query.row(*[p(v) if p is not None and v is not None else v
+                            for p, v in zip(query.results, values, strict=True)])
+                for values in rows]
