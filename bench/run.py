@@ -546,7 +546,17 @@ class EngineRun:
     heavy_count: int = 0
     deep_page: int = 0
     loadavg: list[float] = field(default_factory=list)
+    io_stalled: float | None = None  # share of the measurements' wall time (Linux PSI)
     reused: bool = False
+
+
+def io_stall_us() -> int | None:
+    """Microseconds some task has waited for I/O since boot (/proc/pressure/io), if known."""
+    try:
+        first = Path("/proc/pressure/io").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(first.rsplit("total=", 1)[1])
 
 
 def reused_reviewers(engine: Any) -> list[tuple[str, str, bytes]]:
@@ -662,6 +672,7 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
             check_responses(server.url, session.bearer, samples.tokens, samples.heavy_cases)
             print(f"[{name}] measuring at {samples.loaded} cases", flush=True)
             run.loadavg.append(os.getloadavg()[0])
+            stall_start, wall_start = io_stall_us(), time.monotonic()
             results = {"healthz": healthz(server.url, load)}
             results.update(run_read_scenarios(server.url, session.bearer, samples, load,
                                               deep=True))
@@ -670,6 +681,10 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
             run.results = results
             run.rss_mib = server.worker_rss_mib()
             run.loadavg.append(os.getloadavg()[0])
+            stall_end = io_stall_us()
+            if stall_start is not None and stall_end is not None:
+                run.io_stalled = ((stall_end - stall_start) / 1e6
+                                  / max(time.monotonic() - wall_start, 1e-9))
         finally:
             server.stop()
 
@@ -797,6 +812,11 @@ def extras(runs: list[EngineRun]) -> list[str]:
             f"{' / '.join(f'{x:.2f}' for x in run.loadavg)} (the benchmark itself adds about "
             f"3; more means other work shared the cores)",
         ]
+        if run.io_stalled is not None:
+            lines.append(
+                f"  - waiting for disk during the measurements: {run.io_stalled:.0%} of the time "
+                f"(Linux pressure stall information, /proc/pressure/io; near 0% when the "
+                f"database is in the page cache, more means reads went to the disk)")
     return lines
 
 
