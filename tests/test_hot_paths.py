@@ -21,7 +21,9 @@ from tests.conftest import login, make_reviewer, submit_concern
 from tests.support import services
 from tests.support.webflow import post_form
 from whistle import casekeys, crypto, db, inbox, instance_keys, intake, keys
-from whistle.models import Assignment, AuditEvent, Concern, InboxCount, Reviewer, WrappedKey
+from whistle.models import (
+    Assignment, AuditEvent, Concern, Exclusion, InboxCount, Reviewer, WrappedKey,
+)
 from whistle.prepared import Prepared, PreparedQuery
 
 
@@ -281,27 +283,39 @@ def test_requests_survive_postgresql_dropping_its_connections(
 @contextlib.contextmanager
 def statement_modes(app: Flask) -> Iterator[list[tuple[str, bool]]]:
     """(first word, outside any transaction?) of every statement the app sends meanwhile:
-    psycopg's autocommit, or no BEGIN open on the sqlite3 connection."""
+    psycopg's autocommit, seen through SQLAlchemy's statement events; on SQLite, no BEGIN
+    open on the sqlite3 connection, seen by the driver's own trace (whistle.prepared
+    sends the hot statements to the driver directly, past SQLAlchemy's events)."""
     seen: list[tuple[str, bool]] = []
+    engine = db.engine_for(app)
 
     def note(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        driver = conn.connection.dbapi_connection
-        alone = (not driver.in_transaction if conn.dialect.name == "sqlite"
-                 else driver.autocommit)
-        seen.append((statement.split()[0], alone))
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
 
-    engine = db.engine_for(app)
-    event.listen(engine, "before_cursor_execute", note)
+    def trace(driver: Any, _record: Any, _proxy: Any) -> None:
+        driver.set_trace_callback(
+            lambda statement: seen.append((statement.split()[0], not driver.in_transaction)))
+
+    def untrace(driver: Any, _record: Any) -> None:
+        driver.set_trace_callback(None)
+
+    listeners: list[tuple[str, Any]] = (
+        [("checkout", trace), ("checkin", untrace)] if engine.dialect.name == "sqlite"
+        else [("before_cursor_execute", note)])
+    for name, fn in listeners:
+        event.listen(engine, name, fn)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", note)
+        for name, fn in listeners:
+            event.remove(engine, name, fn)
 
 
 def test_the_status_check_reads_outside_transactions(app: Flask, client: FlaskClient) -> None:
-    """The lookup runs without BEGIN and ROLLBACK (PostgreSQL: autocommit; SQLite: no
-    BEGIN, the statement is its own read transaction); the day's first check still
-    writes the day of use in a real transaction, and everything after is ordinary."""
+    """The lookup runs without BEGIN and ROLLBACK (PostgreSQL: autocommit; SQLite: on a
+    pooled connection outside the session, the statement its own read transaction); the
+    day's first check still writes the day of use in a real transaction, and everything
+    after is ordinary."""
     make_reviewer(app), make_reviewer(app)
     token = submit_concern(client)["token"]
     with statement_modes(app) as seen:
@@ -318,7 +332,8 @@ def test_the_status_check_reads_outside_transactions(app: Flask, client: FlaskCl
     assert writes_first == [False]  # the day of use: a transaction of its own
     assert submitted.status_code == 201
     assert [a for verb, a in seen if verb == "SELECT"][0] is True  # the second check
-    assert not any(a for verb, a in seen if verb == "INSERT")  # the submission: transactional
+    inserts = [a for verb, a in seen if verb == "INSERT"]
+    assert len(inserts) >= 5 and not any(inserts)  # the submission: transactional
 
 
 def test_a_reviewers_inbox_and_case_view_read_in_autocommit_on_postgresql(
@@ -416,3 +431,69 @@ def test_a_prepared_query_returns_what_core_returns(app: Flask, client: FlaskCli
     assert len(core) == 2 and prepared == core
     assert isinstance(prepared[0].created, dt.date) and prepared[1].outcome == "none"
     assert {r.about_senior for r in prepared} == {True, False}
+
+
+def test_sqlite_engines_have_no_statement_listeners(app: Flask, tmp_path: Path) -> None:
+    """whistle.prepared sends SQLite statements straight to the driver, past SQLAlchemy's
+    statement events: a listener registered on a SQLite engine would silently miss the
+    hot statements, so there must be none (PostgreSQL's write note is one, and there
+    every statement goes through SQLAlchemy)."""
+    engines = [db.make_engine(f"sqlite:///{tmp_path / 'plain.db'}")]
+    if db.engine_for(app).dialect.name == "sqlite":
+        engines.append(db.engine_for(app))
+    for engine in engines:
+        for name in ("before_cursor_execute", "after_cursor_execute"):
+            assert len(getattr(engine.dispatch, name)) == 0, name
+    pg = db.make_engine("postgresql+psycopg://whistle@127.0.0.1:1/none")
+    assert len(pg.dispatch.before_cursor_execute) == 1  # the check above can see one
+
+
+def test_prepared_statements_fail_as_sqlalchemy_statements_fail(app: Flask,
+                                                                client: FlaskClient) -> None:
+    """A driver error comes back as SQLAlchemy's (IntegrityError, OperationalError...)
+    with the driver's error inside, whichever way the statement went: callers catch
+    those (409 on a duplicate, 503 on a locked database, a retry after a disconnect)."""
+    from sqlalchemy.exc import IntegrityError
+
+    make_reviewer(app), make_reviewer(app)
+    ref = submit_concern(client)["case_ref"]
+    dbapi_error = db.engine_for(app).dialect.loaded_dbapi.Error
+    with db.new_session(app) as s:
+        rows = [{"tag": b"same tag", "concern_id": ref}]
+        insert_exclusion = Prepared(insert(Exclusion))
+        insert_exclusion.run(s.connection(), rows)
+        with pytest.raises(IntegrityError) as single:
+            insert_exclusion.run(s.connection(), rows)
+        s.rollback()
+        with pytest.raises(IntegrityError) as many:
+            insert_exclusion.run(s.connection(), rows + rows)
+        s.rollback()
+    assert isinstance(single.value.orig, dbapi_error) and isinstance(many.value.orig, dbapi_error)
+    assert "INSERT INTO exclusions" in str(single.value.statement)
+
+
+def test_a_driver_query_returns_what_the_session_query_returns(app: Flask,
+                                                                client: FlaskClient) -> None:
+    """``all_on_driver`` (the status lookup's way on SQLite) gives the same rows as ``all``,
+    and is refused for any other engine (whose statements must go through SQLAlchemy)."""
+    make_reviewer(app), make_reviewer(app)
+    submit_concern(client), submit_concern(client, about_senior=True)
+    query = PreparedQuery(select(Concern.id, Concern.created, Concern.about_senior,
+                                 Concern.feedback_by).where(Concern.status == bindparam("s"))
+                          .order_by(Concern.id))
+    engine = db.engine_for(app)
+    with db.new_session(app) as s:
+        in_session = query.all(s.connection(), {"s": "received"})
+    pooled = engine.raw_connection()
+    try:
+        if engine.dialect.name != "sqlite":
+            with pytest.raises(TypeError):
+                query.all_on_driver(engine.dialect, pooled.driver_connection, {"s": "received"})
+            return
+        on_driver = query.all_on_driver(engine.dialect, pooled.driver_connection,
+                                        {"s": "received"})
+    finally:
+        pooled.close()
+    assert len(in_session) == 2 and on_driver == in_session
+    assert isinstance(on_driver[0].created, dt.date)
+    assert {r.about_senior for r in on_driver} == {True, False}

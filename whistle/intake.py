@@ -362,7 +362,9 @@ class ReporterView:
 
 
 def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
-                  now: dt.datetime | None = None) -> ReporterView | None:
+                  now: dt.datetime | None = None,
+                  read: Callable[[PreparedQuery, Mapping[str, Any]], list[Any]] | None = None
+                  ) -> ReporterView | None:
     """The case a token opens, or None. A miss costs the same work whatever the input.
 
     The first check of a day records the day of use in its own short write
@@ -371,6 +373,8 @@ def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
     the lookup without SQLite's write lock (``db.read_first``).
     The keyed lookup hash is the proof of the token (HMAC with the token pepper over
     its full entropy); the thread key is unwrapped when needed (``thread_key``).
+    ``read``: how to run the lookup (``db.single_read`` for the status check); by
+    default in the session.
     """
     if not isinstance(token_text, str):
         raise InvalidInput("token must be text", "token")
@@ -378,8 +382,10 @@ def find_by_token(session: Session, keys: InstanceKeys, token_text: Any,
         raise InvalidInput("token is too long", "token")
     entropy = tokens.parse(token_text)
     probe = entropy if entropy is not None else secrets.token_bytes(tokens.TOKEN_BYTES)
-    conn = session.connection()  # Core: the ORM layer doubled the cost of these reads
-    rows = _BY_TOKEN.all(conn, {"lookup": tokens.lookup_id(keys.token_pepper, probe)})
+    params = {"lookup": tokens.lookup_id(keys.token_pepper, probe)}
+    # Core, not the ORM (which doubled the cost of this read).
+    rows = (read(_BY_TOKEN, params) if read is not None
+            else _BY_TOKEN.all(session.connection(), params))
     if not rows or entropy is None:
         return None
     case = rows[0]

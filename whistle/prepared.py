@@ -6,9 +6,13 @@ the column types, on every call: about 60 us for a submission's short insert
 here, twice the driver's own work. ``Prepared`` (writes) and ``PreparedQuery``
 (reads) keep what SQLAlchemy compiled for the dialect: the SQL text, the order
 of the parameters, the columns' bind conversions and, for reads, their result
-conversions. They run it with ``exec_driver_sql``: the same connection,
+conversions. On PostgreSQL they run it with ``exec_driver_sql``: the same connection,
 transaction, events (``whistle.db`` notes writes through them) and error
-wrapping as any other statement, without the per-call compilation work.
+wrapping as any other statement, without the per-call compilation work. On
+SQLite, where Whistle listens to no statement events (a test keeps it so), they
+hand it to the driver connection of the same transaction and wrap a driver
+error as SQLAlchemy does (``DBAPIError.instance``): the Connection's execution
+context and result metadata were a third of a status check's database time.
 
 Only for the few statements on the hottest paths (a submission's inserts, the
 status lookup, routing's reviewer read); everything else stays plain Core.
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnDefault, Connection, Dialect, Select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -70,6 +75,31 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: Sequence[str] | N
     return _Plan(compiled.string, names, processors, positional, defaults)
 
 
+def _execute(conn: Connection, sql: str, params: Any, many: bool, fetch: bool
+             ) -> Sequence[Any] | None:
+    """Run driver SQL in ``conn``'s transaction; the rows if ``fetch``."""
+    if conn.dialect.name != "sqlite":
+        result = conn.exec_driver_sql(sql, params)
+        return result.all() if fetch else None
+    return _on_driver(conn.dialect, conn.connection.driver_connection, sql, params, many,
+                      fetch)
+
+
+def _on_driver(dialect: Dialect, raw: Any, sql: str, params: Any, many: bool, fetch: bool
+               ) -> Sequence[Any] | None:
+    """Run driver SQL on a SQLite driver connection; its error as SQLAlchemy raises it."""
+    error: type[Exception] = dialect.loaded_dbapi.Error
+    try:
+        cursor = raw.executemany(sql, params) if many else raw.execute(sql, params)
+        try:
+            return cursor.fetchall() if fetch else None
+        finally:
+            cursor.close()
+    except error as exc:
+        raise DBAPIError.instance(sql, params, exc, error, dialect=dialect,
+                                  ismulti=many) from exc
+
+
 class Prepared:
     """One INSERT, UPDATE or DELETE, compiled on first use for each dialect and column set."""
 
@@ -87,7 +117,10 @@ class Prepared:
             plan = self._plans[conn.dialect.name, keys] = _compile(
                 self.statement, conn.dialect, keys)
         params = [plan.params(row) for row in rows]
-        conn.exec_driver_sql(plan.sql, params[0] if len(params) == 1 else params)
+        if len(params) == 1:
+            _execute(conn, plan.sql, params[0], many=False, fetch=False)
+        else:
+            _execute(conn, plan.sql, params, many=True, fetch=False)
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,11 @@ class _QueryPlan:
     plan: _Plan
     row: Callable[..., tuple[Any, ...]]  # a named tuple of the selected columns' keys
     results: tuple[Processor, ...]  # the result conversion of each column
+
+    def rows(self, fetched: Sequence[Any]) -> list[Any]:
+        return [self.row(*[p(v) if p is not None and v is not None else v
+                           for p, v in zip(self.results, values, strict=True)])
+                for values in fetched]
 
 
 class PreparedQuery:
@@ -113,12 +151,23 @@ class PreparedQuery:
                         for c in columns)
         return _QueryPlan(_compile(self.statement, dialect), row, results)
 
+    def _query(self, dialect: Dialect) -> _QueryPlan:
+        query = self._plans.get(dialect.name)
+        if query is None:
+            query = self._plans[dialect.name] = self._plan(dialect)
+        return query
+
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row, for these parameters."""
-        query = self._plans.get(conn.dialect.name)
-        if query is None:
-            query = self._plans[conn.dialect.name] = self._plan(conn.dialect)
-        rows = conn.exec_driver_sql(query.plan.sql, query.plan.params(params)).all()
-        return [query.row(*[p(v) if p is not None and v is not None else v
-                            for p, v in zip(query.results, values, strict=True)])
-                for values in rows]
+        query = self._query(conn.dialect)
+        return query.rows(_execute(conn, query.plan.sql, query.plan.params(params),
+                                   many=False, fetch=True) or ())
+
+    def all_on_driver(self, dialect: Dialect, raw: Any, params: Mapping[str, Any]
+                      ) -> list[Any]:
+        """``all`` on a SQLite driver connection outside SQLAlchemy's (``db.single_read``)."""
+        if dialect.name != "sqlite":
+            raise TypeError("only SQLite statements run on the driver connection")
+        query = self._query(dialect)
+        return query.rows(_on_driver(dialect, raw, query.plan.sql, query.plan.params(params),
+                                     many=False, fetch=True) or ())

@@ -121,7 +121,8 @@ def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView |
     if then_read_only:
         db.reads_alone(single_reads=True)
     try:
-        view = intake.find_by_token(db.session(), instance_keys(), token)
+        view = intake.find_by_token(db.session(), instance_keys(), token,
+                                    read=db.single_read if then_read_only else None)
     except InvalidInput as exc:
         raise from_invalid(exc) from exc
     if view is None:
