@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
 from whistle.models import Setting
+from whistle.prepared import PreparedQuery
 
 
 # One column by primary key, on the connection: every submission validates its category
@@ -40,15 +41,15 @@ def units(session: Session) -> list[str]:
     return value
 
 
-# Both lists a submission is checked against, in one read.
-_INTAKE = select(Setting.key, Setting.value).where(
-    Setting.key.in_([literal_column("'categories'"), literal_column("'units'")]))
+# Both lists a submission is checked against, in one read (compiled once: whistle.prepared).
+_INTAKE = PreparedQuery(select(Setting.key, Setting.value).where(
+    Setting.key.in_([literal_column("'categories'"), literal_column("'units'")])))
 
 
 def intake_lists(session: Session) -> tuple[list[dict[str, str]], list[str]]:
     """``categories`` and ``units`` together (one query: every submission needs both)."""
     session.flush()
-    found = dict(session.connection().execute(_INTAKE).tuples().all())
+    found = dict(_INTAKE.all(session.connection(), {}))
     cats = (json.loads(found["categories"]) if "categories" in found
             else [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES])
     return cats, (json.loads(found["units"]) if "units" in found else list(DEFAULT_UNITS))
