@@ -33,6 +33,7 @@ from whistle.models import (
     Assignment, Attachment, AuditEvent, Concern, Exclusion, InboxCount, Message, Reviewer,
     ReviewerSession, Setting, WrappedKey, utcnow,
 )
+from whistle.prepared import PreparedQuery
 from whistle.validation import InvalidInput
 
 
@@ -333,7 +334,7 @@ class SignedIn:
 
 # One round trip, columns only: the session, what is checked of its reviewer and the
 # "password set by an admin" flag. Built once (building costs more than running it).
-_SIGNED_IN = (select(ReviewerSession.id.label("sid"), ReviewerSession.reviewer_id,
+_SIGNED_IN = PreparedQuery(select(ReviewerSession.id.label("sid"), ReviewerSession.reviewer_id,
                      ReviewerSession.created, ReviewerSession.last_seen,
                      ReviewerSession.credentials_version, ReviewerSession.key_ct,
                      Reviewer.active, Reviewer.is_admin,
@@ -357,9 +358,10 @@ def authenticate(session: Session, config: Mapping[str, Any], token: Any,
     if secret is None:
         return None
     sid = crypto.digest(secret)
-    found = session.connection().execute(_SIGNED_IN, {"sid": sid}).first()
-    if found is None:
+    rows = _SIGNED_IN.all(session.connection(), {"sid": sid})
+    if not rows:
         return None
+    found = rows[0]
     idle = dt.timedelta(minutes=config["SESSION_IDLE_MINUTES"])
     lifetime = dt.timedelta(hours=config["SESSION_MAX_HOURS"])
     if (found.active is None or not found.active
@@ -508,7 +510,7 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
     q, count_q = _list_statements(kind, sort, after is not None)
     # One query: the page of assignments by the inbox index, joined to the summary columns
     # (no ciphertext loaded, no identity map, no second round trip).
-    found = list(session.connection().execute(q, params))
+    found = q.all(session.connection(), params)
     if kind == "overdue":  # overdue is a flag on the case, not a status: counted live
         total = session.scalar(count_q, count_params) or 0
     elif found:
@@ -574,8 +576,8 @@ def _list_statements(status: str | None, sort: str, keyset: bool) -> tuple[Any, 
             total = total.where(InboxCount.status == bindparam("status"))
         columns.append(total.scalar_subquery().label("total"))
     q = select(*columns).select_from(page).join(Concern, Concern.id == page.c.concern_id)
-    return q.order_by(*ordering(page.c.created, page.c.concern_id, page.c.get("status"),
-                                Concern.overdue)), count_q
+    return PreparedQuery(q.order_by(*ordering(page.c.created, page.c.concern_id,
+                                              page.c.get("status"), Concern.overdue))), count_q
 
 
 # What ``summary`` and ``page_cursor`` read: ``list_cases`` loads only these.
@@ -587,7 +589,7 @@ SUMMARY_COLUMNS = (Concern.id, Concern.status, Concern.category, Concern.unit,
 
 def summary(c: Any) -> dict[str, Any]:
     """A case's list entry; ``c`` is a Concern or a row that begins with ``SUMMARY_COLUMNS``."""
-    if isinstance(c, Row):  # by position: a page of 25 rows is the inbox's hot loop
+    if isinstance(c, (Row, tuple)):  # by position: a page of 25 rows is the inbox's hot loop
         (ref, status, category, unit, senior, created, ack_by, feedback_by, overdue,
          under_routed) = c[:_SUMMARY_WIDTH]
     else:
@@ -624,20 +626,21 @@ def _record_opened(session: Session, concern_id: str, reviewer_id: str, now: dt.
     trail.append(event)
 
 
-_TRAIL = select(AuditEvent.seq, AuditEvent.at, AuditEvent.type, AuditEvent.actor,
-                AuditEvent.data, AuditEvent.hash).where(
-    AuditEvent.concern_id == bindparam("cid")).order_by(AuditEvent.seq)
-_MESSAGES = select(Message.id, Message.sender, Message.reviewer_id, Message.created, Message.kind,
-                   Message.body_ct).where(Message.concern_id == bindparam("cid")
-                                          ).order_by(Message.seq)
-_REVIEWERS = select(Reviewer.id, Reviewer.name, Reviewer.active).join(
+# Compiled once (whistle.prepared): a case view runs four of these.
+_TRAIL = PreparedQuery(select(AuditEvent.seq, AuditEvent.at, AuditEvent.type, AuditEvent.actor,
+                              AuditEvent.data, AuditEvent.hash).where(
+    AuditEvent.concern_id == bindparam("cid")).order_by(AuditEvent.seq))
+_MESSAGES = PreparedQuery(select(Message.id, Message.sender, Message.reviewer_id, Message.created,
+                                 Message.kind, Message.body_ct).where(
+    Message.concern_id == bindparam("cid")).order_by(Message.seq))
+_REVIEWERS = PreparedQuery(select(Reviewer.id, Reviewer.name, Reviewer.active).join(
     Assignment, Assignment.reviewer_id == Reviewer.id).where(
-    Assignment.concern_id == bindparam("cid")).order_by(Assignment.reviewer_id)
+    Assignment.concern_id == bindparam("cid")).order_by(Assignment.reviewer_id))
 
 
 # Reading a case, in one round trip: the assignment check, the case's columns and the
 # reviewer's wrapped keys (two rows, one per key; none after a password reset).
-_OPEN = select(
+_OPEN = PreparedQuery(select(
     Concern.id, Concern.status, Concern.category, Concern.unit, Concern.about_senior,
     Concern.created, Concern.acknowledge_by, Concern.feedback_by, Concern.overdue,
     Concern.under_routed, Concern.acknowledged_on, Concern.closed_on, Concern.outcome,
@@ -651,7 +654,7 @@ _OPEN = select(
                      WrappedKey.recipient_kind == literal_column("'reviewer'"),
                      WrappedKey.recipient_id == Assignment.reviewer_id)).where(
     Assignment.concern_id == bindparam("case_ref"),
-    Assignment.reviewer_id == bindparam("reviewer"))
+    Assignment.reviewer_id == bindparam("reviewer")))
 
 
 def _open_keys(session: Session, signed: SignedIn, case_ref: Any
@@ -659,8 +662,7 @@ def _open_keys(session: Session, signed: SignedIn, case_ref: Any
     """``case_keys`` for reading: the case as a row of ``_OPEN``'s columns."""
     if not isinstance(case_ref, str) or len(case_ref) > 64:
         raise NotFound()
-    rows = session.connection().execute(
-        _OPEN, {"case_ref": case_ref, "reviewer": signed.reviewer_id}).all()
+    rows = _OPEN.all(session.connection(), {"case_ref": case_ref, "reviewer": signed.reviewer_id})
     if not rows:
         raise NotFound()
     held = {r.key_kind: r.blob for r in rows if r.key_kind is not None}
@@ -682,7 +684,7 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     concern, keys = _open_keys(session, signed, case_ref)
     cid = concern.id
     conn = session.connection()
-    trail: list[Any] = list(conn.execute(_TRAIL, {"cid": cid}))
+    trail: list[Any] = _TRAIL.all(conn, {"cid": cid})
     _record_opened(session, cid, signed.reviewer_id, now or utcnow(), trail)
     details = crypto.open_sealed(keys.case, concern.details_ct, casekeys.part(cid, "details"))
     identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
@@ -691,7 +693,7 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
     messages: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     drafts: dict[str, str] = {}
-    rows = session.connection().execute(_MESSAGES, {"cid": cid}) if concern.has_messages else ()
+    rows = _MESSAGES.all(session.connection(), {"cid": cid}) if concern.has_messages else []
     for mid, sender, reviewer_id, created, kind, body_ct in rows:
         key = keys.case if kind == "note" else keys.thread
         body = crypto.open_sealed(key, body_ct, casekeys.part(cid, f"{kind}:{mid}")).decode()
@@ -702,7 +704,7 @@ def open_case(session: Session, signed: SignedIn, case_ref: Any,
         else:
             (notes if kind == "note" else messages).append(entry)
     reviewers = [{"id": rid, "name": name, "active": active}
-                 for rid, name, active in session.connection().execute(_REVIEWERS, {"cid": cid})]
+                 for rid, name, active in _REVIEWERS.all(session.connection(), {"cid": cid})]
     from whistle import attachments
 
     data: dict[str, Any] = summary(concern) | {
