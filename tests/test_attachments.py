@@ -528,6 +528,37 @@ def test_a_flipped_bit_in_any_chunk_fails_the_whole_download_clearly(
     assert download(client, headers, receipt["case_ref"], att_id).data == content
 
 
+def test_every_download_is_recorded_in_the_case_trail(
+        app: Flask, client: FlaskClient, two: list[dict[str, str]],
+        headers: dict[str, str]) -> None:
+    """Chain of custody: each download is an ``attachment_downloaded`` event naming the
+    reviewer and the file, every time (not once per window as "opened"); a download that
+    fails verification sends nothing and records nothing; the reporter's timeline does
+    not show these events; the case's hash chain still verifies."""
+    from whistle import audit
+
+    content = os.urandom(CHUNK + 5)
+    receipt = submit_with_files(client, [("attachment", "x.bin", content)],
+                                clean_metadata=False)
+    ref = receipt["case_ref"]
+    att_id = case(client, headers, ref)["attachments"][0]["id"]
+    assert download(client, headers, ref, att_id).data == content
+    assert download(client, headers, ref, att_id).data == content
+    original = _flip(app, att_id, 0, 3)
+    _assert_integrity_error(download(client, headers, ref, att_id), content)
+    _restore(app, att_id, 0, original)
+    downloads = [e for e in case(client, headers, ref)["events"]
+                 if e["type"] == "attachment_downloaded"]
+    assert [(e["actor"], e["data"]) for e in downloads] == [
+        (two[0]["id"], {"attachment": att_id})] * 2
+    status = client.post("/api/v1/status", json={"token": receipt["token"]}).get_json()
+    assert status["events"] and all(e["type"] != "attachment_downloaded"
+                                    for e in status["events"])
+    with db.new_session(app) as s:
+        checked, broken = audit.verify(s)
+    assert checked >= 1 and broken is None
+
+
 def test_truncated_reordered_or_swapped_chunks_fail_to_download(
         app: Flask, client: FlaskClient, headers: dict[str, str]) -> None:
     content = os.urandom(2 * CHUNK + 10)

@@ -212,6 +212,7 @@ TRAIL_LABELS = {
     "note": _l("Internal note"),
     "shared": _l("Shared with another reviewer"),
     "attachment_added": _l("File added by the reporter"),
+    "attachment_downloaded": _l("File downloaded by a reviewer"),
     "token_replaced": _l("Reporter replaced their token"),
     "acknowledge_overdue": _l("Acknowledgement deadline passed"),
     "feedback_overdue": _l("Feedback deadline passed"),

@@ -830,6 +830,17 @@ def attachment_for(session: Session, signed: SignedIn, case_ref: Any, attachment
     return att, keys
 
 
+def record_download(session: Session, signed: SignedIn, att: Attachment,
+                    now: dt.datetime | None = None) -> None:
+    """A reviewer takes a file of the case away: an ``attachment_downloaded`` event in the
+    case's trail (who, when, which file), committed before any byte of it is sent. Every
+    download counts, not one per window as ``opened`` does: a copy leaving the system is
+    what a chain of custody must show."""
+    audit.record(session, att.concern_id, "attachment_downloaded", signed.reviewer_id,
+                 now or utcnow(), {"attachment": att.id})
+    session.commit()
+
+
 def share_candidates(session: Session, instance: InstanceKeys, case_ref: str,
                      assigned: set[str]) -> list[dict[str, str]]:
     """Active reviewers this case could be shared with: not assigned, not excluded from it."""

@@ -235,6 +235,7 @@ def download(signed: review.SignedIn, case_ref: str, attachment_id: str) -> Resp
     att, keys = _case_call(review.attachment_for, db.session(), signed, case_ref, attachment_id)
     # Every chunk is verified before the response starts: never partial plaintext.
     verified = _case_call(attachments.open_download, db.session(), att, keys)
+    review.record_download(db.session(), signed, att)  # before the first byte leaves
     return uploads.download_response(verified)
 
 
