@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from whistle import review, settings, setup, validation
+from whistle import adminlog, review, settings, setup, validation
 from whistle.keys import InstanceKeys
 from whistle.models import Concern, Reviewer
 from whistle.validation import InvalidInput
@@ -58,7 +58,7 @@ def generated_password() -> str:
     return "-".join(secrets.token_urlsafe(6) for _ in range(4))
 
 
-def enrol(session: Session, config: Mapping[str, Any], acc: NewAccount
+def enrol(session: Session, config: Mapping[str, Any], acc: NewAccount, actor: str
           ) -> tuple[Reviewer, str | None]:
     """Enrol an account for someone else. Returns (reviewer, generated password or None).
 
@@ -68,15 +68,16 @@ def enrol(session: Session, config: Mapping[str, Any], acc: NewAccount
     _check_account(session, config, acc)
     password = acc.password if acc.password is not None else generated_password()
     r = review.enrol(session, config, acc.name, acc.email, password, list(acc.units), acc.senior,
-                     acc.independent, acc.admin, acc.reviews)
+                     acc.independent, acc.admin, acc.reviews, actor=actor)
     review.require_password_change(session, r.id)
     session.commit()
     return r, (password if acc.password is None else None)
 
 
 def update_reviewer(session: Session, config: Mapping[str, Any], reviewer_id: str,
-                    units: list[str], senior: bool, independent: bool) -> Reviewer:
-    """Change routing attributes. Existing cases keep their reviewers (no retroactive routing)."""
+                    units: list[str], senior: bool, independent: bool, actor: str) -> Reviewer:
+    """Change routing attributes. Existing cases keep their reviewers (no retroactive routing).
+    A change (not a save of the same values) goes into the administration log."""
     r = session.get(Reviewer, reviewer_id)
     if r is None:
         raise review.NotFound()
@@ -84,7 +85,13 @@ def update_reviewer(session: Session, config: Mapping[str, Any], reviewer_id: st
     for unit in units:
         if unit not in known:
             raise InvalidInput(f"unknown unit {unit}", "units")
-    r.units, r.is_senior, r.is_independent = json.dumps(sorted(set(units))), senior, independent
+    before = {"units": json.loads(r.units), "senior": r.is_senior,
+              "independent": r.is_independent}
+    after = {"units": sorted(set(units)), "senior": senior, "independent": independent}
+    r.units, r.is_senior, r.is_independent = json.dumps(after["units"]), senior, independent
+    if before != after:
+        adminlog.record(session, "reviewer_changed", actor,
+                        {"reviewer": r.id, "before": before, "after": after})
     session.commit()
     return r
 
@@ -143,11 +150,21 @@ def parse_units(text: Any, max_chars: int) -> list[str]:
     return out
 
 
-def save_form_options(session: Session, categories: list[dict[str, str]],
-                      units: list[str]) -> None:
-    """Set what the report form offers. Existing cases keep the values they were filed with."""
+def save_form_options(session: Session, categories: list[dict[str, str]], units: list[str],
+                      actor: str, advice: str | None = None) -> None:
+    """Set what the report form offers (and the landing page's advice text, unless None).
+    Existing cases keep the values they were filed with. Changes go into the administration
+    log: category ids and labels and units before and after; of the advice, its length."""
+    before = {"categories": settings.categories(session), "units": settings.units(session)}
+    after = {"categories": categories, "units": units}
     settings.put(session, "categories", categories)
     settings.put(session, "units", units)
+    if before != after:
+        adminlog.record(session, "form_options_changed", actor,
+                        {"before": before, "after": after})
+    if advice is not None and advice != settings.advice(session):
+        settings.put(session, "advice", advice)
+        adminlog.record(session, "advice_changed", actor, {"characters": len(advice)})
     session.commit()
 
 
@@ -188,8 +205,9 @@ def first_run(session: Session, config: Mapping[str, Any], keys_dir: str, code: 
     if not accepted:
         raise SetupRefused()
     first = review.enrol(session, config, admin.name, admin.email, admin.password,
-                         list(admin.units), admin.senior, admin.independent, True, admin.reviews)
+                         list(admin.units), admin.senior, admin.independent, True, admin.reviews,
+                         actor=adminlog.SETUP)
     done: list[tuple[Reviewer, str | None]] = [(first, None)]
     for acc in reviewers:
-        done.append(enrol(session, config, acc))
+        done.append(enrol(session, config, acc, adminlog.SETUP))
     return done

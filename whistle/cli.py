@@ -9,7 +9,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from whistle import audit, db, keys, migrate, notify, review
+from whistle import adminlog, audit, db, keys, migrate, notify, review
 from whistle.models import Reviewer
 from whistle.validation import InvalidInput
 
@@ -154,13 +154,22 @@ audit_group = click.Group("audit", help="The hash-chained audit trail.")
 @audit_group.command("verify")
 @with_appcontext
 def audit_verify() -> None:
-    """Check every case's chain; exit 1 and name the first broken link."""
+    """Check every case's chain and the administration log; exit 1 and name the first
+    broken link."""
     with _session() as s:
         checked, broken = audit.verify(s)
+        admin_checked, admin_broken = adminlog.verify(s)
     if broken:
         click.echo(f"BROKEN: case {broken.concern_id} event {broken.seq}: {broken.reason}")
+    else:
+        click.echo(f"ok: {checked} events verified")
+    if admin_broken:
+        click.echo(f"BROKEN: administration log event {admin_broken.seq}: "
+                   f"{admin_broken.reason}")
+    else:
+        click.echo(f"ok: {admin_checked} administration log events verified")
+    if broken or admin_broken:
         sys.exit(1)
-    click.echo(f"ok: {checked} events verified")
 
 
 def init_app(app: Flask) -> None:

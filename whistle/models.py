@@ -196,6 +196,23 @@ class AuditEvent(Base):
     __table_args__ = (UniqueConstraint("concern_id", "seq"),)
 
 
+class AdminEvent(Base):
+    """One link of the administration log: a change to accounts or routing settings.
+
+    One hash chain for the whole instance (see whistle.adminlog). ``data`` is JSON with
+    ids, roles, units and category ids: never a password, a key or case content."""
+
+    __tablename__ = "admin_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    type: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(40))
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
 class OutboxMail(Base):
     """A notification waiting for delivery. Holds an address and a fixed template name only."""
 

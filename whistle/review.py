@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from whistle import audit, casekeys, crypto, inbox, notify, workflow
+from whistle import adminlog, audit, casekeys, crypto, inbox, notify, workflow
 from whistle.config import kdf_params
 from whistle.keys import InstanceKeys
 from whistle.models import (
@@ -60,8 +60,9 @@ def check_password_strength(password: str) -> None:
 
 def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, password: str,
           units: list[str] | None = None, senior: bool = False, independent: bool = False,
-          admin: bool = False, reviews: bool = True) -> Reviewer:
-    """Create an account with a fresh hybrid key pair locked under ``password``."""
+          admin: bool = False, reviews: bool = True, actor: str = "operator") -> Reviewer:
+    """Create an account with a fresh hybrid key pair locked under ``password``; recorded in
+    the administration log as done by ``actor`` (see whistle.adminlog)."""
     from whistle import validation
 
     # The address becomes a mail header: one line, no control characters (no CR/LF).
@@ -79,6 +80,11 @@ def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, pa
         public_key=pair.public, locked_private_key=locked, password_check=check,
     )
     session.add(reviewer)
+    session.flush()
+    adminlog.record(session, "reviewer_enrolled", actor, {
+        "reviewer": reviewer.id,
+        "roles": adminlog.roles(reviews, admin, senior, independent),
+        "units": sorted(set(units or []))})
     session.commit()
     return reviewer
 
@@ -113,7 +119,7 @@ class KeysPending(Exception):
 
 
 def reset_password(session: Session, config: Mapping[str, Any], reviewer_id: str,
-                   new_password: str) -> list[str]:
+                   new_password: str, actor: str = "operator") -> list[str]:
     """An administrator's reset for a reviewer who lost their password. Commits.
 
     The old private key is lost with the old password, so the reviewer gets a
@@ -142,6 +148,8 @@ def reset_password(session: Session, config: Mapping[str, Any], reviewer_id: str
         audit.record(session, case_ref, "reviewer_key_reset", "admin", utcnow(),
                      {"reviewer": reviewer_id})
     require_password_change(session, reviewer_id)
+    adminlog.record(session, "password_reset", actor,
+                    {"reviewer": reviewer_id, "cases_waiting": len(waiting)})
     session.commit()
     return waiting
 
@@ -214,8 +222,15 @@ def disable(session: Session, config: Mapping[str, Any], reviewer_id: str,
             concern = session.get(Concern, cid)
             if concern is not None:
                 concern.under_routed = True
+    adminlog.record(session, "reviewer_disabled", _log_actor(actor),
+                    {"reviewer": reviewer_id, "cases_left_short": len(short)})
     session.commit()
     return DisableReport(reviewer, short)
+
+
+def _log_actor(actor: str) -> str:
+    """The case trails name the command line "admin"; the administration log says operator."""
+    return adminlog.OPERATOR if actor == "admin" else actor
 
 
 # -- sessions ------------------------------------------------------------
