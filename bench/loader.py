@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -198,6 +199,12 @@ def _batch_job(args: tuple[Plan, int, int]) -> dict[str, Any]:
     return _make_batch(*args)
 
 
+def _worker_signals() -> None:
+    """Pool workers end quietly when the pool terminates them (SIGTERM), whatever handler
+    the parent installed (bench/run.py turns SIGTERM into KeyboardInterrupt)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 _TABLES = (("concerns", Concern), ("assignments", Assignment), ("wrapped_keys", WrappedKey),
            ("audit_events", AuditEvent))
 
@@ -216,7 +223,7 @@ def load(engine: Engine, plan: Plan, count: int, samples: Samples, processes: in
     started = time.monotonic()
     done = 0
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(processes) as pool:
+    with ctx.Pool(processes, initializer=_worker_signals) as pool:
         results: Iterator[dict[str, Any]] = pool.imap_unordered(_batch_job, jobs)
         for result in results:
             with engine.begin() as conn:
