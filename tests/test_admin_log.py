@@ -152,3 +152,33 @@ def test_concurrent_changes_each_get_their_own_link(app: Flask, admin: dict[str,
     assert logged.count(("reviewer_enrolled", admin["id"])) == 6
     with db.new_session(app) as s:
         assert adminlog.verify(s) == (7, None)
+
+
+def test_administrators_can_copy_the_log_out_through_the_api(
+        app: Flask, client: FlaskClient, admin: dict[str, str]) -> None:
+    from tests.conftest import login
+
+    reviewer = make_reviewer(app, "Ann Reviewer")
+    headers = login(client, admin)
+    everything = client.get("/api/v1/admin/log", headers=headers).get_json()
+    assert [e["seq"] for e in everything["events"]] == [1, 2]
+    assert everything["events"][1]["data"]["reviewer"] == reviewer["id"]
+    assert everything["chain"] == {"events": 2, "intact": True, "broken": None}
+    assert everything["next"] is None
+    later = client.get("/api/v1/admin/log?after=1", headers=headers).get_json()
+    assert [e["seq"] for e in later["events"]] == [2]
+    with db.new_session(app) as s:  # the hash the API gives is the chain's
+        assert s.get(AdminEvent, 2).hash.hex() == later["events"][0]["hash"]  # type: ignore[union-attr]
+
+    for bad in ("-1", "x", "1.5", "9" * 13):
+        response = client.get(f"/api/v1/admin/log?after={bad}", headers=headers)
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_input"
+    assert client.get("/api/v1/admin/log", headers=login(client, reviewer)).status_code == 403
+    assert client.get("/api/v1/admin/log").status_code == 401
+
+    with db.new_session(app) as s:
+        s.execute(update(AdminEvent).where(AdminEvent.seq == 1).values(actor="someone"))
+        s.commit()
+    tampered = client.get("/api/v1/admin/log", headers=headers).get_json()["chain"]
+    assert tampered == {"events": 0, "intact": False,
+                        "broken": {"seq": 1, "reason": "event altered"}}

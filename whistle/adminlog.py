@@ -85,6 +85,12 @@ def recent(session: Session, limit: int = 200) -> list[AdminEvent]:
                                 .limit(limit)))
 
 
+def since(session: Session, after: int, limit: int) -> list[AdminEvent]:
+    """Up to ``limit`` events after sequence number ``after``, oldest first."""
+    return list(session.scalars(select(AdminEvent).where(AdminEvent.seq > after)
+                                .order_by(AdminEvent.seq).limit(limit)))
+
+
 def roles(is_reviewer: bool, is_admin: bool, senior: bool, independent: bool) -> list[str]:
     """A reviewer's roles as the log names them."""
     return [name for name, on in (("reviewer", is_reviewer), ("admin", is_admin),

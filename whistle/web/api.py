@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from whistle import db, instance_keys, intake, review
+from whistle import adminlog, db, instance_keys, intake, review
 from whistle.keys import KeyError_
 from whistle.validation import InvalidInput
 from whistle.web import common, flows, uploads
@@ -241,3 +242,26 @@ def me() -> Response:
 def reviewers() -> Response:
     return jsonify(reviewers=flows.reviewer_choices(db.session()))
 
+
+
+@bp.get("/admin/log")
+@signed_in
+def admin_log() -> Response:
+    """The administration log for administrators, oldest first, ``after`` a sequence number
+    (for copying it elsewhere as it grows), with the state of the whole chain."""
+    if not g.signed.is_admin:
+        raise ApiError(403, "not_allowed", "administrators only")
+    raw_after = request.args.get("after", "0")
+    limit = 500
+    if not raw_after.isdigit() or len(raw_after) > 12:
+        raise ApiError(400, "invalid_input", "after must be a whole number (an event's seq)")
+    session = db.session()
+    checked, broken = adminlog.verify(session)
+    events = adminlog.since(session, int(raw_after), limit)
+    return jsonify(
+        events=[{"seq": e.seq, "at": e.at.isoformat() + "Z", "type": e.type, "actor": e.actor,
+                 "data": json.loads(e.data), "hash": e.hash.hex()} for e in events],
+        next=events[-1].seq if len(events) == limit else None,
+        chain={"events": checked, "intact": broken is None,
+               "broken": None if broken is None else {"seq": broken.seq,
+                                                      "reason": broken.reason}})
