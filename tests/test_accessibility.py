@@ -151,7 +151,7 @@ def test_reviewer_and_administrator_pages_have_no_serious_accessibility_violatio
     for path in ("/reviewer/", "/reviewer/?sort=status", f"/reviewer/cases/{refs[0]}",
                  "/reviewer/stats", "/reviewer/stats?lang=ar", "/reviewer/account",
                  "/reviewer/account/totp", "/admin/", "/admin/settings", "/admin/reviewers/new",
-                 f"/admin/reviewers/{people['bob']['id']}", "/admin/log", "/admin/log?lang=ar",
+                 f"/admin/reviewers/{people['bob']['id']}", "/reviewer/admin-log", "/reviewer/admin-log?lang=ar",
                  "/reviewer/?lang=ar"):
         page.goto(f"{live}{path}")
         assert page.url.endswith(path), (path, page.url)

@@ -12,7 +12,7 @@ csrf = CSRFProtect()
 
 def init_app(app: Flask) -> None:
     from whistle import i18n
-    from whistle.web import admin, api, pages, report, reviewer, uploads
+    from whistle.web import admin, adminlog_page, api, pages, report, reviewer, uploads
     from whistle.web import setup as setup_web
 
     app.request_class = uploads.WhistleRequest
@@ -22,7 +22,8 @@ def init_app(app: Flask) -> None:
     i18n.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)
-    for blueprint in (api.bp, pages.bp, report.bp, reviewer.bp, admin.bp, setup_web.bp):
+    for blueprint in (api.bp, pages.bp, report.bp, reviewer.bp, admin.bp, adminlog_page.bp,
+                      setup_web.bp):
         app.register_blueprint(blueprint)
     pages.register_errors(app)
 

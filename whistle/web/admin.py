@@ -12,11 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
-from flask_babel import gettext, ngettext
+from flask_babel import gettext
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from whistle import adminlog, administration, db, instance_keys, settings, validation
+from whistle import administration, db, instance_keys, settings, validation
 from whistle.models import Reviewer
 from whistle.validation import InvalidInput
 from whistle.web import common
@@ -170,78 +170,3 @@ def save_settings() -> Any:
     flash("The report form now offers these categories and units.", "ok")
     return redirect(url_for("admin.settings_form"))
 
-
-# -- the administration log ----------------------------------------------
-
-def _listed(items: list[str]) -> str:
-    return ", ".join(items) if items else gettext("none")
-
-
-def _changes(before: list[str], after: list[str], what: str) -> list[str]:
-    added = [x for x in after if x not in before]
-    removed = [x for x in before if x not in after]
-    out = []
-    if added:
-        out.append(gettext("%(what)s added: %(items)s", what=what, items=_listed(added)))
-    if removed:
-        out.append(gettext("%(what)s removed: %(items)s", what=what, items=_listed(removed)))
-    return out
-
-
-def _yes_no(value: bool) -> str:
-    return gettext("yes") if value else gettext("no")
-
-
-def describe(event: Any, names: dict[str, str]) -> tuple[str, str]:
-    """(what happened, details) of an administration log event, for people."""
-    data = json.loads(event.data)
-    who = names.get(data.get("reviewer", ""), data.get("reviewer", ""))
-    if event.type == "reviewer_enrolled":
-        return gettext("Account enrolled"), gettext(
-            "%(who)s: roles %(roles)s; units %(units)s", who=who,
-            roles=_listed(data["roles"]), units=_listed(data["units"]))
-    if event.type == "reviewer_changed":
-        b, a = data["before"], data["after"]
-        parts = _changes(b["units"], a["units"], gettext("units"))
-        for key, label in (("senior", gettext("senior")), ("independent", gettext("independent"))):
-            if b[key] != a[key]:
-                parts.append(f"{label}: {_yes_no(b[key])} -> {_yes_no(a[key])}")
-        return gettext("Routing of a reviewer changed"), f"{who}: " + "; ".join(parts)
-    if event.type == "reviewer_disabled":
-        return gettext("Account disabled"), ngettext(
-            "%(who)s; %(num)d case left with too few reviewers",
-            "%(who)s; %(num)d cases left with too few reviewers",
-            data["cases_left_short"], who=who)
-    if event.type == "password_reset":
-        return gettext("Password reset"), ngettext(
-            "%(who)s; %(num)d case waits to be shared again",
-            "%(who)s; %(num)d cases wait to be shared again", data["cases_waiting"], who=who)
-    if event.type == "form_options_changed":
-        b, a = data["before"], data["after"]
-        label_of = {c["id"]: c["label"] for c in a["categories"]}
-        old_labels = {c["id"]: c["label"] for c in b["categories"]}
-        parts = _changes(list(old_labels), list(label_of), gettext("categories"))
-        relabelled = [f"{cid}: {old_labels[cid]} -> {label}" for cid, label in label_of.items()
-                      if cid in old_labels and old_labels[cid] != label]
-        if relabelled:
-            parts.append(gettext("relabelled: %(items)s", items="; ".join(relabelled)))
-        parts += _changes(b["units"], a["units"], gettext("units"))
-        return gettext("Report form changed"), "; ".join(parts)
-    if event.type == "advice_changed":
-        return gettext("Advice text changed"), ngettext(
-            "now %(num)d character", "now %(num)d characters", data["characters"])
-    return event.type, ""
-
-
-@bp.get("/log")
-@admin_only
-def log() -> str:
-    session = db.session()
-    names = dict(session.execute(select(Reviewer.id, Reviewer.name)).tuples().all())
-    actors = {adminlog.OPERATOR: gettext("the command line on the server"),
-              adminlog.SETUP: gettext("first-run setup"), **names}
-    events = [(e, *describe(e, names), actors.get(e.actor, e.actor))
-              for e in adminlog.recent(session)]
-    checked, broken = adminlog.verify(session)
-    return render_template("admin/log.html", me=g.signed.reviewer, events=events,
-                           checked=checked, broken=broken)

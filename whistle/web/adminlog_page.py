@@ -1,0 +1,94 @@
+"""The administration log as a page, for every signed-in reviewer and administrator.
+
+Reviewers are the check on administrators (THREATS.md T5: an accused senior
+who controls routing or accounts), so the log of who changed accounts and
+routing is readable by all of them, not only by the administrators it
+records. It names accounts and units, never a case.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, g, render_template
+from flask_babel import gettext, ngettext
+from sqlalchemy import select
+
+from whistle import adminlog, db
+from whistle.models import Reviewer
+from whistle.web import reviewer as reviewer_web
+
+bp = Blueprint("adminlog", __name__)
+def _listed(items: list[str]) -> str:
+    return ", ".join(items) if items else gettext("none")
+
+
+def _changes(before: list[str], after: list[str], what: str) -> list[str]:
+    added = [x for x in after if x not in before]
+    removed = [x for x in before if x not in after]
+    out = []
+    if added:
+        out.append(gettext("%(what)s added: %(items)s", what=what, items=_listed(added)))
+    if removed:
+        out.append(gettext("%(what)s removed: %(items)s", what=what, items=_listed(removed)))
+    return out
+
+
+def _yes_no(value: bool) -> str:
+    return gettext("yes") if value else gettext("no")
+
+
+def describe(event: Any, names: dict[str, str]) -> tuple[str, str]:
+    """(what happened, details) of an administration log event, for people."""
+    data = json.loads(event.data)
+    who = names.get(data.get("reviewer", ""), data.get("reviewer", ""))
+    if event.type == "reviewer_enrolled":
+        return gettext("Account enrolled"), gettext(
+            "%(who)s: roles %(roles)s; units %(units)s", who=who,
+            roles=_listed(data["roles"]), units=_listed(data["units"]))
+    if event.type == "reviewer_changed":
+        b, a = data["before"], data["after"]
+        parts = _changes(b["units"], a["units"], gettext("units"))
+        for key, label in (("senior", gettext("senior")), ("independent", gettext("independent"))):
+            if b[key] != a[key]:
+                parts.append(f"{label}: {_yes_no(b[key])} -> {_yes_no(a[key])}")
+        return gettext("Routing of a reviewer changed"), f"{who}: " + "; ".join(parts)
+    if event.type == "reviewer_disabled":
+        return gettext("Account disabled"), ngettext(
+            "%(who)s; %(num)d case left with too few reviewers",
+            "%(who)s; %(num)d cases left with too few reviewers",
+            data["cases_left_short"], who=who)
+    if event.type == "password_reset":
+        return gettext("Password reset"), ngettext(
+            "%(who)s; %(num)d case waits to be shared again",
+            "%(who)s; %(num)d cases wait to be shared again", data["cases_waiting"], who=who)
+    if event.type == "form_options_changed":
+        b, a = data["before"], data["after"]
+        label_of = {c["id"]: c["label"] for c in a["categories"]}
+        old_labels = {c["id"]: c["label"] for c in b["categories"]}
+        parts = _changes(list(old_labels), list(label_of), gettext("categories"))
+        relabelled = [f"{cid}: {old_labels[cid]} -> {label}" for cid, label in label_of.items()
+                      if cid in old_labels and old_labels[cid] != label]
+        if relabelled:
+            parts.append(gettext("relabelled: %(items)s", items="; ".join(relabelled)))
+        parts += _changes(b["units"], a["units"], gettext("units"))
+        return gettext("Report form changed"), "; ".join(parts)
+    if event.type == "advice_changed":
+        return gettext("Advice text changed"), ngettext(
+            "now %(num)d character", "now %(num)d characters", data["characters"])
+    return event.type, ""
+
+
+@bp.get("/reviewer/admin-log")
+@reviewer_web.signed_in
+def page() -> str:
+    session = db.session()
+    names = dict(session.execute(select(Reviewer.id, Reviewer.name)).tuples().all())
+    actors = {adminlog.OPERATOR: gettext("the command line on the server"),
+              adminlog.SETUP: gettext("first-run setup"), **names}
+    events = [(e, *describe(e, names), actors.get(e.actor, e.actor))
+              for e in adminlog.recent(session)]
+    checked, broken = adminlog.verify(session)
+    return render_template("admin_log.html", me=g.signed.reviewer, events=events,
+                           checked=checked, broken=broken)
