@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from whistle import crypto
+from whistle import audit, crypto
 from whistle.models import AdminEvent, utcnow
 
 GENESIS = b"\x00" * 32
@@ -69,12 +69,9 @@ def verify(session: Session) -> tuple[int, Break | None]:
     """Check the chain. Returns (events checked, first broken link or None)."""
     prev, expected, checked = GENESIS, 1, 0
     for e in session.scalars(select(AdminEvent).order_by(AdminEvent.seq)):
-        if e.seq != expected:
-            return checked, Break(e.seq, f"expected event {expected}")
-        if e.prev_hash != prev:
-            return checked, Break(e.seq, "previous-hash link broken")
-        if crypto.chain_hash(prev, _fields(e.seq, e.at, e.type, e.actor, e.data)) != e.hash:
-            return checked, Break(e.seq, "event altered")
+        fault = audit.link_fault(e, expected, prev, _fields(e.seq, e.at, e.type, e.actor, e.data))
+        if fault:
+            return checked, Break(e.seq, fault)
         prev, expected, checked = e.hash, expected + 1, checked + 1
     return checked, None
 

@@ -106,15 +106,24 @@ def verify(session: Session) -> tuple[int, Break | None]:
     for e in rows:
         if e.concern_id != current:
             current, prev, expected_seq = e.concern_id, GENESIS, 1
-        if e.seq != expected_seq:
-            return checked, Break(e.concern_id, e.seq, f"expected event {expected_seq}")
-        if e.prev_hash != prev:
-            return checked, Break(e.concern_id, e.seq, "previous-hash link broken")
-        if crypto.chain_hash(prev, _record(e)) != e.hash:
-            return checked, Break(e.concern_id, e.seq, "event altered")
+        fault = link_fault(e, expected_seq, prev, _record(e))
+        if fault:
+            return checked, Break(e.concern_id, e.seq, fault)
         prev, expected_seq = e.hash, expected_seq + 1
         checked += 1
     return checked, None
+
+
+def link_fault(event: Any, expected_seq: int, prev: bytes, record: bytes) -> str | None:
+    """What is wrong with one link of a hash chain (an event with ``seq``, ``prev_hash`` and
+    ``hash``, whose fields serialise to ``record``), or None if it follows ``prev``."""
+    if event.seq != expected_seq:
+        return f"expected event {expected_seq}"
+    if event.prev_hash != prev:
+        return "previous-hash link broken"
+    if crypto.chain_hash(prev, record) != event.hash:
+        return "event altered"
+    return None
 
 
 def trail(session: Session, concern_id: str) -> list[AuditEvent]:

@@ -178,14 +178,9 @@ class AttachmentChunk(Base):
     blob: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class AuditEvent(Base):
-    """One link of a case's hash chain. ``data`` is JSON without plaintext content."""
+class ChainLink:
+    """The columns every link of a hash chain has (see whistle.audit, whistle.adminlog)."""
 
-    __tablename__ = "audit_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))
-    seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[dt.datetime] = mapped_column(DateTime)
     type: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(40))
@@ -193,10 +188,20 @@ class AuditEvent(Base):
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
+
+class AuditEvent(ChainLink, Base):
+    """One link of a case's hash chain. ``data`` is JSON without plaintext content."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+
     __table_args__ = (UniqueConstraint("concern_id", "seq"),)
 
 
-class AdminEvent(Base):
+class AdminEvent(ChainLink, Base):
     """One link of the administration log: a change to accounts or routing settings.
 
     One hash chain for the whole instance (see whistle.adminlog). ``data`` is JSON with
@@ -205,12 +210,6 @@ class AdminEvent(Base):
     __tablename__ = "admin_events"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[dt.datetime] = mapped_column(DateTime)
-    type: Mapped[str] = mapped_column(String(40))
-    actor: Mapped[str] = mapped_column(String(40))
-    data: Mapped[str] = mapped_column(Text, default="{}")
-    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class OutboxMail(Base):
