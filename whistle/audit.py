@@ -24,7 +24,7 @@ GENESIS = b"\x00" * 32
 NEW_CHAIN = (0, GENESIS)  # ``record(after=...)`` for a case's first event
 
 
-def _record(e: AuditEvent) -> bytes:
+def _record(e: Any) -> bytes:
     return _fields(e.concern_id, e.seq, e.at, e.type, e.actor, e.data)
 
 
@@ -89,6 +89,11 @@ def record(session: Session, concern_id: str, type_: str, actor: str, at: dt.dat
     return event
 
 
+_LINK_COLUMNS = (AuditEvent.concern_id, AuditEvent.seq, AuditEvent.at, AuditEvent.type,
+                 AuditEvent.actor, AuditEvent.data, AuditEvent.prev_hash, AuditEvent.hash)
+_VERIFY_BATCH = 5000
+
+
 @dataclass(frozen=True)
 class Break:
     concern_id: str
@@ -102,7 +107,11 @@ def verify(session: Session) -> tuple[int, Break | None]:
     current: str | None = None
     prev = GENESIS
     expected_seq = 1
-    rows = session.scalars(select(AuditEvent).order_by(AuditEvent.concern_id, AuditEvent.seq))
+    # Rows, not ORM objects, fetched in batches: at a million cases the ORM version held
+    # 7.9 million events at once (14 GB of memory, 215 s).
+    rows = session.execute(select(*_LINK_COLUMNS)
+                           .order_by(AuditEvent.concern_id, AuditEvent.seq)
+                           .execution_options(yield_per=_VERIFY_BATCH))
     for e in rows:
         if e.concern_id != current:
             current, prev, expected_seq = e.concern_id, GENESIS, 1
