@@ -12,8 +12,11 @@ that has used Whistle for years.
 
 What it skips compared with a real submission: routing (reviewer sets are
 drawn at random, one reviewer gets ``heavy_share`` of all cases), the outbox
-rows (one pending mail per reviewer absorbs the rest anyway), messages and
-attachments. The crypto runs in a process pool; the main process inserts.
+rows (one pending mail per reviewer absorbs the rest anyway), messages,
+attachments and the deadline runs' events (an open case past its feedback
+deadline is flagged overdue, reminded and escalated as the daily run leaves it,
+about 3% of the cases). The crypto runs in a process pool; the main process
+inserts.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 from mnemonic import Mnemonic
 from sqlalchemy import Engine, insert, text
 
-from whistle import audit, casekeys, crypto, inbox, intake, tokens
+from whistle import audit, casekeys, crypto, inbox, intake, tokens, workflow
 from whistle.keys import InstanceKeys
 from whistle.models import Assignment, AuditEvent, Concern, WrappedKey
 
@@ -153,6 +156,10 @@ def _make_batch(plan: Plan, seed: int, count: int) -> dict[str, Any]:
         entropy = os.urandom(tokens.TOKEN_BYTES)
         outcome = rng.choice(OUTCOMES)
         acknowledged_on = created + dt.timedelta(days=2) if status != "received" else None
+        feedback_by = acknowledged_on + dt.timedelta(days=90) if acknowledged_on else None
+        # Flagged as the daily deadlines run leaves it: overdue and escalated once.
+        owed = workflow.owed(status, created + dt.timedelta(days=7), feedback_by)
+        overdue = owed is not None and plan.today > owed[1]
         identity = None
         if rng.random() < 0.25:
             identity = crypto.seal(ck.case, json.dumps(
@@ -162,10 +169,11 @@ def _make_batch(plan: Plan, seed: int, count: int) -> dict[str, Any]:
             "id": case_ref, "category": rng.choice(CATEGORIES), "unit": rng.choice(UNITS),
             "about_senior": False, "status": status, "created": created,
             "acknowledge_by": created + dt.timedelta(days=7), "acknowledged_on": acknowledged_on,
-            "feedback_by": acknowledged_on + dt.timedelta(days=90) if acknowledged_on else None,
+            "feedback_by": feedback_by,
             "closed_on": created + dt.timedelta(days=140) if status == "closed" else None,
-            "under_routed": False, "overdue": False, "escalated_ack": False,
-            "escalated_feedback": False, "reminded_ack": False, "reminded_feedback": False,
+            "under_routed": False, "overdue": overdue, "escalated_ack": False,
+            "escalated_feedback": overdue, "reminded_ack": False,
+            "reminded_feedback": overdue,
             "details_ct": crypto.seal(ck.case, details, casekeys.part(case_ref, "details")),
             "identity_ct": identity,
             "outcome": outcome if status == "closed" else None,
@@ -184,7 +192,8 @@ def _make_batch(plan: Plan, seed: int, count: int) -> dict[str, Any]:
                                                       reporter.public, thread_only=True)
         for rid, _pub in chosen:
             rows["assignments"].append({"concern_id": case_ref, "reviewer_id": rid,
-                                        "status": status, "created": created})
+                                        "status": status, "created": created,
+                                        "overdue": overdue})
         rows["audit_events"] += _events(case_ref, created, status, [r for r, _ in chosen],
                                         outcome)
         if rng.random() < 0.2:

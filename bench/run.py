@@ -68,6 +68,10 @@ TARGETS: dict[str, tuple[float, float, float | None]] = {
     "inbox first page": (0.40, 0.15, 20.0),
     "inbox deep page": (0.40, 0.15, 20.0),
     "inbox deep (cursor)": (0.40, 0.15, 20.0),
+    # Not in the table: the reviewer's home page (overdue first) and the overdue
+    # filter, held to the inbox's targets.
+    "inbox overdue first": (0.40, 0.15, 20.0),
+    "inbox overdue only": (0.40, 0.15, 20.0),
     "open case": (0.30, 0.15, None),
 }
 GROWTH_TARGET = 1.5
@@ -358,6 +362,15 @@ def check_responses(url: str, bearer: str, tokens: list[str], cases: list[str]) 
     status, body = http("GET", url + f"/api/v1/cases/{cases[0]}", bearer=bearer)
     if len(body["details"]) != 2048 or len(body["reviewers"]) != 3:
         raise RuntimeError(f"open case returned unexpected content: {json.dumps(body)[:3000]}")
+    # The overdue scenarios must list overdue cases (the loader flags about 3% of them).
+    status, body = http("GET", url + f"/api/v1/cases?status=overdue&per_page={PER_PAGE}",
+                        bearer=bearer)
+    if status != 200 or not body["cases"] or not all(c["overdue"] for c in body["cases"]):
+        raise RuntimeError(f"overdue check failed: {status} {json.dumps(body)[:500]}")
+    status, body = http("GET", url + f"/api/v1/cases?sort=overdue&per_page={PER_PAGE}",
+                        bearer=bearer)
+    if status != 200 or not body["cases"][0]["overdue"]:
+        raise RuntimeError(f"overdue-first check failed: {status} {json.dumps(body)[:500]}")
 
 
 SAMPLE = 200  # distinct tokens and cases per scenario, the same at every database size
@@ -389,6 +402,11 @@ def run_read_scenarios(url: str, bearer: str, samples: loader.Samples, load: Loa
         "status", wrk(url + "/api/v1/status", "post.lua", statuses, load))
     out["inbox first page"] = Result.from_report("inbox first page", wrk(
         url, "get.lua", [f"/api/v1/cases?per_page={PER_PAGE}"], load, bearer))
+    out["inbox overdue first"] = Result.from_report("inbox overdue first", wrk(
+        url, "get.lua", [f"/api/v1/cases?sort=overdue&per_page={PER_PAGE}"], load, bearer),
+        "the reviewer's home page order")
+    out["inbox overdue only"] = Result.from_report("inbox overdue only", wrk(
+        url, "get.lua", [f"/api/v1/cases?status=overdue&per_page={PER_PAGE}"], load, bearer))
     if deep:
         page = deep_page(samples.heavy_count)
         out["inbox deep page"] = Result.from_report("inbox deep page", wrk(
@@ -764,7 +782,8 @@ def table(runs: list[EngineRun]) -> list[str]:
         if run.small_results:
             small_base = run.small_results["healthz"].rps
             small_cpu = run.small_results["healthz"].cpu_ms
-            for key in ("status", "inbox first page", "open case", "submit"):
+            for key in ("status", "inbox first page", "inbox overdue first",
+                        "inbox overdue only", "open case", "submit"):
                 if key not in run.small_results or key not in run.results:
                     continue
                 s, big = run.small_results[key], run.results[key]

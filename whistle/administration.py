@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from whistle import adminlog, review, settings, setup, validation
+from whistle import adminlog, casekeys, review, settings, setup, validation
 from whistle.keys import InstanceKeys
-from whistle.models import Concern, Reviewer
+from whistle.models import Concern, Exclusion, Reviewer
 from whistle.validation import InvalidInput
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -106,12 +106,45 @@ def disable(session: Session, config: Mapping[str, Any], keys: InstanceKeys, adm
             if not review.is_excluded(session, keys, ref, admin.id)]
 
 
-def attention(session: Session, keys: InstanceKeys, admin_id: str) -> list[Concern]:
-    """Under-routed or overdue cases, oldest first, minus those the admin is excluded from."""
-    rows = session.scalars(select(Concern).where(
-        or_(Concern.under_routed.is_(True), Concern.overdue.is_(True)))
-        .order_by(Concern.created, Concern.id))
-    return [c for c in rows if not review.is_excluded(session, keys, c.id, admin_id)]
+# The cases the attention list names, at most; the rest are counted.
+ATTENTION_SHOWN = 200
+# Read by the partial index that holds only these cases (``ix_concerns_attention``): the
+# condition is the index's own. Columns only: no ciphertext.
+_ATTENTION = select(Concern.id, Concern.created, Concern.acknowledge_by, Concern.feedback_by,
+                    Concern.under_routed, Concern.overdue).where(
+    or_(Concern.under_routed.is_(True), Concern.overdue.is_(True))
+).order_by(Concern.created, Concern.id)
+_EXCLUSION_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Attention:
+    cases: list[Any]  # the oldest, at most ATTENTION_SHOWN (rows of _ATTENTION's columns)
+    total: int  # every case the administrator may know of that needs attention
+
+
+def attention(session: Session, keys: InstanceKeys, admin_id: str,
+              shown: int | None = None) -> Attention:
+    """Under-routed or overdue cases, oldest first, minus those the admin is excluded from.
+
+    The exclusions are looked up in batches (one query per 500 cases); the total counts
+    only cases this administrator is not excluded from, so it says nothing of the others.
+    """
+    shown = ATTENTION_SHOWN if shown is None else shown
+    cases: list[Any] = []
+    total = 0
+    rows = session.execute(_ATTENTION).all()
+    for start in range(0, len(rows), _EXCLUSION_BATCH):
+        batch = rows[start:start + _EXCLUSION_BATCH]
+        tags = [casekeys.exclusion_tag(keys.index_pepper, r.id, admin_id) for r in batch]
+        excluded = set(session.scalars(select(Exclusion.tag).where(Exclusion.tag.in_(tags))))
+        for row, tag in zip(batch, tags, strict=True):
+            if tag in excluded:
+                continue
+            total += 1
+            if len(cases) < shown:
+                cases.append(row)
+    return Attention(cases, total)
 
 
 def parse_categories(text: Any) -> list[dict[str, str]]:

@@ -69,36 +69,65 @@ def _escalate(session: Session, keys: InstanceKeys, concern: Concern) -> tuple[i
     return independents, admins
 
 
+# What deciding needs of each open case: columns, not the entity with its ciphertext.
+_OPEN_CASES = select(
+    Concern.id, Concern.status, Concern.acknowledge_by, Concern.feedback_by, Concern.overdue,
+    Concern.reminded_ack, Concern.escalated_ack, Concern.reminded_feedback,
+    Concern.escalated_feedback,
+).where(Concern.status.in_(workflow.OPEN_STATUSES)).order_by(Concern.created, Concern.id)
+# Counted on the attention list's partial index (``ix_concerns_attention``), whose
+# condition the query must repeat to use it: not a scan of every case.
+_OVERDUE = select(func.count()).select_from(Concern).where(
+    or_(Concern.under_routed.is_(True), Concern.overdue.is_(True)), Concern.overdue.is_(True))
+
+
+def _due_step(row: Any, today: dt.date, before: dt.timedelta) -> bool:
+    """Whether this open case (a row of ``_OPEN_CASES``' columns) needs anything today."""
+    owed = workflow.owed(row.status, row.acknowledge_by, row.feedback_by)
+    if owed is None:
+        return False
+    kind, due = owed
+    reminded, escalated, _event = _flags(kind)
+    overdue = today > due
+    return (overdue != row.overdue or (overdue and not getattr(row, escalated))
+            or (not overdue and today >= due - before and not getattr(row, reminded)))
+
+
 def run(session: Session, config: Mapping[str, Any], keys: InstanceKeys,
         now: dt.datetime) -> DeadlineReport:
-    """Send due reminders and escalate newly overdue cases; commit once per case."""
+    """Send due reminders and escalate newly overdue cases; commit once per case changed.
+
+    The open cases are read as plain columns in one pass; only those with a step due
+    today are loaded and changed, each in its own transaction (a crash mid-run leaves
+    every case either done or still due, and the next run finishes the rest). At a
+    million cases the daily run reads about 80,000 small rows and writes nothing else.
+    """
     today = now.date()
     before = dt.timedelta(days=config["REMINDER_DAYS_BEFORE"])
     report = DeadlineReport()
-    ids = list(session.scalars(select(Concern.id).where(
-        Concern.status.in_(workflow.OPEN_STATUSES)).order_by(Concern.created, Concern.id)))
-    for cid in ids:
+    due = [row.id for row in session.execute(_OPEN_CASES) if _due_step(row, today, before)]
+    session.commit()  # end the read before the writes
+    for cid in due:
         concern = session.get(Concern, cid)
         owed = workflow.owed_deadline(concern) if concern is not None else None
-        if concern is None or owed is None:
+        if concern is None or owed is None:  # closed meanwhile
             continue
-        kind, due = owed
+        kind, due_on = owed
         reminded, escalated, event = _flags(kind)
-        concern.overdue = today > due
+        workflow.set_overdue(session, concern, today > due_on)
         if concern.overdue and not getattr(concern, escalated):
             setattr(concern, escalated, True)
             independents, admins = _escalate(session, keys, concern)
             audit.record(session, cid, event, "system", now,
-                         {"due": due.isoformat(), "independent_reviewers": independents,
+                         {"due": due_on.isoformat(), "independent_reviewers": independents,
                           "administrators": admins})
             report.escalated.append(cid)
-        elif not concern.overdue and today >= due - before and not getattr(concern, reminded):
+        elif not concern.overdue and today >= due_on - before and not getattr(concern, reminded):
             setattr(concern, reminded, True)
             sent = _remind(session, concern)
             audit.record(session, cid, "deadline_reminder", "system", now,
-                         {"deadline": kind, "due": due.isoformat(), "reviewers": sent})
+                         {"deadline": kind, "due": due_on.isoformat(), "reviewers": sent})
             report.reminded.append(cid)
         session.commit()
-    report.overdue = session.scalar(select(func.count()).select_from(Concern).where(
-        Concern.overdue.is_(True))) or 0
+    report.overdue = session.scalar(_OVERDUE) or 0
     return report

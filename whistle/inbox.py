@@ -96,14 +96,19 @@ _TOTALS = select(InboxCount.status, InboxCount.n).where(
     InboxCount.reviewer_id == bindparam("reviewer"))
 
 
+def counts(session: Session, reviewer_id: str) -> dict[str, int]:
+    """How many cases the reviewer has in each status (statuses with none may be missing)."""
+    return dict(session.connection().execute(_TOTALS, {"reviewer": reviewer_id}).tuples().all())
+
+
 def total(session: Session, reviewer_id: str, status: str | None) -> int:
     """How many cases the reviewer has: all (None), ``open`` (not closed) or in ``status``."""
-    counts = dict(session.connection().execute(_TOTALS, {"reviewer": reviewer_id}).tuples().all())
+    per_status = counts(session, reviewer_id)
     if status is None:
-        return sum(counts.values())
+        return sum(per_status.values())
     if status == "open":
-        return sum(n for s, n in counts.items() if s != CLOSED)
-    return counts.get(status, 0)
+        return sum(n for s, n in per_status.items() if s != CLOSED)
+    return per_status.get(status, 0)
 
 
 _LIVE = select(Assignment.reviewer_id, Assignment.status, func.count()).group_by(

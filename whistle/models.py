@@ -7,7 +7,7 @@ import secrets
 
 from sqlalchemy import (
     Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-    UniqueConstraint,
+    UniqueConstraint, false, text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,7 +84,17 @@ class Concern(Base):
 
     assignments: Mapped[list[Assignment]] = relationship(back_populates="concern")
 
-    __table_args__ = (Index("ix_concerns_status_created", "status", "created"),)
+    __table_args__ = (
+        Index("ix_concerns_status_created", "status", "created"),
+        # The administrators' attention list (under-routed or overdue): a partial index, so
+        # the list reads those few cases, not every case; a submission that is neither
+        # writes nothing to it. The conditions of the partial indexes are written as
+        # SQLAlchemy renders ``.is_(True)`` (IS 1 on SQLite, IS true on PostgreSQL): a
+        # query uses a partial index only when it repeats the index's condition.
+        Index("ix_concerns_attention", "created", "id",
+              sqlite_where=text("under_routed IS 1 OR overdue IS 1"),
+              postgresql_where=text("under_routed IS true OR overdue IS true")),
+    )
 
 
 class Assignment(Base):
@@ -94,12 +104,18 @@ class Assignment(Base):
     reviewer_id: Mapped[str] = mapped_column(ForeignKey("reviewers.id"), primary_key=True)
     status: Mapped[str] = mapped_column(String(32))  # denormalised copy for the inbox index
     created: Mapped[dt.date] = mapped_column(Date)
+    # Denormalised copy of the case's overdue flag (``workflow.set_overdue`` keeps both), for
+    # the partial index below: the overdue filter and the overdue-first inbox read the
+    # reviewer's few overdue cases instead of joining every assignment to its case.
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     concern: Mapped[Concern] = relationship(back_populates="assignments")
     reviewer: Mapped[Reviewer] = relationship()
 
     __table_args__ = (
         Index("ix_assignments_inbox", "reviewer_id", "status", "created", "concern_id"),
         Index("ix_assignments_inbox_all", "reviewer_id", "created", "concern_id"),
+        Index("ix_assignments_overdue", "reviewer_id", "created", "concern_id",
+              sqlite_where=text("overdue IS 1"), postgresql_where=text("overdue IS true")),
     )
 
 

@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto
@@ -57,10 +57,16 @@ PROPOSED_FEEDBACK = "draft_feedback"  # fits Message.kind (16)
 
 def owed_deadline(concern: Concern) -> tuple[str, dt.date] | None:
     """The deadline the case currently owes the reporter: (kind, date), or None once closed."""
-    if concern.status == RECEIVED:
-        return ACKNOWLEDGE, concern.acknowledge_by
-    if concern.status in OPEN_STATUSES and concern.feedback_by is not None:
-        return FEEDBACK, concern.feedback_by
+    return owed(concern.status, concern.acknowledge_by, concern.feedback_by)
+
+
+def owed(status: str, acknowledge_by: dt.date, feedback_by: dt.date | None
+         ) -> tuple[str, dt.date] | None:
+    """``owed_deadline`` from the three columns it depends on."""
+    if status == RECEIVED:
+        return ACKNOWLEDGE, acknowledge_by
+    if status in OPEN_STATUSES and feedback_by is not None:
+        return FEEDBACK, feedback_by
     return None
 
 
@@ -109,6 +115,15 @@ def _release_feedback(session: Session, concern: Concern, thread_key: bytes,
                               casekeys.part(concern.id, f"{draft.kind}:{draft.id}")).decode()
     return add_message(session, concern, thread_key, "feedback", "reviewer", draft.reviewer_id,
                        body, today)
+
+
+def set_overdue(session: Session, concern: Concern, overdue: bool) -> None:
+    """Mark the case overdue or not, with the copy its assignments keep for the inbox."""
+    if concern.overdue == overdue:
+        return
+    concern.overdue = overdue
+    session.execute(update(Assignment).where(Assignment.concern_id == concern.id)
+                    .values(overdue=overdue).execution_options(synchronize_session="fetch"))
 
 
 def _set_status(session: Session, concern: Concern, status: str) -> None:
@@ -179,7 +194,7 @@ def transition(session: Session, concern: Concern, actor_id: str, to: str,
         raise WorkflowError("invalid_transition", f"unknown status {to!r}", 400)
     _set_status(session, concern, new)
     if concern.overdue and not is_overdue(concern, today):
-        concern.overdue = False  # the owed step was taken; the trail keeps that it was late
+        set_overdue(session, concern, False)  # the owed step was taken; the trail keeps it
     if note:
         msg = add_message(session, concern, keys.case, "note", "reviewer", actor_id, note, today)
         data["note"] = msg.id
