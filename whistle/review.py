@@ -527,10 +527,7 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
         params["day"], params["ref"] = _parse_cursor(after)
         found = _list_statements(kind, sort, True).all(conn, params)
     elif sort == "overdue" and kind != "overdue":
-        overdue = _count(session, _OVERDUE_COUNTS[kind], params)
-        found = _runs(conn, [(overdue, _list_statements(kind, "overdue-only", False)),
-                             (None, _list_statements(kind, "not-overdue", False))],
-                      params, (page - 1) * per_page)
+        found = _overdue_first(session, kind, params, (page - 1) * per_page)
     elif sort == "status" and kind in (None, "open"):
         counts = inbox.counts(session, reviewer_id)
         statuses = [s for s in workflow.STATUSES if kind is None or s != workflow.CLOSED]
@@ -540,13 +537,30 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
     else:
         found = _list_statements(kind, sort, False).all(conn, params | {
             "offset": (page - 1) * per_page})
-    if kind == "overdue":  # overdue is a flag, not a status: counted on its partial index
+    if found:
+        total = found[0].total  # read with the page
+    elif kind == "overdue":  # overdue is a flag, not a status: counted on its partial index
         total = _count(session, _OVERDUE_COUNTS[None], params)
-    elif found:
-        total = found[0].total  # from the inbox counts, read with the page
     else:
         total = inbox.total(session, reviewer_id, status or None)
     return found, total
+
+
+def _overdue_first(session: Session, kind: str | None, params: dict[str, Any], offset: int
+                   ) -> list[Any]:
+    """The page of an overdue-first list: the overdue run, then the rest. Where the rest
+    starts is counted only when the page lies wholly past the overdue run."""
+    conn = session.connection()
+    first = _list_statements(kind, "overdue-only", False).all(conn, params | {"offset": offset})
+    limit = params["limit"]
+    if len(first) == limit:
+        return first
+    # The overdue run ended on this page (offset + len(first) overdue cases in all), or
+    # before it (count them, unless there is nothing to skip).
+    overdue = offset + len(first) if first or offset == 0 else _count(
+        session, _OVERDUE_COUNTS[kind], params)
+    return first + _list_statements(kind, "not-overdue", False).all(conn, params | {
+        "offset": max(0, offset - overdue), "limit": limit - len(first)})
 
 
 def _count(session: Session, statement: Any, params: Mapping[str, Any]) -> int:
@@ -554,14 +568,14 @@ def _count(session: Session, statement: Any, params: Mapping[str, Any]) -> int:
                                           if k in ("reviewer", "status")}) or 0)
 
 
-def _runs(conn: Any, runs: list[tuple[int | None, PreparedQuery]], params: dict[str, Any],
+def _runs(conn: Any, runs: list[tuple[int, PreparedQuery]], params: dict[str, Any],
           offset: int) -> list[Any]:
-    """A page taken from consecutive runs of known sizes (None: the last, whatever is left):
-    runs wholly before the page are skipped by their size, without reading them."""
+    """A page taken from consecutive runs of known sizes: runs wholly before the page are
+    skipped by their size, without reading them."""
     found: list[Any] = []
     limit = params["limit"]
     for size, query in runs:
-        if size is not None and offset >= size:
+        if offset >= size:
             offset -= size
             continue
         found += query.all(conn, params | {"offset": offset, "limit": limit - len(found)})
@@ -627,9 +641,11 @@ def _list_statements(kind: str | None, sort: str, keyset: bool,
     page = inner.order_by(*ordering(Assignment.created, Assignment.concern_id,
                                     Assignment.status if sort == "status" else None)
                           ).limit(bindparam("limit", type_=Integer)).subquery("page")
-    columns: list[Any] = list(SUMMARY_COLUMNS)
-    if kind != "overdue":
-        # The total from the inbox counts rides along on every row (no second round trip).
+    # The total rides along on every row (no second round trip): from the inbox counts,
+    # or for the overdue filter counted on its partial index.
+    if kind == "overdue":
+        total = _OVERDUE_COUNTS[None]
+    else:
         total = select(func.coalesce(func.sum(InboxCount.n), 0)).where(
             InboxCount.reviewer_id == bindparam("reviewer"))
         if kind == "open":
@@ -637,7 +653,7 @@ def _list_statements(kind: str | None, sort: str, keyset: bool,
         elif kind == "eq":
             total = total.where(InboxCount.status == (
                 literal_column(f"'{fixed_status}'") if fixed_status else bindparam("status")))
-        columns.append(total.scalar_subquery().label("total"))
+    columns: list[Any] = [*SUMMARY_COLUMNS, total.scalar_subquery().label("total")]
     q = select(*columns).select_from(page).join(Concern, Concern.id == page.c.concern_id)
     return PreparedQuery(q.order_by(*ordering(page.c.created, page.c.concern_id,
                                               page.c.get("status"))))
