@@ -2,8 +2,10 @@
 
 Counting a reviewer's assignments walks one index entry per case: at 300,000
 cases that is milliseconds on every inbox page, growing with the database.
-``inbox_counts`` holds (reviewer, status) -> n instead. Session events keep it
-exact for every ORM change to ``assignments`` (new, status changed, deleted),
+``inbox_counts`` holds (reviewer, status) -> n instead, and in the row whose
+status is ``overdue`` the reviewer's overdue cases (a flag, counted across the
+statuses). Session events keep it exact for every ORM change to
+``assignments`` (new, status or overdue flag changed, deleted),
 whichever code path makes it: the changes are summed per flush and applied just
 before the commit, in one sorted order, so two transactions never wait on each
 other's counter rows in opposite orders (no deadlock on PostgreSQL).
@@ -19,7 +21,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, event, func, insert, inspect, select, text
+from sqlalchemy import (
+    Connection, bindparam, delete, event, func, insert, inspect, literal, select, text,
+)
 from sqlalchemy.orm import Session
 
 from whistle.models import Assignment, InboxCount
@@ -27,6 +31,9 @@ from whistle.prepared import Prepared
 
 _PENDING = "whistle_inbox_deltas"
 CLOSED = "closed"  # workflow.CLOSED (workflow imports the models; no cycle here)
+# The row that counts the reviewer's overdue cases. Overdue is a flag on an open case, not
+# a status: the other rows split the cases by status, this one counts across them.
+OVERDUE = "overdue"
 
 
 def _deltas(session: Session) -> Counter[tuple[str, str]]:
@@ -41,21 +48,36 @@ def _collect(session: Session, _ctx: Any, _instances: Any) -> None:
         if isinstance(obj, Assignment):
             deltas = deltas if deltas is not None else _deltas(session)
             deltas[(obj.reviewer_id, obj.status)] += 1
+            if obj.overdue:
+                deltas[(obj.reviewer_id, OVERDUE)] += 1
     for obj in session.dirty:
         if isinstance(obj, Assignment):
-            history = inspect(obj).attrs.status.history
-            if history.has_changes():
+            attrs = inspect(obj).attrs
+            for key, history in (("status", attrs.status.history),
+                                 ("overdue", attrs.overdue.history)):
+                if not history.has_changes():
+                    continue
                 deltas = deltas if deltas is not None else _deltas(session)
                 for old in history.deleted:
-                    deltas[(obj.reviewer_id, old)] -= 1
+                    if key == "status":
+                        deltas[(obj.reviewer_id, old)] -= 1
+                    elif old:
+                        deltas[(obj.reviewer_id, OVERDUE)] -= 1
                 for new in history.added:
-                    deltas[(obj.reviewer_id, new)] += 1
+                    if key == "status":
+                        deltas[(obj.reviewer_id, new)] += 1
+                    elif new:
+                        deltas[(obj.reviewer_id, OVERDUE)] += 1
     for obj in session.deleted:
         if isinstance(obj, Assignment):
             deltas = deltas if deltas is not None else _deltas(session)
-            history = inspect(obj).attrs.status.history
-            for old in (history.deleted or history.unchanged or [obj.status]):
+            attrs = inspect(obj).attrs
+            for old in (attrs.status.history.deleted or attrs.status.history.unchanged
+                        or [obj.status]):
                 deltas[(obj.reviewer_id, old)] -= 1
+            overdue = attrs.overdue.history
+            if any(overdue.deleted or overdue.unchanged or [obj.overdue]):
+                deltas[(obj.reviewer_id, OVERDUE)] -= 1
 
 
 def count_new(session: Session, assigned: list[tuple[str, str]]) -> None:
@@ -102,17 +124,20 @@ def counts(session: Session, reviewer_id: str) -> dict[str, int]:
 
 
 def total(session: Session, reviewer_id: str, status: str | None) -> int:
-    """How many cases the reviewer has: all (None), ``open`` (not closed) or in ``status``."""
+    """How many cases the reviewer has: all (None), ``open`` (not closed), ``overdue`` or
+    in ``status``."""
     per_status = counts(session, reviewer_id)
     if status is None:
-        return sum(per_status.values())
+        return sum(n for s, n in per_status.items() if s != OVERDUE)
     if status == "open":
-        return sum(n for s, n in per_status.items() if s != CLOSED)
+        return sum(n for s, n in per_status.items() if s not in (CLOSED, OVERDUE))
     return per_status.get(status, 0)
 
 
 _LIVE = select(Assignment.reviewer_id, Assignment.status, func.count()).group_by(
-    Assignment.reviewer_id, Assignment.status)
+    Assignment.reviewer_id, Assignment.status).union_all(
+    select(Assignment.reviewer_id, literal(OVERDUE), func.count()).where(
+        Assignment.overdue.is_(True)).group_by(Assignment.reviewer_id))
 
 
 def mismatches(conn: Connection) -> list[tuple[str, str, int, int]]:

@@ -539,8 +539,6 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
             "offset": (page - 1) * per_page})
     if found:
         total = found[0].total  # read with the page
-    elif kind == "overdue":  # overdue is a flag, not a status: counted on its partial index
-        total = _count(session, _OVERDUE_COUNTS[None], params)
     else:
         total = inbox.total(session, reviewer_id, status or None)
     return found, total
@@ -556,9 +554,14 @@ def _overdue_first(session: Session, kind: str | None, params: dict[str, Any], o
     if len(first) == limit:
         return first
     # The overdue run ended on this page (offset + len(first) overdue cases in all), or
-    # before it (count them, unless there is nothing to skip).
-    overdue = offset + len(first) if first or offset == 0 else _count(
-        session, _OVERDUE_COUNTS[kind], params)
+    # before it: then how many to skip. Overdue cases are open, so without a status filter
+    # or with ``open`` that is the kept count; with a status, counted on the partial index.
+    if first or offset == 0:
+        overdue = offset + len(first)
+    elif kind == "eq":
+        overdue = _count(session, _OVERDUE_STATUS_COUNT, params)
+    else:
+        overdue = inbox.total(session, params["reviewer"], inbox.OVERDUE)
     return first + _list_statements(kind, "not-overdue", False).all(conn, params | {
         "offset": max(0, offset - overdue), "limit": limit - len(first)})
 
@@ -594,11 +597,14 @@ def _status_filter(statement: Any, kind: str | None, status: str | None = None) 
     return statement
 
 
-# The reviewer's overdue cases by the partial index (``ix_assignments_overdue``), with each
-# status filter a list can have.
-_OVERDUE_COUNTS = {kind: _status_filter(select(func.count()).select_from(Assignment).where(
-    Assignment.reviewer_id == bindparam("reviewer"), Assignment.overdue.is_(True)), kind)
-    for kind in (None, "open", "eq")}
+# Rows of the inbox counts that are not statuses, and the closed status, as fixed SQL.
+_NOT_STATUSES: list[Any] = [literal_column(f"'{inbox.OVERDUE}'")]
+_CLOSED: Any = literal_column(f"'{workflow.CLOSED}'")
+
+
+# The reviewer's overdue cases in one status, by the partial index (``ix_assignments_overdue``).
+_OVERDUE_STATUS_COUNT = _status_filter(select(func.count()).select_from(Assignment).where(
+    Assignment.reviewer_id == bindparam("reviewer"), Assignment.overdue.is_(True)), "eq")
 
 
 @functools.lru_cache(maxsize=None)
@@ -641,18 +647,18 @@ def _list_statements(kind: str | None, sort: str, keyset: bool,
     page = inner.order_by(*ordering(Assignment.created, Assignment.concern_id,
                                     Assignment.status if sort == "status" else None)
                           ).limit(bindparam("limit", type_=Integer)).subquery("page")
-    # The total rides along on every row (no second round trip): from the inbox counts,
-    # or for the overdue filter counted on its partial index.
+    # The total from the inbox counts rides along on every row (no second round trip).
+    total = select(func.coalesce(func.sum(InboxCount.n), 0)).where(
+        InboxCount.reviewer_id == bindparam("reviewer"))
     if kind == "overdue":
-        total = _OVERDUE_COUNTS[None]
+        total = total.where(InboxCount.status == literal_column(f"'{inbox.OVERDUE}'"))
+    elif kind == "open":
+        total = total.where(InboxCount.status.not_in(_NOT_STATUSES + [_CLOSED]))
+    elif kind == "eq":
+        total = total.where(InboxCount.status == (
+            literal_column(f"'{fixed_status}'") if fixed_status else bindparam("status")))
     else:
-        total = select(func.coalesce(func.sum(InboxCount.n), 0)).where(
-            InboxCount.reviewer_id == bindparam("reviewer"))
-        if kind == "open":
-            total = total.where(InboxCount.status != workflow.CLOSED)
-        elif kind == "eq":
-            total = total.where(InboxCount.status == (
-                literal_column(f"'{fixed_status}'") if fixed_status else bindparam("status")))
+        total = total.where(InboxCount.status.not_in(_NOT_STATUSES))
     columns: list[Any] = [*SUMMARY_COLUMNS, total.scalar_subquery().label("total")]
     q = select(*columns).select_from(page).join(Concern, Concern.id == page.c.concern_id)
     return PreparedQuery(q.order_by(*ordering(page.c.created, page.c.concern_id,

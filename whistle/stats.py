@@ -224,15 +224,11 @@ def _older_key(counts: Counter[str], quarters: list[str]) -> list[str]:
 def inbox_counts(session: Session, reviewer_id: str) -> dict[str, int]:
     """The reviewer's own cases per status, plus ``open`` and ``overdue`` (their own inbox:
     exact numbers, nothing aggregated across reviewers, so nothing to suppress)."""
-    from whistle.models import Assignment
-
-    # From the kept inbox counts and the overdue cases' partial index: a GROUP BY over
-    # the reviewer's assignments and a join to every case grew with the database.
+    # From the kept inbox counts: a GROUP BY over the reviewer's assignments and a join
+    # to every case grew with the database.
     kept = inbox.counts(session, reviewer_id)
     counts = {status: int(kept.get(status, 0)) for status in workflow.STATUSES}
     counts["open"] = sum(n for s, n in counts.items() if s in workflow.OPEN_STATUSES)
-    counts["overdue"] = int(session.scalar(
-        select(func.count()).select_from(Assignment).where(
-            Assignment.reviewer_id == reviewer_id, Assignment.overdue.is_(True))) or 0)
+    counts["overdue"] = int(kept.get(inbox.OVERDUE, 0))
     counts["all"] = sum(counts[s] for s in workflow.STATUSES)
     return counts

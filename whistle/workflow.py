@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from whistle import audit, casekeys, crypto
@@ -122,8 +122,9 @@ def set_overdue(session: Session, concern: Concern, overdue: bool) -> None:
     if concern.overdue == overdue:
         return
     concern.overdue = overdue
-    session.execute(update(Assignment).where(Assignment.concern_id == concern.id)
-                    .values(overdue=overdue).execution_options(synchronize_session="fetch"))
+    # Through the ORM, so that the inbox counts (whistle.inbox) see each change.
+    for a in session.scalars(select(Assignment).where(Assignment.concern_id == concern.id)):
+        a.overdue = overdue
 
 
 def _set_status(session: Session, concern: Concern, status: str) -> None:
