@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,55 @@ def call(app: Any, method: str, path: str, body: bytes = b"", bearer: str = "") 
     return out["status"], data
 
 
+@dataclass
+class Fixture:
+    """A real database of loaded cases and the production app over it, called in process."""
+
+    work: Path
+    app: Any  # the WSGI callable
+    bearer: str  # a reviewer's session (the heavy reviewer's)
+    tokens: list[bytes]  # status-check bodies
+    cases: list[str]  # cases the bearer's reviewer may open
+    submits: list[bytes]  # 2 KB concerns
+    loaded: int
+
+
+def build(cases: int, **config: Any) -> Fixture:
+    """Load ``cases`` sealed cases into a new SQLite database and create the app on it
+    (``config`` added to the production settings). Remove ``fixture.work`` when done."""
+    work = Path(tempfile.mkdtemp(prefix="whistle-profile-"))
+    keys_dir = str(work / "keys")
+    keys.create_missing(keys_dir, str(work / "recovery-private.txt"))
+    url = f"sqlite:///{work / 'whistle.db'}"
+    engine = db.make_engine(url)
+    migrate.upgrade(engine)
+    reviewers = enrol(engine)
+    plan = loader.Plan(keys=keys.load(keys_dir),
+                       reviewers=[(rid, pub) for rid, _e, pub in reviewers],
+                       today=dt.date.today())
+    samples = loader.load(engine, plan, cases, loader.Samples(), progress=False)
+    loader.settle(engine)
+    engine.dispose()
+
+    app = create_app({"DATABASE_URL": url, "KEYS_DIR": keys_dir, "MIN_REVIEWERS": 3,
+                      **ARGON2, **config}).wsgi_app
+    status, body = call(app, "POST", "/api/v1/auth/login", json.dumps(
+        {"email": reviewers[0][1], "password": PASSWORD}).encode())
+    fixture = Fixture(
+        work=work, app=app, bearer=json.loads(body)["access_token"],
+        tokens=[json.dumps({"token": t}).encode() for t in samples.tokens[:200]],
+        cases=samples.heavy_cases[:200],
+        submits=[json.dumps({"category": "conduct", "unit": "Education",
+                             "details": details_text(2048, f"p{i}")}).encode()
+                 for i in range(16)],
+        loaded=samples.loaded)
+    for t in fixture.tokens:  # the day's first use writes; time the read path
+        call(app, "POST", "/api/v1/status", t)
+    for c in fixture.cases:
+        call(app, "GET", f"/api/v1/cases/{c}", bearer=fixture.bearer)
+    return fixture
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=int, default=2000)
@@ -80,36 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     scenarios = args.scenario or ["healthz", "status", "inbox", "open", "submit"]
 
-    work = Path(tempfile.mkdtemp(prefix="whistle-profile-"))
+    fx = build(args.cases)
+    app, bearer, tokens, cases, submits = fx.app, fx.bearer, fx.tokens, fx.cases, fx.submits
     try:
-        keys_dir = str(work / "keys")
-        keys.create_missing(keys_dir, str(work / "recovery-private.txt"))
-        url = f"sqlite:///{work / 'whistle.db'}"
-        engine = db.make_engine(url)
-        migrate.upgrade(engine)
-        reviewers = enrol(engine)
-        plan = loader.Plan(keys=keys.load(keys_dir),
-                           reviewers=[(rid, pub) for rid, _e, pub in reviewers],
-                           today=dt.date.today())
-        samples = loader.load(engine, plan, args.cases, loader.Samples(), progress=False)
-        loader.settle(engine)
-        engine.dispose()
-
-        app = create_app({"DATABASE_URL": url, "KEYS_DIR": keys_dir, "MIN_REVIEWERS": 3,
-                          **ARGON2}).wsgi_app
-        status, body = call(app, "POST", "/api/v1/auth/login", json.dumps(
-            {"email": reviewers[0][1], "password": PASSWORD}).encode())
-        bearer = json.loads(body)["access_token"]
-        tokens = [json.dumps({"token": t}).encode() for t in samples.tokens[:200]]
-        cases = samples.heavy_cases[:200]
-        submits = [json.dumps({"category": "conduct", "unit": "Education",
-                               "details": details_text(2048, f"p{i}")}).encode()
-                   for i in range(16)]
-        for t in tokens:  # the day's first use writes; time the read path
-            call(app, "POST", "/api/v1/status", t)
-        for c in cases:
-            call(app, "GET", f"/api/v1/cases/{c}", bearer=bearer)
-
         makers: dict[str, Callable[[int], tuple[str, bytes]]] = {
             "healthz": lambda i: call(app, "GET", "/healthz"),
             "status": lambda i: call(app, "POST", "/api/v1/status", tokens[i % len(tokens)]),
@@ -135,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                 make(i)
             prof.disable()
             print(f"\n=== {name}: {per:.0f} us CPU per request (without the profiler), "
-                  f"{REVIEWERS} reviewers, {samples.loaded} cases")
+                  f"{REVIEWERS} reviewers, {fx.loaded} cases")
             pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(fx.work, ignore_errors=True)
     return 0
 
 
