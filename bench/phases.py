@@ -26,8 +26,11 @@ import argparse
 import contextlib
 import functools
 import shutil
+import sqlite3
+import struct
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +86,39 @@ def timed(spent: dict[str, int], calls: dict[str, int]) -> Iterator[None]:
             setattr(owner, name, fn)
 
 
+def wal_pages(db_path: Path, submit: Callable[[int], None], n: int) -> tuple[Counter[str], int]:
+    """The pages ``n`` submissions write to the WAL, by the table or index each belongs to
+    (``dbstat``), and how many distinct pages. Before and after each submission a passive
+    checkpoint reports how many frames the WAL holds; a new salt in the WAL's header means
+    the commit started the WAL again from its first frame."""
+    probe = sqlite3.connect(db_path, isolation_level=None)
+    wal_path = Path(f"{db_path}-wal")
+
+    def frames() -> int:
+        return int(probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+    def header() -> tuple[int, bytes]:
+        with wal_path.open("rb") as f:
+            head = f.read(32)
+        return struct.unpack(">I", head[8:12])[0], head[16:24]  # page size, salts
+
+    pages: list[int] = []
+    try:
+        for i in range(n):
+            before, (_size, salts) = frames(), header()
+            submit(i)
+            after, (page_size, salts_after) = frames(), header()
+            first = before if salts_after == salts else 0
+            with wal_path.open("rb") as f:
+                for frame in range(first, after):
+                    f.seek(32 + frame * (24 + page_size))
+                    pages.append(struct.unpack(">I", f.read(4))[0])
+        owner = dict(probe.execute("SELECT pageno, name FROM dbstat"))
+    finally:
+        probe.close()
+    return Counter(owner.get(page, "(freelist)") for page in pages), len(set(pages))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", type=int, default=5000)
@@ -121,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             process = time.process_time_ns() - process0
         healthz_after = healthz_cpu()
         healthz = min(healthz_before, healthz_after)
+        k = 100
+        by_tree, distinct = wal_pages(fx.work / "whistle.db", submit, k)
 
         per = {label: ns / n / 1e3 for label, ns in spent.items()}
         whole = thread / n / 1e3
@@ -138,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
               f"| {(process - thread) / n / 1e3:,.0f} | |")
         print(f"| `/healthz`, for comparison (before / after the submissions) "
               f"| {healthz_before:,.0f} / {healthz_after:,.0f} | |")
+        print(f"\nWAL pages a submission writes ({k} submissions; a page written by several "
+              f"commits counts each time): {sum(by_tree.values()) / k:.1f}, "
+              f"{distinct / k:.1f} distinct\n")
+        print("| table or index | pages per submission |")
+        print("|---|---:|")
+        for name, count in by_tree.most_common():
+            print(f"| {name} | {count / k:.1f} |")
         fixed = sum(per[label] for label in FIXED)
         print(f"\nFixed by the promises and the scenario (wraps, key pair, commit): "
               f"{fixed:,.0f} us of {whole:,.0f} ({100 * fixed / whole:.0f}%).")
