@@ -156,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
             thread = time.thread_time_ns() - thread0
             process = time.process_time_ns() - process0
         healthz_after = healthz_cpu()
-        healthz = min(healthz_before, healthz_after)
         k = 100
         by_tree, distinct = wal_pages(fx.work / "whistle.db", submit, k)
 
