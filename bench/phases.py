@@ -1,7 +1,7 @@
 """Where a submission's CPU goes, phase by phase, and how much of it the promises fix.
 
     .venv/bin/python bench/phases.py [--cases 5000] [--warmup 1500] [--submissions 1500]
-        [--healthz-us 450]
+        [--healthz-us 465] [--synchronous NORMAL]
 
 Builds the same real database and app as ``hotspots.py`` (production settings,
 the WAL checkpoint thread on as under gunicorn), then calls
@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import event  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench.hotspots import build, call  # noqa: E402
@@ -95,7 +96,11 @@ def wal_pages(db_path: Path, submit: Callable[[int], None], n: int) -> tuple[Cou
     wal_path = Path(f"{db_path}-wal")
 
     def frames() -> int:
-        return int(probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+        while True:  # -1 while the checkpoint thread holds the checkpoint lock
+            count = int(probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+            if count >= 0:
+                return count
+            time.sleep(0.001)
 
     def header() -> tuple[int, bytes]:
         with wal_path.open("rb") as f:
@@ -124,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=5000)
     p.add_argument("--warmup", type=int, default=1500)
     p.add_argument("--submissions", type=int, default=1500)
+    p.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL",
+                   help="SQLite's synchronous setting for the app (FULL is Whistle's; "
+                        "NORMAL, no fsync at commit, shows what the fsync costs)")
     p.add_argument("--healthz-us", type=float, default=None,
                    help="/healthz's CPU per request over HTTP, from a bench/run.py run")
     args = p.parse_args(argv)
@@ -131,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     fx = build(args.cases, SQLITE_CHECKPOINT_THREAD=True)
     try:
         app, submits = fx.app, fx.submits
+        if args.synchronous != "FULL":
+            engine = db.engine_for(app.__self__)  # fx.app is the Flask app's wsgi_app
+
+            @event.listens_for(engine, "connect")
+            def _synchronous(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.execute(f"PRAGMA synchronous={args.synchronous}")
+
+            engine.dispose()  # connections made from here on take the setting
 
         def submit(i: int) -> None:
             status, body = call(app, "POST", "/api/v1/concerns", submits[i % len(submits)])
@@ -162,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         per = {label: ns / n / 1e3 for label, ns in spent.items()}
         whole = thread / n / 1e3
         print(f"A submission, phase by phase: {n} submissions after {args.warmup} warm-up, "
-              f"{fx.loaded} cases loaded, CPU time of the request's thread\n")
+              f"{fx.loaded} cases loaded, synchronous={args.synchronous}, CPU time of the "
+              f"request's thread\n")
         print("| phase | us per submission | calls per submission |")
         print("|---|---:|---:|")
         print(f"| the whole request | {whole:,.0f} | |")
