@@ -83,13 +83,14 @@ class Fixture:
     loaded: int
 
 
-def build(cases: int, **config: Any) -> Fixture:
-    """Load ``cases`` sealed cases into a new SQLite database and create the app on it
-    (``config`` added to the production settings). Remove ``fixture.work`` when done."""
+def build(cases: int, url: str | None = None, **config: Any) -> Fixture:
+    """Load ``cases`` sealed cases into a new database (SQLite in ``fixture.work``, or the
+    empty database at ``url``) and create the app on it (``config`` added to the production
+    settings). Remove ``fixture.work`` when done."""
     work = Path(tempfile.mkdtemp(prefix="whistle-profile-"))
     keys_dir = str(work / "keys")
     keys.create_missing(keys_dir, str(work / "recovery-private.txt"))
-    url = f"sqlite:///{work / 'whistle.db'}"
+    url = url or f"sqlite:///{work / 'whistle.db'}"
     engine = db.make_engine(url)
     migrate.upgrade(engine)
     reviewers = enrol(engine)
