@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import loader  # noqa: E402
 from bench.run import ARGON2, PASSWORD, REVIEWERS, details_text, enrol  # noqa: E402
-from whistle import create_app, db, keys, migrate  # noqa: E402
+from whistle import create_app, keys  # noqa: E402
+from whistle.store import db, migrate  # noqa: E402
 
 
 def environ(method: str, path: str, body: bytes = b"", bearer: str = "") -> dict[str, Any]:

@@ -36,9 +36,12 @@ from typing import Any
 from mnemonic import Mnemonic
 from sqlalchemy import Engine, insert, text
 
-from whistle import audit, casekeys, crypto, inbox, intake, tokens, workflow
-from whistle.keys import InstanceKeys
-from whistle.models import Assignment, AuditEvent, Concern, WrappedKey
+from whistle import crypto, tokens  # noqa: E402
+from whistle.cases import audit, intake, workflow  # noqa: E402
+from whistle.cases import keys as casekeys  # noqa: E402
+from whistle.keys import InstanceKeys  # noqa: E402
+from whistle.store import counts  # noqa: E402
+from whistle.store.models import Assignment, AuditEvent, Concern, WrappedKey  # noqa: E402
 
 SPAN_DAYS = 5 * 365
 OUTCOMES = ("substantiated", "partially_substantiated", "not_substantiated", "referred")
@@ -182,7 +185,7 @@ def _make_batch(plan: Plan, seed: int, count: int) -> dict[str, Any]:
             "token_lookup": tokens.lookup_id(plan.keys.token_pepper, entropy),
             "token_last_used": None, "failed_lookups": 0, "idempotency": None,
         })
-        # The app's own wrapping (whistle.casekeys), as a submission does it.
+        # The app's own wrapping (whistle.cases.keys), as a submission does it.
         for rid, pub in chosen:
             rows["wrapped_keys"] += casekeys.wrapped_rows(case_ref, ck, "reviewer", rid, pub)
         rows["wrapped_keys"] += casekeys.wrapped_rows(case_ref, ck, "recovery", "org",
@@ -253,7 +256,7 @@ def settle(engine: Engine) -> None:
     """What an operator's restore would do after a bulk load: inbox counts (the Core
     inserts bypass the session events that keep them), statistics, checkpoint."""
     with engine.begin() as conn:
-        inbox.recount(conn)
+        counts.recount(conn)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))

@@ -42,7 +42,10 @@ from sqlalchemy import event  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bench.hotspots import build, call  # noqa: E402
-from whistle import audit, casekeys, crypto, db, inbox, intake, notify  # noqa: E402
+from whistle import crypto, notify  # noqa: E402
+from whistle.cases import audit, intake  # noqa: E402
+from whistle.cases import keys as casekeys  # noqa: E402
+from whistle.store import counts, db  # noqa: E402
 
 # (label, owner, attribute): each is looked up through its module (or class) when
 # the submission calls it, so wrapping the attribute times every call.
@@ -54,7 +57,7 @@ PHASES: list[tuple[str, Any, str]] = [
     ("reading the eligible reviewers", intake, "_active_reviewers"),
     ("the audit chain", audit, "record_many"),
     ("the outbox rows", notify, "queue_many"),
-    ("the inbox counts", inbox, "count_new"),
+    ("the inbox counts", counts, "count_new"),
     ("taking the write lock", db, "take_write_lock"),
 ]
 # What the promises (DESIGN.md) and the scenario fix, whatever the code around.

@@ -48,8 +48,10 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from bench import loader  # noqa: E402
 from tests.support import services  # noqa: E402
-from whistle import db, keys, migrate, review  # noqa: E402
-from whistle.models import Assignment, Concern, Reviewer  # noqa: E402
+from whistle import keys  # noqa: E402
+from whistle.people import accounts  # noqa: E402
+from whistle.store import db, migrate  # noqa: E402
+from whistle.store.models import Assignment, Concern, Reviewer  # noqa: E402
 
 HOST = "127.0.0.1"
 LUA_DIR = ROOT / "bench" / "wrk"
@@ -471,7 +473,7 @@ def enrol(engine: Any) -> list[tuple[str, str, bytes]]:
     config = dict(ARGON2)
     with Session(engine) as s:
         for i in range(REVIEWERS):
-            r = review.enrol(s, config, f"Reviewer {i:02d}", f"reviewer{i:02d}@example.org",
+            r = accounts.enrol(s, config, f"Reviewer {i:02d}", f"reviewer{i:02d}@example.org",
                              PASSWORD, units=[])
             out.append((r.id, r.email, r.public_key))
     return out

@@ -18,7 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support import services
-from whistle import create_app, db, keys, migrate
+from whistle import create_app, keys
+from whistle.store import db, migrate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 USE_POSTGRES = os.environ.get("WHISTLE_TEST_DB") == "postgres"
@@ -129,12 +130,12 @@ def make_reviewer(app: Flask, name: str | None = None, email: str | None = None,
                   password: str = PASSWORD, units: list[str] | None = None,
                   senior: bool = False, independent: bool = False, admin: bool = False,
                   reviews: bool = True) -> dict[str, str]:
-    from whistle import review
+    from whistle.people import accounts
 
     name = name or "Reviewer " + secrets.token_hex(3)
     email = email or f"{secrets.token_hex(4)}@example.org"
     with db.new_session(app) as s:
-        r = review.enrol(s, app.config, name, email, password, units, senior, independent,
+        r = accounts.enrol(s, app.config, name, email, password, units, senior, independent,
                          admin, reviews)
         return {"id": r.id, "name": r.name, "email": r.email, "password": password}
 

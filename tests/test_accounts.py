@@ -13,8 +13,9 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import PASSWORD, database_bytes, login, make_reviewer, submit_concern
 from tests.support.webflow import csrf, post_form, sign_in
-from whistle import db, review
-from whistle.models import Reviewer, ReviewerSession, utcnow
+from whistle.people import sessions
+from whistle.store import db
+from whistle.store.models import Reviewer, ReviewerSession, utcnow
 
 
 def sessions_of(app: Flask, reviewer_id: str) -> int:
@@ -137,14 +138,14 @@ def test_a_session_in_use_stays_alive_and_one_past_its_lifetime_ends(
         app: Flask, client: FlaskClient) -> None:
     ann = make_reviewer(app)
     with db.new_session(app) as s:
-        secret, _ = review.login(s, app.config, ann["email"], PASSWORD)
+        secret, _ = sessions.login(s, app.config, ann["email"], PASSWORD)
     start = utcnow()
     with db.new_session(app) as s:
         for minutes in range(0, 6 * 60, 20):  # busy all afternoon, never idle for long
-            assert review.authenticate(s, app.config, secret,
+            assert sessions.authenticate(s, app.config, secret,
                                        start + dt.timedelta(minutes=minutes)) is not None
         late = start + dt.timedelta(hours=app.config["SESSION_MAX_HOURS"], minutes=1)
-        assert review.authenticate(s, app.config, secret, late) is None
+        assert sessions.authenticate(s, app.config, secret, late) is None
     assert sessions_of(app, ann["id"]) == 0
 
 

@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 
 from tests.conftest import PASSWORD, login, make_reviewer, submit_concern
 from tests.support.webflow import csrf, marker, post_form, sign_in
-from whistle import db
-from whistle.models import Assignment, Concern, Reviewer, ReviewerSession, WrappedKey, utcnow
+from whistle.store import db
+from whistle.store.models import Assignment, Concern, Reviewer, ReviewerSession, WrappedKey, utcnow
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from sqlalchemy import delete, select, update
 
 from tests.conftest import PASSWORD, make_reviewer, submit_concern
 from tests.support.webflow import csrf, post_form, sign_in
-from whistle import adminlog, db
-from whistle.models import AdminEvent
+from whistle.people import adminlog
+from whistle.store import db
+from whistle.store.models import AdminEvent
 
 
 @pytest.fixture

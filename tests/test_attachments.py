@@ -33,16 +33,24 @@ from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import delete, func, select, update
 
-from tests.support import webflow
-from tests.support.webflow import encodings
 from tests.conftest import database_bytes, login, make_reviewer, submit_concern
-from tests.support import services
-from whistle import attachments, crypto, db, keys, metadata, migrate
-from whistle.models import (Attachment, AttachmentChunk, AuditEvent, Concern, OutboxMail,
-                            utcnow)
+from tests.support import services, webflow
+from tests.support.webflow import encodings
+from whistle import crypto, keys, metadata
+from whistle.cases import attachments
+from whistle.cases import spool as spool_mod
+from whistle.store import db, migrate
+from whistle.store.models import (
+    Attachment,
+    AttachmentChunk,
+    AuditEvent,
+    Concern,
+    OutboxMail,
+    utcnow,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHUNK = attachments.CHUNK_SIZE
+CHUNK = spool_mod.CHUNK_SIZE
 
 
 # -- helpers -------------------------------------------------------------------
@@ -535,7 +543,7 @@ def test_every_download_is_recorded_in_the_case_trail(
     reviewer and the file, every time (not once per window as "opened"); a download that
     fails verification sends nothing and records nothing; the reporter's timeline does
     not show these events; the case's hash chain still verifies."""
-    from whistle import audit
+    from whistle.cases import audit
 
     content = os.urandom(CHUNK + 5)
     receipt = submit_with_files(client, [("attachment", "x.bin", content)],
@@ -606,7 +614,7 @@ def test_a_damaged_file_name_shows_as_an_integrity_error_without_hiding_the_case
 
 def test_the_spool_reads_back_anywhere_and_detects_tampering(spool_dir: Path) -> None:
     content = os.urandom(3 * CHUNK + 77)
-    spool = attachments.EncryptedSpool(memory_limit=CHUNK)
+    spool = spool_mod.EncryptedSpool(memory_limit=CHUNK)
     for offset in range(0, len(content), 10_000):
         spool.write(content[offset:offset + 10_000])
     spool.seek(0)

@@ -12,8 +12,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.conftest import PASSWORD, make_reviewer, submit_concern
-from whistle import db
-from whistle.models import Reviewer
+from whistle.store import db
+from whistle.store.models import Reviewer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,8 +104,8 @@ def test_audit_verify_streams_rows_in_batches_instead_of_loading_every_event(
     14 GB of memory; verify reads plain rows a batch at a time and keeps none of them."""
     from sqlalchemy import event
 
-    from whistle import audit
-    from whistle.models import AuditEvent
+    from whistle.cases import audit
+    from whistle.store.models import AuditEvent
 
     make_reviewer(app), make_reviewer(app)
     for _ in range(4):

@@ -11,11 +11,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from tests.conftest import database_bytes, login, make_reviewer, submit_concern
 from tests.support import webflow
 from tests.support.webflow import encodings
-from tests.conftest import database_bytes, login, make_reviewer, submit_concern
-from whistle import casekeys, crypto, db, keys, notify
-from whistle.models import Concern, OutboxMail, WrappedKey
+from whistle import crypto, keys, notify
+from whistle.cases import keys as casekeys
+from whistle.store import db
+from whistle.store.models import Concern, OutboxMail, WrappedKey
 
 
 def marker() -> str:
@@ -386,7 +388,7 @@ def test_login_wrong_email_and_wrong_password_look_the_same(
 
 def test_logout_destroys_the_session_key_material(app: Flask, client: FlaskClient,
                                                   two: list[dict[str, str]]) -> None:
-    from whistle.models import ReviewerSession
+    from whistle.store.models import ReviewerSession
 
     headers = login(client, two[0])
     assert count(app, ReviewerSession) == 1
@@ -396,7 +398,7 @@ def test_logout_destroys_the_session_key_material(app: Flask, client: FlaskClien
 
 
 def test_private_keys_are_stored_only_locked(app: Flask, two: list[dict[str, str]]) -> None:
-    from whistle.models import Reviewer
+    from whistle.store.models import Reviewer
 
     stored = database_bytes(app)
     with db.new_session(app) as s:

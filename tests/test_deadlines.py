@@ -14,10 +14,16 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import login, make_reviewer, submit_concern
 from tests.support.webflow import (
-    all_mail_bytes, deliver_mail, reporter_status, sign_in, status_page,
+    all_mail_bytes,
+    deliver_mail,
+    reporter_status,
+    sign_in,
+    status_page,
 )
-from whistle import db, deadlines, notify
-from whistle.models import AuditEvent, Concern, OutboxMail, utcnow
+from whistle import notify
+from whistle.cases import deadlines
+from whistle.store import db
+from whistle.store.models import AuditEvent, Concern, OutboxMail, utcnow
 
 
 def run(app: Flask, now: dt.datetime) -> deadlines.DeadlineReport:

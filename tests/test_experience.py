@@ -18,8 +18,9 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import database_bytes, make_reviewer, submit_concern
 from tests.support.webflow import csrf, post_form, sign_in, status_page
-from whistle import db, i18n
-from whistle.models import AuditEvent, Concern, Setting, utcnow
+from whistle import i18n
+from whistle.store import db
+from whistle.store.models import AuditEvent, Concern, Setting, utcnow
 
 
 def count(app: Flask, model: Any) -> int:

@@ -34,8 +34,9 @@ from sqlalchemy import func, select
 from tests.conftest import IN_CI, PASSWORD, build_app, make_reviewer, submit_concern
 from tests.support import server, services
 from tests.support.probes import csrf
-from whistle import db, notify
-from whistle.models import Concern, OutboxMail, utcnow
+from whistle import notify
+from whistle.store import db
+from whistle.store.models import Concern, OutboxMail, utcnow
 
 KILLS = int(os.environ.get("WHISTLE_KILLS", "50" if IN_CI else "8"))
 

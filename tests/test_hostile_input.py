@@ -26,7 +26,8 @@ from sqlalchemy import text
 from tests.conftest import PASSWORD, database_bytes, login, make_reviewer, submit_concern
 from tests.support import probes
 from tests.support.probes import Snapshot, csrf, html_login
-from whistle import db, tokens, validation
+from whistle import tokens, validation
+from whistle.store import db
 from whistle.web import common
 
 DOCUMENTED_4XX = {400, 403, 404, 405, 409, 413, 414, 415, 429, 431}
@@ -463,7 +464,7 @@ def test_sql_injection_in_ids_and_tokens_finds_nothing_and_changes_nothing(
 def test_cr_lf_never_reaches_a_mail_header(app: Flask, client: FlaskClient, smtp: Any,
                                            world: dict[str, Any], private_tmp: Path) -> None:
     from whistle import notify
-    from whistle.validation import InvalidInput
+    from whistle.errors import InvalidInput
 
     snap = snapshot(app, private_tmp)
     for field in ("name", "role", "contact"):
@@ -472,9 +473,9 @@ def test_cr_lf_never_reaches_a_mail_header(app: Flask, client: FlaskClient, smtp
             "identity": {"name": "Pat", field: "Pat\r\nBcc: spy@example.org"}})
         assert response.status_code == 400
     with db.new_session(app) as s, pytest.raises(InvalidInput):
-        from whistle import review
+        from whistle.people import accounts
 
-        review.enrol(s, app.config, "Mallory", "m@example.org\r\nBcc: spy@example.org",
+        accounts.enrol(s, app.config, "Mallory", "m@example.org\r\nBcc: spy@example.org",
                      PASSWORD)
     result = app.test_cli_runner().invoke(args=[
         "reviewer", "add", "--name", "Mallory", "--email", "m@example.org\nBcc: spy@x.org",
@@ -701,7 +702,7 @@ def test_parse_json_bytes_raises_only_its_4xx(raw: bytes) -> None:
     try:
         common.parse_json_bytes(raw)
     except common.ApiError as exc:
-        assert exc.code == 400
+        assert exc.status == 400
 
 
 def strings(value: Any) -> list[str]:

@@ -20,11 +20,20 @@ from sqlalchemy.orm import Session
 from tests.conftest import login, make_reviewer, submit_concern
 from tests.support import services
 from tests.support.webflow import post_form
-from whistle import casekeys, crypto, db, inbox, instance_keys, intake, keys
-from whistle.models import (
-    Assignment, AuditEvent, Concern, Exclusion, InboxCount, Reviewer, WrappedKey,
+from whistle import crypto, instance_keys, keys
+from whistle.cases import intake
+from whistle.cases import keys as casekeys
+from whistle.store import counts, db
+from whistle.store.models import (
+    Assignment,
+    AuditEvent,
+    Concern,
+    Exclusion,
+    InboxCount,
+    Reviewer,
+    WrappedKey,
 )
-from whistle.prepared import Prepared, PreparedQuery
+from whistle.store.prepared import Prepared, PreparedQuery
 
 
 def live_total(app: Flask, reviewer_id: str, status: str | None = None) -> int:
@@ -47,7 +56,7 @@ def api_total(client: FlaskClient, headers: dict[str, str], status: str = "") ->
 
 def no_mismatches(app: Flask) -> list[Any]:
     with db.engine_for(app).connect() as conn:
-        return inbox.mismatches(conn)
+        return counts.mismatches(conn)
 
 
 def test_inbox_totals_stay_exact_through_the_whole_workflow(app: Flask,
@@ -284,7 +293,7 @@ def test_requests_survive_postgresql_dropping_its_connections(
 def statement_modes(app: Flask) -> Iterator[list[tuple[str, bool]]]:
     """(first word, outside any transaction?) of every statement the app sends meanwhile:
     psycopg's autocommit, seen through SQLAlchemy's statement events; on SQLite, no BEGIN
-    open on the sqlite3 connection, seen by the driver's own trace (whistle.prepared
+    open on the sqlite3 connection, seen by the driver's own trace (whistle.store.prepared
     sends the hot statements to the driver directly, past SQLAlchemy's events)."""
     seen: list[tuple[str, bool]] = []
     engine = db.engine_for(app)
@@ -406,7 +415,7 @@ def test_the_migrated_schema_is_the_models_schema(app: Flask) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from whistle.models import Base
+    from whistle.store.models import Base
 
     with db.engine_for(app).connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -434,7 +443,7 @@ def test_a_prepared_query_returns_what_core_returns(app: Flask, client: FlaskCli
 
 
 def test_sqlite_engines_have_no_statement_listeners(app: Flask, tmp_path: Path) -> None:
-    """whistle.prepared sends SQLite statements straight to the driver, past SQLAlchemy's
+    """whistle.store.prepared sends SQLite statements straight to the driver, past SQLAlchemy's
     statement events: a listener registered on a SQLite engine would silently miss the
     hot statements, so there must be none (PostgreSQL's write note is one, and there
     every statement goes through SQLAlchemy)."""

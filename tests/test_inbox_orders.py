@@ -22,8 +22,10 @@ from sqlalchemy import func, insert, select, update
 
 from tests.conftest import build_app, login, make_reviewer, submit_concern
 from tests.support import services
-from whistle import administration, db, deadlines, inbox, review, stats, workflow
-from whistle.models import Assignment, Concern, InboxCount, utcnow
+from whistle.cases import deadlines, stats, workflow
+from whistle.people import administration
+from whistle.store import counts, db
+from whistle.store.models import Assignment, Concern, InboxCount, utcnow
 
 
 def run_deadlines(app: Flask, now: dt.datetime | None = None) -> deadlines.DeadlineReport:
@@ -122,9 +124,9 @@ def test_the_overdue_copy_follows_the_case_through_deadlines_steps_and_sharing(
         overdue = set(s.scalars(select(Assignment.concern_id).where(Assignment.overdue.is_(True))))
     assert overdue == set(refs[8:] + [refs[3]]) and drifted(app) == 0
     with db.engine_for(app).connect() as conn:
-        assert inbox.mismatches(conn) == []
+        assert counts.mismatches(conn) == []
         kept = dict(conn.execute(select(InboxCount.reviewer_id, InboxCount.n).where(
-            InboxCount.status == inbox.OVERDUE)).tuples().all())
+            InboxCount.status == counts.OVERDUE)).tuples().all())
     assert kept == {inbox_of_many["ann"]["id"]: 7, inbox_of_many["bob"]["id"]: 7}
     move(client, headers, refs[8], "acknowledged")  # the owed step: no longer overdue
     carl = make_reviewer(app, "Carl Reviewer")
@@ -134,12 +136,12 @@ def test_the_overdue_copy_follows_the_case_through_deadlines_steps_and_sharing(
     assert drifted(app) == 0
     carl_sees = client.get("/api/v1/cases?status=overdue", headers=login(client, carl))
     assert [c["case_ref"] for c in carl_sees.get_json()["cases"]] == [refs[9]]
-    counts = client.get("/api/v1/cases?status=overdue", headers=headers).get_json()["total"]
-    assert counts == len(overdue) - 1
+    listed = client.get("/api/v1/cases?status=overdue", headers=headers).get_json()["total"]
+    assert listed == len(overdue) - 1
     later = run_deadlines(app, utcnow() + dt.timedelta(days=200))  # every feedback late now
     assert later.escalated and drifted(app) == 0
     with db.engine_for(app).connect() as conn:  # the kept overdue counts too
-        assert inbox.mismatches(conn) == []
+        assert counts.mismatches(conn) == []
 
 
 def test_the_daily_run_loads_only_the_cases_with_a_step_due(
@@ -210,7 +212,7 @@ def _add_cases(app: Flask, reviewer_id: str, start: int, count: int, overdue: bo
         conn.execute(insert(Assignment), [
             {"concern_id": r["id"], "reviewer_id": reviewer_id, "status": r["status"],
              "created": r["created"], "overdue": overdue} for r in rows])
-        inbox.recount(conn)
+        counts.recount(conn)
 
 
 def _vm_steps(app: Flask, read: Callable[[Any], Any]) -> int:
@@ -245,7 +247,7 @@ def test_overdue_views_do_the_same_work_at_ten_times_the_cases(
     rid = reviewer
 
     def page(status: str | None, sort: str, number: int = 1) -> Callable[[Any], Any]:
-        return lambda s: review.list_cases(s, rid, status, number, 25, sort)
+        return lambda s: counts.list_cases(s, rid, status, number, 25, sort)
 
     inbox_reads: dict[str, Callable[[Any], Any]] = {
         "overdue filter": page("overdue", "newest"),
@@ -282,9 +284,9 @@ def test_overdue_views_do_the_same_work_at_ten_times_the_cases(
     grew = {name: more_overdue[name] / max(1, small[name]) for name in inbox_reads}
     assert all(g < 1.5 for g in grew.values()), grew
     with db.new_session(app) as s:
-        found, total = review.list_cases(s, rid, "overdue", 1, 25, "newest")
+        found, total = counts.list_cases(s, rid, "overdue", 1, 25, "newest")
         assert stats.inbox_counts(s, rid)["overdue"] == 300
     assert total == 300 and len(found) == 25
     with db.engine_for(app).connect() as conn:
-        assert inbox.mismatches(conn) == []
+        assert counts.mismatches(conn) == []
     db.engine_for(app).dispose()

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from tests.conftest import login, make_reviewer, submit_concern
 from tests.support.webflow import post_form, sign_in
-from whistle import db
-from whistle.models import WrappedKey
+from whistle.store import db
+from whistle.store.models import WrappedKey
 
 NEW = "a brand new long password"
 MINE = "my own chosen long password"
@@ -88,8 +88,9 @@ def test_recovery_rewrap_is_resumable_and_shows_progress(app: Flask, client: Fla
     reset(app, ann)
     runner = app.test_cli_runner()
     # An interrupted run: one case re-wrapped by hand through the same step the command uses.
-    from whistle import keys, recovery
-    from whistle.models import utcnow
+    from whistle import keys
+    from whistle.cases import recovery
+    from whistle.store.models import utcnow
 
     with db.new_session(app) as s:
         assert recovery.rewrap(s, refs[0], ann["id"],

@@ -23,12 +23,19 @@ from flask.testing import FlaskClient
 from sqlalchemy import DateTime, inspect, select, text
 
 from tests.conftest import (
-    PASSWORD, build_app, database_bytes, login, make_reviewer, need, submit_concern,
+    PASSWORD,
+    build_app,
+    database_bytes,
+    login,
+    make_reviewer,
+    need,
+    submit_concern,
 )
 from tests.support import services
 from tests.support.probes import csrf, html_login
-from whistle import db, logs, notify, tokens
-from whistle.models import AuditEvent
+from whistle import logs, notify, tokens
+from whistle.store import db
+from whistle.store.models import AuditEvent
 
 ADDRESS = "127.0.0.123"
 USER_AGENT = "WhistleProbe/9.9 (UA-CANARY-7f3a91; metadata test)"

@@ -12,8 +12,9 @@ from sqlalchemy import select, update
 
 from tests.conftest import login, make_reviewer, submit_concern
 from tests.support.webflow import marker
-from whistle import crypto, db
-from whistle.models import Assignment, AuditEvent, Reviewer, WrappedKey
+from whistle import crypto
+from whistle.store import db
+from whistle.store.models import Assignment, AuditEvent, Reviewer, WrappedKey
 
 
 def disable(app: Flask, reviewer_id: str) -> None:

@@ -9,7 +9,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import build_app, login, make_reviewer, submit_concern
-from whistle import casekeys, crypto, db, keys, recovery
+from whistle import crypto, keys
+from whistle.cases import keys as casekeys
+from whistle.cases import recovery
+from whistle.store import db
 
 
 def opens_with(app: Flask, ref: str, private: bytes) -> bool:
@@ -29,7 +32,7 @@ def test_rotation_rewraps_every_case_and_can_be_interrupted(
     refs = [submit_concern(client, details=f"case {i}")["case_ref"] for i in range(3)]
     old = keys.read_recovery_private(str(recovery_key_file))
     new_file = tmp_path / "new-recovery.txt"
-    new = recovery.new_recovery_key_file(str(new_file))
+    new = keys.new_recovery_key_file(str(new_file))
     with db.new_session(app) as s:  # an earlier run stopped after one case
         assert recovery.rotate_one(s, refs[0], old, new)
     runner = app.test_cli_runner()

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from tests.support import services
-from whistle.models import Concern
+from whistle.store.models import Concern
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent

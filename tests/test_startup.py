@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support import server
-from whistle import create_app, keys
+from whistle import create_app, errors, keys
 from whistle.config import ConfigError
 
 Breakage = Callable[[Path], str]  # breaks the keys dir; returns text that must not be shown
@@ -74,7 +74,7 @@ def test_create_app_refuses_bad_key_material_and_names_the_file_not_the_secret(
         tmp_path: Path, keys_dir: Path, name: str, breakage: Breakage, says: str) -> None:
     create_app(config_for(tmp_path, keys_dir))  # fine before
     secret = breakage(keys_dir)
-    with pytest.raises(keys.KeyError_) as caught:
+    with pytest.raises(errors.KeyMaterialError) as caught:
         create_app(config_for(tmp_path, keys_dir))
     message = str(caught.value)
     assert says in message and str(keys_dir) in message

@@ -13,8 +13,9 @@ from sqlalchemy import update
 
 from tests.conftest import login, make_reviewer, submit_concern
 from tests.support.webflow import sign_in
-from whistle import db, stats
-from whistle.models import Concern, utcnow
+from whistle.cases import stats
+from whistle.store import db
+from whistle.store.models import Concern, utcnow
 
 # -- the suppression rules, on their own ------------------------------------------------------
 

@@ -15,10 +15,17 @@ from sqlalchemy import text as sql
 
 from tests.conftest import database_bytes, login, make_reviewer, submit_concern
 from tests.support.webflow import (
-    all_mail_bytes, deliver_mail, marker, post_form, reporter_status, sign_in, status_page,
+    all_mail_bytes,
+    deliver_mail,
+    marker,
+    post_form,
+    reporter_status,
+    sign_in,
+    status_page,
 )
-from whistle import db, workflow
-from whistle.models import Assignment, AuditEvent, OutboxMail, Reviewer, WrappedKey
+from whistle.cases import workflow
+from whistle.store import db
+from whistle.store.models import Assignment, AuditEvent, OutboxMail, Reviewer, WrappedKey
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from flask.helpers import get_debug_flag
 
 from whistle import config as config_mod
 from whistle import keys as keys_mod
-from whistle import inbox as _inbox  # noqa: F401  (its session events keep inbox counts)
-from whistle import logs
+from whistle import errors, logs
+from whistle.store import counts as _inbox  # noqa: F401  (its session events keep inbox counts)
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +28,7 @@ def _is_setup_command() -> bool:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: configuration, database, keys, mail, web layers and commands.
 
-    Refuses to start (raises ConfigError or keys.KeyError_) on unsafe
+    Refuses to start (raises ConfigError or errors.KeyMaterialError) on unsafe
     configuration or missing, corrupt or widely readable key material.
     """
     app = Flask(__name__, template_folder=os.path.join(_ROOT, "templates"),
@@ -48,14 +48,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     try:
         app.extensions["whistle_keys"] = keys_mod.load(app.config["KEYS_DIR"])
-    except keys_mod.KeyError_:
+    except errors.KeyMaterialError:
         if not _is_setup_command() and not app.config.get("DEFER_KEYS"):
             raise
         app.extensions["whistle_keys"] = None
     if app.extensions["whistle_keys"] is not None:
         app.secret_key = app.extensions["whistle_keys"].secret_key
 
-    from whistle import cli, db, notify, ratelimit
+    from whistle import cli, notify, ratelimit
+    from whistle.store import db
     from whistle.web import init_app as init_web
 
     db.init_app(app)
@@ -70,5 +71,5 @@ def instance_keys() -> keys_mod.InstanceKeys:
     """The running app's key material (the web layers fail closed without it)."""
     found: keys_mod.InstanceKeys | None = current_app.extensions.get("whistle_keys")
     if found is None:
-        raise keys_mod.KeyError_("key material is not loaded")
+        raise errors.KeyMaterialError("key material is not loaded")
     return found

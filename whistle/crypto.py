@@ -21,7 +21,7 @@ Wrapped keys (``wrap_key`` / ``unwrap_key``)::
 
 The wrapped plaintext is one 32-byte key, or two keys together (64 bytes: a
 case's case key then its thread key, key kind ``case+thread``: one hybrid KEM
-operation per recipient instead of two; see whistle.casekeys).
+operation per recipient instead of two; see whistle.cases.keys).
 
 Hybrid key pairs: the private key is 96 bytes (ML-KEM-768 64-byte seed |
 X25519 32-byte scalar); the public key is 1,216 bytes (ML-KEM-768 1,184 |

@@ -22,7 +22,7 @@ from flask import Flask, has_request_context, request
 from flask_babel import Babel, format_date, get_locale
 from flask_babel import lazy_gettext as _l
 
-from whistle.models import today
+from whistle.store.models import today
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ DOMAIN_TEXTS = {
 }
 
 
-# What happened to each attached file (whistle.attachments / whistle.metadata notes).
+# What happened to each attached file (whistle.cases.attachments / whistle.metadata notes).
 FILE_NOTES = [
     _l("kept exactly as sent"),
     _l("hidden information removed"),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whistle import crypto
+from whistle.errors import KeyMaterialError
 
 SECRET_FILES = ("secret_key", "token_pepper", "reporter_pepper", "index_pepper")
 RECOVERY_PUBLIC = "recovery.pub"
@@ -20,10 +21,6 @@ Never commit these files. Back them up separately from the database:
 without token_pepper and reporter_pepper no reporter token works, and a
 database backup alone must stay unreadable.
 """
-
-
-class KeyError_(Exception):
-    """Key material missing, unreadable, malformed or too widely readable."""
 
 
 @dataclass(frozen=True)
@@ -37,38 +34,58 @@ class InstanceKeys:
 
 def _read_secret(path: Path) -> bytes:
     if not path.exists():
-        raise KeyError_(f"key file missing: {path} (run `flask --app app init`)")
+        raise KeyMaterialError(f"key file missing: {path} (run `flask --app app init`)")
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyError_(f"key file {path} is readable by group or others: chmod 600 it")
+        raise KeyMaterialError(f"key file {path} is readable by group or others: chmod 600 it")
     try:
         value = bytes.fromhex(path.read_text().strip())
     except (OSError, ValueError) as exc:
-        raise KeyError_(f"key file {path} is unreadable or corrupt") from exc
+        raise KeyMaterialError(f"key file {path} is unreadable or corrupt") from exc
     if len(value) != 32:
-        raise KeyError_(f"key file {path} is corrupt (expected 32 bytes)")
+        raise KeyMaterialError(f"key file {path} is corrupt (expected 32 bytes)")
     return value
 
 
 def load(keys_dir: str) -> InstanceKeys:
-    """Read and check all key material; raise KeyError_ naming the first problem."""
+    """Read and check all key material; raise KeyMaterialError naming the first problem."""
     base = Path(keys_dir)
     values = {name: _read_secret(base / name) for name in SECRET_FILES}
     pub_path = base / RECOVERY_PUBLIC
     if not pub_path.exists():
-        raise KeyError_(f"key file missing: {pub_path} (run `flask --app app init`)")
+        raise KeyMaterialError(f"key file missing: {pub_path} (run `flask --app app init`)")
     try:
         public = bytes.fromhex(pub_path.read_text().strip())
         crypto.check_public_key(public)
     except (OSError, ValueError, crypto.CryptoError) as exc:
-        raise KeyError_(f"key file {pub_path} is unreadable or corrupt") from exc
+        raise KeyMaterialError(f"key file {pub_path} is unreadable or corrupt") from exc
     return InstanceKeys(recovery_public=public, **values)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path | str, text: str) -> None:
+    """Create ``path`` readable by its owner alone (0600), refusing to overwrite: the one
+    place in Whistle that writes a secret file."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+
+
+def replace_public(path: Path | str, text: str) -> None:
+    """Replace a public key file atomically (written beside it, then renamed over it)."""
+    target = Path(path)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+
+
+def new_recovery_key_file(path: str) -> bytes:
+    """The next recovery private key: read from ``path``, or created there once (0600)."""
+    if Path(path).exists():
+        return read_recovery_private(path)
+    pair = crypto.generate_keypair()
+    write_private(path, "# Whistle organisation recovery private key (rotated). Keep OFFLINE.\n"
+                  + pair.private.hex() + "\n")
+    return pair.private
 
 
 def create_missing(keys_dir: str, recovery_out: str | None = None) -> list[str]:
@@ -82,7 +99,7 @@ def create_missing(keys_dir: str, recovery_out: str | None = None) -> list[str]:
         (base / ".gitignore").write_text("*\n!README.md\n!.gitignore\n")
     for name in SECRET_FILES:
         if not (base / name).exists():
-            _write_private(base / name, os.urandom(32).hex() + "\n")
+            write_private(base / name, os.urandom(32).hex() + "\n")
             notes.append(f"created {base / name}")
     if not (base / RECOVERY_PUBLIC).exists():
         pair = crypto.generate_keypair()
@@ -91,8 +108,8 @@ def create_missing(keys_dir: str, recovery_out: str | None = None) -> list[str]:
         out = Path(recovery_out) if recovery_out else (
             base.resolve().parent / f"whistle-recovery-private-key-{fingerprint}.txt")
         if out.exists():
-            raise KeyError_(f"{out} already exists: move it away before creating a new recovery key")
-        _write_private(out, "# Whistle organisation recovery private key. Keep OFFLINE.\n"
+            raise KeyMaterialError(f"{out} already exists: move it away before creating a new recovery key")
+        write_private(out, "# Whistle organisation recovery private key. Keep OFFLINE.\n"
                        + pair.private.hex() + "\n")
         (base / RECOVERY_PUBLIC).write_text(pair.public.hex() + "\n")
         notes.append(f"created the organisation recovery key pair; public half: {base / RECOVERY_PUBLIC}")
@@ -110,7 +127,7 @@ def read_recovery_private(path: str) -> bytes:
     try:
         value = bytes.fromhex(lines[0])
     except (IndexError, ValueError) as exc:
-        raise KeyError_(f"{path} is not a recovery key file") from exc
+        raise KeyMaterialError(f"{path} is not a recovery key file") from exc
     if len(value) != crypto.PRIVATE_KEY_SIZE:
-        raise KeyError_(f"{path} is not a recovery key file")
+        raise KeyMaterialError(f"{path} is not a recovery key file")
     return value

@@ -20,8 +20,8 @@ from flask_mail import Message as MailMessage
 from sqlalchemy import DateTime, String, bindparam, exists, false, insert, literal_column, select
 from sqlalchemy.orm import Session
 
-from whistle.models import OutboxMail, utcnow
-from whistle.prepared import Prepared
+from whistle.store.models import OutboxMail, utcnow
+from whistle.store.prepared import Prepared
 
 TEMPLATES = {
     "activity": (

@@ -5,20 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from whistle.errors import InvalidInput
+
 _CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-class InvalidInput(Exception):
-    """Input that Whistle refuses; carries an error code, a message and the field."""
-
-    def __init__(self, message: str, field: str | None = None, code: str = "invalid_input",
-                 status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.code = code
-        self.status = status
 
 
 def _check_encoding(value: str, field: str) -> None:

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import inspect, text
 
-from whistle import db
+from whistle.store import db
 
 
 class Snapshot:

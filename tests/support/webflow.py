@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from whistle import db, notify
+from whistle import notify
+from whistle.store import db
 
 
 def marker(label: str = "MARK") -> str:

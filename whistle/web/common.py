@@ -8,26 +8,18 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import current_app, g, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from whistle.validation import InvalidInput
+from whistle.errors import DomainError
 
 
-class ApiError(HTTPException):
-    """An error with a code, a message and a status, rendered as JSON or HTML by the layer."""
+class ApiError(DomainError):
+    """A request the web layer itself refuses (malformed, too large, wrong type, ...): a
+    ``DomainError`` spelled status first, as the HTTP answer it becomes."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code = status
-        self.error = code
-        self.message = message
-        self.field = field
-        self.extra_headers = headers or {}
-
-
-def from_invalid(exc: InvalidInput) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, exc.field)
+        super().__init__(message, code, status, field, headers)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

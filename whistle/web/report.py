@@ -10,9 +10,11 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from sqlalchemy.exc import OperationalError
 
-from whistle import db, intake, tokens
-from whistle.validation import InvalidInput
-from whistle.web import common, flows, pages, uploads
+from whistle import tokens
+from whistle.cases import intake
+from whistle.store import db
+from whistle.errors import DomainError, InvalidInput
+from whistle.web import common, errors, shared, uploads
 from whistle.web.common import ApiError
 
 bp = Blueprint("report", __name__)
@@ -31,16 +33,16 @@ def _form_to_concern(form: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _render_form(form: dict[str, Any] | None = None, error: ApiError | None = None,
+def _render_form(form: dict[str, Any] | None = None, error: DomainError | None = None,
                  status: int = 200) -> tuple[str, int]:
     try:
-        options = flows.intake_options(db.session())
+        options = shared.intake_options(db.session())
     except OperationalError as exc:
         if db.will_run_again(exc):
             raise
         # The database is gone: still give the reporter the form with their text back.
         db.session().rollback()
-        options = flows.offline_intake_options()
+        options = shared.offline_intake_options()
     return render_template("report.html", options=options, form=form or {}, error=error,
                            idempotency_key=secrets.token_hex(16)), status
 
@@ -63,12 +65,12 @@ def report_submit() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     except ValueError:
         idem = None
     try:
-        receipt = flows.submit(_form_to_concern(form), files, idem)
-    except ApiError as exc:
-        if exc.code == 409 and exc.error == "already_submitted":
+        receipt = shared.submit(_form_to_concern(form), files, idem)
+    except DomainError as exc:
+        if exc.code == "already_submitted":
             return render_template("already.html"), 409
-        html, status = _render_form(form, exc, exc.code or 400)
-        return html, status, exc.extra_headers
+        html, status = _render_form(form, exc, exc.status)
+        return html, status, exc.headers
     return render_template("token.html", receipt=receipt, words=receipt.token.split()), 201
 
 
@@ -80,14 +82,14 @@ def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str
     session = db.session()
     try:
         sub = intake.parse_submission(_form_to_concern(form), session, current_app.config)
-        options = flows.intake_options(session)
+        options = shared.intake_options(session)
     except InvalidInput as exc:
-        return _render_form(form, common.from_invalid(exc), exc.status)
+        return _render_form(form, exc, exc.status)
     except OperationalError as exc:
         if db.will_run_again(exc):
             raise
         session.rollback()
-        return _render_form(form, ApiError(503, "unavailable", pages.UNAVAILABLE), 503)
+        return _render_form(form, errors.Unavailable(), 503)
     return render_template("report_review.html", form=form, sub=sub, options=options,
                            dropped_files=[f.filename for f in files]), 200
 
@@ -99,7 +101,7 @@ def status_form() -> str:
 
 def _status_page(view: intake.ReporterView, **extra: Any) -> str:
     cfg = current_app.config
-    return render_template("status.html", status=flows.status_json(view),
+    return render_template("status.html", status=shared.status_json(view),
                            allow_attachments=cfg["ALLOW_LATER_ATTACHMENTS"],
                            max_files=cfg["MAX_ATTACHMENTS"],
                            max_mib=cfg["MAX_ATTACHMENT_BYTES"] // 1048576, **extra)
@@ -109,10 +111,9 @@ def _status_page(view: intake.ReporterView, **extra: Any) -> str:
 def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
     form = common.form_fields()
     try:
-        view = flows.find_case(form.get("token", ""))
-    except ApiError as exc:
-        return (render_template("status_login.html", error=exc.message), exc.code or 400,
-                exc.extra_headers)
+        view = shared.find_case(form.get("token", ""))
+    except DomainError as exc:
+        return render_template("status_login.html", error=exc.message), exc.status, exc.headers
     if view is None:
         return render_template("status_login.html",
                                error="No case matches this token. Check the 12 words."), 404
@@ -125,7 +126,7 @@ def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
             if db.will_run_again(exc):
                 raise
             db.session().rollback()
-            return _status_page(view, token=token, error=pages.UNAVAILABLE,
+            return _status_page(view, token=token, error=errors.UNAVAILABLE,
                                 draft=form.get("body", "")), 503
         except InvalidInput as exc:
             return _status_page(view, token=token, error=exc.message,
@@ -135,12 +136,12 @@ def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
         files = [f for f in request.files.getlist("attachment") if f.filename]
         try:
             notes = uploads.add_later(view, files, form.get("clean_metadata") == "yes")
-        except ApiError as exc:
-            return _status_page(view, token=token, error=exc.message), exc.code or 400
+        except DomainError as exc:
+            return _status_page(view, token=token, error=exc.message), exc.status
         return _status_page(view, token=token, notice="Your files were added.",
                             attachment_notes=notes), 200
     if action == "rotate":
-        new = intake.rotate_token(db.session(), flows.instance_keys(), view)
+        new = intake.rotate_token(db.session(), shared.instance_keys(), view)
         return render_template("token.html", receipt=None, words=new.split(), rotated=True), 200
     return _status_page(view, token=token), 200
 

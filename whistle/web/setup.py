@@ -10,8 +10,9 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, render_template
 
-from whistle import administration, db
-from whistle.validation import InvalidInput
+from whistle.people import administration
+from whistle.store import db
+from whistle.errors import InvalidInput
 from whistle.web import common
 
 bp = Blueprint("setup", __name__, url_prefix="/setup")

@@ -2,7 +2,7 @@
 
 Werkzeug spools multipart file parts over 500 KB to temporary files in
 plaintext. :class:`WhistleRequest` replaces that stream factory with
-``attachments.EncryptedSpool`` (sealed under a key that never leaves memory)
+``spool.EncryptedSpool`` (sealed under a key that never leaves memory)
 and enforces the attachment limits while the body is read, so a request over
 a limit stops at the first byte too many with ``413 too_large``.
 """
@@ -16,15 +16,16 @@ from urllib.parse import quote
 from flask import Request, Response, current_app
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from whistle import attachments, db
-from whistle.validation import InvalidInput
-from whistle.web.common import ApiError, from_invalid
+from whistle.cases import attachments, spool
+from whistle.store import db
+from whistle.errors import InvalidInput
+from whistle.web.common import ApiError
 
 DOWNLOAD_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
 
 
 class WhistleRequest(Request):
-    _upload_budget: attachments.Budget | None = None
+    _upload_budget: spool.Budget | None = None
     _upload_parts = 0
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
@@ -33,15 +34,15 @@ class WhistleRequest(Request):
         # Never Werkzeug's default: it spools parts over 500 KB to disk in plaintext.
         cfg = current_app.config
         if self._upload_budget is None:
-            self._upload_budget = attachments.Budget(cfg["MAX_ATTACHMENTS_TOTAL"])
+            self._upload_budget = spool.Budget(cfg["MAX_ATTACHMENTS_TOTAL"])
         if filename:
             self._upload_parts += 1
             if self._upload_parts > cfg["MAX_ATTACHMENTS"]:
-                raise attachments.too_large(
+                raise spool.too_large(
                     f"at most {cfg['MAX_ATTACHMENTS']} files can be attached")
-        spool = attachments.EncryptedSpool(max_bytes=cfg["MAX_ATTACHMENT_BYTES"],
-                                           budget=self._upload_budget)
-        return cast(IO[bytes], spool)
+        part = spool.EncryptedSpool(max_bytes=cfg["MAX_ATTACHMENT_BYTES"],
+                                    budget=self._upload_budget)
+        return cast(IO[bytes], part)
 
     def _load_form_data(self) -> None:
         try:
@@ -53,8 +54,6 @@ class WhistleRequest(Request):
         except RequestEntityTooLarge as exc:
             raise ApiError(413, "too_large", "the request is too large: see the limits on "
                            "files and text") from exc
-        except InvalidInput as exc:
-            raise from_invalid(exc) from exc
 
 
 def _cache_urlencoded_body(req: Request) -> None:
@@ -91,9 +90,9 @@ def add_later(view: Any, files: Sequence[Any], clean: bool) -> tuple[str, ...]:
     try:
         uploads = attachments.read_uploads(files, cfg, clean)
         return attachments.add_later(session, view, uploads, cfg)
-    except InvalidInput as exc:
+    except InvalidInput:
         session.rollback()
-        raise from_invalid(exc) from exc
+        raise
 
 
 def content_disposition(filename: str) -> str:

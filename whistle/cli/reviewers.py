@@ -1,0 +1,109 @@
+"""``reviewer add | list | disable | reset-password``: accounts from the command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from whistle.errors import InvalidInput, NotFound
+from whistle.people import accounts
+from whistle.store import db
+from whistle.store.models import Reviewer
+
+
+reviewer_group = click.Group("reviewer", help="Enrol, list and disable reviewers.")
+
+
+@reviewer_group.command("add")
+@with_appcontext
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--unit", "units", multiple=True)
+@click.option("--senior", is_flag=True)
+@click.option("--independent", is_flag=True)
+@click.option("--admin", is_flag=True, help="Also an administrator.")
+@click.option("--admin-only", is_flag=True, help="An administrator who reviews no cases.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def reviewer_add(name: str, email: str, units: tuple[str, ...], senior: bool,
+                 independent: bool, admin: bool, admin_only: bool, password_stdin: bool) -> None:
+    """Enrol a reviewer; the new id is the last line printed."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with db.new_session(current_app) as s:
+        try:
+            r = accounts.enrol(s, current_app.config, name, email, password, list(units), senior,
+                             independent, admin or admin_only, reviews=not admin_only)
+        except InvalidInput as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"enrolled {r.name} <{r.email}>")
+        click.echo(r.id)
+
+
+@reviewer_group.command("list")
+@with_appcontext
+def reviewer_list() -> None:
+    """List reviewers (no secrets)."""
+    import json
+
+    with db.new_session(current_app) as s:
+        for r in s.scalars(select(Reviewer).order_by(Reviewer.name)):
+            roles = [x for x, on in (("reviewer", r.is_reviewer), ("admin", r.is_admin),
+                                     ("senior", r.is_senior), ("independent", r.is_independent))
+                     if on]
+            click.echo(f"{r.id}  {'active ' if r.active else 'DISABLED'}  {r.name} <{r.email}>  "
+                       f"roles={','.join(roles)}  units={','.join(json.loads(r.units))}")
+
+
+@reviewer_group.command("disable")
+@with_appcontext
+@click.argument("reviewer_id")
+def reviewer_disable(reviewer_id: str) -> None:
+    """Disable a reviewer; report cases left with too few active reviewers."""
+    with db.new_session(current_app) as s:
+        try:
+            report = accounts.disable(s, current_app.config, reviewer_id)
+        except NotFound as exc:
+            raise click.ClickException(f"no reviewer {reviewer_id}") from exc
+        click.echo(f"disabled {report.reviewer.name}; their sessions are ended")
+        for case_ref, left in report.understaffed:
+            click.echo(f"case {case_ref} now has {left} active reviewer(s): share it with "
+                       "another reviewer, or use `recovery reshare`")
+        if not report.understaffed:
+            click.echo("no case is left with fewer than the minimum of active reviewers")
+
+
+@reviewer_group.command("reset-password")
+@with_appcontext
+@click.argument("reviewer_id")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def reviewer_reset_password(reviewer_id: str, password_stdin: bool) -> None:
+    """Give a reviewer who lost their password a new one (and a new key pair).
+
+    Their cases come back when a co-reviewer shares them again, or with
+    `recovery rewrap --reviewer ID --key-file PATH`. They must change this
+    password at their next sign-in.
+    """
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with db.new_session(current_app) as s:
+        try:
+            waiting = accounts.reset_password(s, current_app.config, reviewer_id, password)
+        except NotFound as exc:
+            raise click.ClickException(f"no reviewer {reviewer_id}") from exc
+        except InvalidInput as exc:
+            raise click.ClickException(exc.message) from exc
+    click.echo(f"password reset; sessions ended; {len(waiting)} case(s) wait for their keys")
+    if waiting:
+        click.echo(f"  run: flask --app app recovery rewrap --reviewer {reviewer_id} "
+                   "--key-file <recovery key file>, or ask a co-reviewer to share each case")
+
+
+COMMANDS = (reviewer_group,)

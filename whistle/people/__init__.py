@@ -1,0 +1,1 @@
+"""Accounts, sessions, two-factor sign-in, administration, the administration log, first run."""

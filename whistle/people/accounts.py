@@ -1,0 +1,197 @@
+"""Reviewer and administrator accounts: enrol, passwords, disable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from whistle import crypto
+from whistle.cases import audit, workflow
+from whistle.config import kdf_params
+from whistle.errors import AuthError, InvalidInput, NotFound
+from whistle.people import adminlog
+from whistle.store.models import (
+    Assignment,
+    Concern,
+    Reviewer,
+    ReviewerSession,
+    Setting,
+    WrappedKey,
+    utcnow,
+)
+
+# -- accounts ------------------------------------------------------------
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < 12:
+        raise InvalidInput("the password must have at least 12 characters", "password")
+    if len(password) > 1024:
+        raise InvalidInput("the password is too long", "password")
+
+
+def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, password: str,
+          units: list[str] | None = None, senior: bool = False, independent: bool = False,
+          admin: bool = False, reviews: bool = True, actor: str = "operator") -> Reviewer:
+    """Create an account with a fresh hybrid key pair locked under ``password``; recorded in
+    the administration log as done by ``actor`` (see whistle.people.adminlog)."""
+    from whistle import validation
+
+    # The address becomes a mail header: one line, no control characters (no CR/LF).
+    email = (validation.line(email, "email", 254, required=True) or "").lower()
+    if "@" not in email:
+        raise InvalidInput("enter an email address", "email")
+    if session.scalars(select(Reviewer).where(Reviewer.email == email)).first():
+        raise InvalidInput("a reviewer with this email already exists", "email", "duplicate", 409)
+    check_password_strength(password)
+    pair = crypto.generate_keypair()
+    locked, check = crypto.lock_private_key(pair.private, password, kdf_params(dict(config)))
+    reviewer = Reviewer(
+        name=name.strip(), email=email, units=json.dumps(units or []), is_senior=senior,
+        is_independent=independent, is_admin=admin, is_reviewer=reviews,
+        public_key=pair.public, locked_private_key=locked, password_check=check,
+    )
+    session.add(reviewer)
+    session.flush()
+    adminlog.record(session, "reviewer_enrolled", actor, {
+        "reviewer": reviewer.id,
+        "roles": adminlog.roles(reviews, admin, senior, independent),
+        "units": sorted(set(units or []))})
+    session.commit()
+    return reviewer
+
+
+def change_password(session: Session, config: Mapping[str, Any], reviewer: Reviewer,
+                    old: str, new: str) -> None:
+    """Re-lock the private key under the new password and end every session."""
+    check_password_strength(new)
+    try:
+        private = crypto.unlock_private_key(reviewer.locked_private_key, old,
+                                            reviewer.password_check)
+    except crypto.CryptoError as exc:
+        raise AuthError() from exc
+    reviewer.locked_private_key, reviewer.password_check = crypto.lock_private_key(
+        private, new, kdf_params(dict(config)))
+    reviewer.credentials_version += 1
+    session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
+    flag = session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id)
+    if flag is not None:
+        session.delete(flag)
+    session.commit()
+
+
+# An administrator who chose a reviewer's first password knows it: until the
+# reviewer replaces it, the account does nothing but change it.
+# (A settings key prefix, not a password: hence the nosec.)
+_PASSWORD_SET_BY_ADMIN = "password_set_by_admin:"  # nosec B105
+
+
+def reset_password(session: Session, config: Mapping[str, Any], reviewer_id: str,
+                   new_password: str, actor: str = "operator") -> list[str]:
+    """An administrator's reset for a reviewer who lost their password. Commits.
+
+    The old private key is lost with the old password, so the reviewer gets a
+    fresh key pair and their useless copies of case keys are deleted. They stay
+    assigned; each case comes back when a co-reviewer shares it again or the
+    recovery key holder runs ``recovery rewrap``. The new password is known to
+    the administrator, so the reviewer must replace it at their next sign-in.
+    Returns the references of the cases waiting to be re-wrapped.
+    """
+    reviewer = session.get(Reviewer, reviewer_id)
+    if reviewer is None:
+        raise NotFound()
+    check_password_strength(new_password)
+    pair = crypto.generate_keypair()
+    reviewer.public_key = pair.public
+    reviewer.locked_private_key, reviewer.password_check = crypto.lock_private_key(
+        pair.private, new_password, kdf_params(dict(config)))
+    reviewer.totp_secret_ct = None  # sealed under the old key: enrol two-factor again
+    reviewer.credentials_version += 1
+    session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer_id))
+    session.execute(delete(WrappedKey).where(WrappedKey.recipient_kind == "reviewer",
+                                             WrappedKey.recipient_id == reviewer_id))
+    waiting = list(session.scalars(select(Assignment.concern_id).where(
+        Assignment.reviewer_id == reviewer_id).order_by(Assignment.concern_id)))
+    for case_ref in waiting:
+        audit.record(session, case_ref, "reviewer_key_reset", "admin", utcnow(),
+                     {"reviewer": reviewer_id})
+    require_password_change(session, reviewer_id)
+    adminlog.record(session, "password_reset", actor,
+                    {"reviewer": reviewer_id, "cases_waiting": len(waiting)})
+    session.commit()
+    return waiting
+
+
+def require_password_change(session: Session, reviewer_id: str) -> None:
+    """Mark a password as set by someone else (caller's transaction)."""
+    if session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer_id) is None:
+        session.add(Setting(key=_PASSWORD_SET_BY_ADMIN + reviewer_id, value="true"))
+
+
+def account_setup_needed(session: Session, config: Mapping[str, Any], reviewer: Reviewer,
+                         password_set_by_admin: bool | None = None) -> str | None:
+    """What a signed-in reviewer must do before anything else: "password", "totp" or None.
+
+    ``password_set_by_admin``: the flag when the caller already read it (``SignedIn``).
+    """
+    if password_set_by_admin is None:
+        password_set_by_admin = session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id) \
+            is not None
+    if password_set_by_admin:
+        return "password"
+    if config.get("REQUIRE_TOTP") and reviewer.totp_secret_ct is None:
+        return "totp"
+    return None
+
+
+@dataclass
+class DisableReport:
+    reviewer: Reviewer
+    understaffed: list[tuple[str, int]]  # (case_ref, active reviewers left)
+
+
+def disable(session: Session, config: Mapping[str, Any], reviewer_id: str,
+            actor: str = "admin") -> DisableReport:
+    """Disable an account and end its sessions; report open cases left short of reviewers.
+
+    A case left with fewer than MIN_REVIEWERS active reviewers is marked
+    under-routed, so it shows on the administrators' attention list.
+    """
+    reviewer = session.get(Reviewer, reviewer_id)
+    if reviewer is None:
+        raise NotFound()
+    reviewer.active = False
+    reviewer.credentials_version += 1
+    session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
+    short: list[tuple[str, int]] = []
+    case_ids = list(session.scalars(select(Assignment.concern_id).where(
+        Assignment.reviewer_id == reviewer_id, Assignment.status != workflow.CLOSED)))
+    for cid in case_ids:
+        left = session.scalar(select(func.count()).select_from(Assignment).join(Reviewer).where(
+            Assignment.concern_id == cid, Reviewer.active.is_(True))) or 0
+        audit.record(session, cid, "reviewer_disabled", actor, utcnow(),
+                     {"reviewer": reviewer_id, "active_left": left})
+        if left < config["MIN_REVIEWERS"]:
+            short.append((cid, left))
+            concern = session.get(Concern, cid)
+            if concern is not None:
+                concern.under_routed = True
+    adminlog.record(session, "reviewer_disabled", _log_actor(actor),
+                    {"reviewer": reviewer_id, "cases_left_short": len(short)})
+    session.commit()
+    return DisableReport(reviewer, short)
+
+
+def _log_actor(actor: str) -> str:
+    """The case trails name the command line "admin"; the administration log says operator."""
+    return adminlog.OPERATOR if actor == "admin" else actor
+

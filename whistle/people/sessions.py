@@ -1,0 +1,169 @@
+"""Reviewer sessions without server-side plaintext keys.
+
+A reviewer's private key is stored only locked under their password
+(Argon2id). At login it is re-sealed under a key derived from a random
+session secret that only the client holds; each request unseals it, uses it
+and drops it. Deleting the session row destroys the key material.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import (
+    bindparam,
+    delete,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from whistle import crypto
+from whistle.config import kdf_params
+from whistle.errors import AuthError, InvalidInput
+from whistle.people.accounts import _PASSWORD_SET_BY_ADMIN
+from whistle.people.twofactor import _verify_totp
+from whistle.store.models import (
+    Reviewer,
+    ReviewerSession,
+    Setting,
+    utcnow,
+)
+from whistle.store.prepared import PreparedQuery
+
+# -- sessions ------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes | None:
+    if not isinstance(text, str) or len(text) != 43:
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=")
+    except (ValueError, TypeError):
+        return None
+
+
+def login(session: Session, config: Mapping[str, Any], email: Any, password: Any,
+          otp: Any = None, now: dt.datetime | None = None) -> tuple[str, Reviewer]:
+    """Check credentials; return (session secret for the client, reviewer)."""
+    now = now or utcnow()
+    if not isinstance(email, str) or not isinstance(password, str) or len(email) > 254 \
+            or len(password) > 1024:
+        raise InvalidInput("email and password must be text", "email")
+    reviewer = session.scalars(select(Reviewer).where(
+        Reviewer.email == email.strip().lower())).first()
+    if reviewer is None or not reviewer.active:
+        crypto.burn_password_time(password, kdf_params(dict(config)))
+        raise AuthError()
+    try:
+        private = crypto.unlock_private_key(reviewer.locked_private_key, password,
+                                            reviewer.password_check)
+    except crypto.CryptoError as exc:
+        raise AuthError() from exc
+    _verify_totp(reviewer, private, otp, now)
+    if config.get("REQUIRE_TOTP") and reviewer.totp_secret_ct is None:
+        pass  # signed in, but the web layers send them to set up two-factor first
+    secret = secrets.token_bytes(32)
+    sid = crypto.digest(secret)
+    session.add(ReviewerSession(
+        id=sid, reviewer_id=reviewer.id, created=now, last_seen=now,
+        credentials_version=reviewer.credentials_version,
+        key_ct=crypto.seal(crypto.derive_key(secret, "session"), private,
+                           "session:" + sid.hex()),
+    ))
+    session.commit()
+    return _b64(secret), reviewer
+
+
+class SignedIn:
+    """A live reviewer session. The reviewer entity is loaded only when a page needs more
+    than the fields read with the session (the API's hot paths need none)."""
+
+    def __init__(self, session: Session, found: Any, secret: bytes) -> None:
+        self._session = session
+        self.session_id: bytes = found.sid
+        self.reviewer_id: str = found.reviewer_id
+        self.is_admin: bool = found.is_admin
+        self.has_totp: bool = found.has_totp
+        self.password_set_by_admin: bool = found.flag is not None
+        self._key_ct: bytes = found.key_ct
+        self.secret = secret
+        self._reviewer: Reviewer | None = None
+
+    @property
+    def reviewer(self) -> Reviewer:
+        if self._reviewer is None:
+            self._reviewer = self._session.get_one(Reviewer, self.reviewer_id)
+        return self._reviewer
+
+    def setup_needed(self, config: Mapping[str, Any]) -> str | None:
+        """``account_setup_needed`` from what was read with the session (no query)."""
+        if self.password_set_by_admin:
+            return "password"
+        if config.get("REQUIRE_TOTP") and not self.has_totp:
+            return "totp"
+        return None
+
+    def private_key(self) -> bytes:
+        return crypto.open_sealed(crypto.derive_key(self.secret, "session"), self._key_ct,
+                                  "session:" + self.session_id.hex())
+
+
+# One round trip, columns only: the session, what is checked of its reviewer and the
+# "password set by an admin" flag. Built once (building costs more than running it).
+_SIGNED_IN = PreparedQuery(select(ReviewerSession.id.label("sid"), ReviewerSession.reviewer_id,
+                     ReviewerSession.created, ReviewerSession.last_seen,
+                     ReviewerSession.credentials_version, ReviewerSession.key_ct,
+                     Reviewer.active, Reviewer.is_admin,
+                     Reviewer.credentials_version.label("reviewer_version"),
+                     Reviewer.totp_secret_ct.is_not(None).label("has_totp"),
+                     Setting.key.label("flag"))
+              .outerjoin(Reviewer, Reviewer.id == ReviewerSession.reviewer_id)
+              .outerjoin(Setting, Setting.key == literal(_PASSWORD_SET_BY_ADMIN)
+                         + ReviewerSession.reviewer_id)
+              .where(ReviewerSession.id == bindparam("sid")))
+_END_SESSION = delete(ReviewerSession).where(ReviewerSession.id == bindparam("sid"))
+_SEEN = update(ReviewerSession).where(ReviewerSession.id == bindparam("sid")).values(
+    last_seen=bindparam("now"))
+
+
+def authenticate(session: Session, config: Mapping[str, Any], token: Any,
+                 now: dt.datetime | None = None) -> SignedIn | None:
+    """The signed-in reviewer for a client's session secret, or None (expired, ended, disabled)."""
+    now = now or utcnow()
+    secret = _unb64(token) if isinstance(token, str) else None
+    if secret is None:
+        return None
+    sid = crypto.digest(secret)
+    rows = _SIGNED_IN.all(session.connection(), {"sid": sid})
+    if not rows:
+        return None
+    found = rows[0]
+    idle = dt.timedelta(minutes=config["SESSION_IDLE_MINUTES"])
+    lifetime = dt.timedelta(hours=config["SESSION_MAX_HOURS"])
+    if (found.active is None or not found.active
+            or found.credentials_version != found.reviewer_version
+            or now - found.last_seen > idle or now - found.created > lifetime
+            or now < found.created):
+        session.execute(_END_SESSION, {"sid": sid})
+        session.commit()
+        return None
+    if now - found.last_seen > dt.timedelta(seconds=60):
+        session.execute(_SEEN, {"sid": sid, "now": now})
+        session.commit()
+    return SignedIn(session, found, secret)
+
+
+def logout(session: Session, signed: SignedIn) -> None:
+    session.execute(_END_SESSION, {"sid": signed.session_id})
+    session.commit()
+

@@ -1,0 +1,287 @@
+"""The schema. Content columns hold only ciphertext (``*_ct``); see whistle.crypto for formats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def new_id() -> str:
+    """A random public id: 128 bits, hex."""
+    return secrets.token_hex(16)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def today() -> dt.date:
+    return utcnow().date()
+
+
+class Reviewer(Base):
+    __tablename__ = "reviewers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    units: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of unit names
+    categories: Mapped[str] = mapped_column(Text, default="[]")  # JSON list; empty = all
+    is_senior: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_independent: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_reviewer: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    locked_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    password_check: Mapped[bytes] = mapped_column(LargeBinary)
+    totp_secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
+    credentials_version: Mapped[int] = mapped_column(Integer, default=1)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Concern(Base):
+    """A case. ``id`` doubles as the public case reference."""
+
+    __tablename__ = "concerns"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    about_senior: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(32), default="received")
+    created: Mapped[dt.date] = mapped_column(Date)  # day granularity: reporter-side time
+    acknowledge_by: Mapped[dt.date] = mapped_column(Date)
+    acknowledged_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    feedback_by: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    closed_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    under_routed: Mapped[bool] = mapped_column(Boolean, default=False)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalated_ack: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalated_feedback: Mapped[bool] = mapped_column(Boolean, default=False)
+    reminded_ack: Mapped[bool] = mapped_column(Boolean, default=False)
+    reminded_feedback: Mapped[bool] = mapped_column(Boolean, default=False)
+    details_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    identity_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    proposed_outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    proposed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    token_lookup: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    token_last_used: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    failed_lookups: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True, nullable=True)
+
+    assignments: Mapped[list[Assignment]] = relationship(back_populates="concern")
+
+    __table_args__ = (
+        Index("ix_concerns_status_created", "status", "created"),
+        # The administrators' attention list (under-routed or overdue): a partial index, so
+        # the list reads those few cases, not every case; a submission that is neither
+        # writes nothing to it. The conditions of the partial indexes are written as
+        # SQLAlchemy renders ``.is_(True)`` (IS 1 on SQLite, IS true on PostgreSQL): a
+        # query uses a partial index only when it repeats the index's condition.
+        Index("ix_concerns_attention", "created", "id",
+              sqlite_where=text("under_routed IS 1 OR overdue IS 1"),
+              postgresql_where=text("under_routed IS true OR overdue IS true")),
+    )
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), primary_key=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("reviewers.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))  # denormalised copy for the inbox index
+    created: Mapped[dt.date] = mapped_column(Date)
+    # Denormalised copy of the case's overdue flag (``workflow.set_overdue`` keeps both), for
+    # the partial index below: the overdue filter and the overdue-first inbox read the
+    # reviewer's few overdue cases instead of joining every assignment to its case.
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    concern: Mapped[Concern] = relationship(back_populates="assignments")
+    reviewer: Mapped[Reviewer] = relationship()
+
+    __table_args__ = (
+        Index("ix_assignments_inbox", "reviewer_id", "status", "created", "concern_id"),
+        Index("ix_assignments_inbox_all", "reviewer_id", "created", "concern_id"),
+        Index("ix_assignments_overdue", "reviewer_id", "created", "concern_id",
+              sqlite_where=text("overdue IS 1"), postgresql_where=text("overdue IS true")),
+    )
+
+
+class InboxCount(Base):
+    """How many cases each reviewer has in each status: the inbox total without counting
+    300,000 index entries per request. Kept by ``whistle.store.counts`` (session events), checked
+    by ``flask --app app inbox recount``."""
+
+    __tablename__ = "inbox_counts"
+
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("reviewers.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class WrappedKey(Base):
+    """A case or thread key HPKE-wrapped for one recipient (reviewer, recovery or reporter)."""
+
+    __tablename__ = "wrapped_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))  # led by the unique key below
+    recipient_kind: Mapped[str] = mapped_column(String(16))  # reviewer | recovery | reporter
+    recipient_id: Mapped[str] = mapped_column(String(64))
+    key_kind: Mapped[str] = mapped_column(String(16))  # case+thread | thread (| case, older)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        UniqueConstraint("concern_id", "recipient_kind", "recipient_id", "key_kind"),
+    )
+
+
+class Exclusion(Base):
+    """Who the reporter excluded, kept as HMAC(index pepper, case | reviewer) only.
+
+    A stolen database does not say whom a reporter named; the server can
+    still answer "is reviewer R excluded from case C?".
+    """
+
+    __tablename__ = "exclusions"
+
+    tag: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), index=True)
+
+
+class Message(Base):
+    """Conversation entries (thread key) and internal notes (case key)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=False, autoincrement=False)
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # message | feedback | note
+    sender: Mapped[str] = mapped_column(String(16))  # reporter | reviewer
+    reviewer_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created: Mapped[dt.date] = mapped_column(Date)
+    body_ct: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), index=True)
+    meta_ct: Mapped[bytes] = mapped_column(LargeBinary)  # sealed JSON: name, type, size, notes
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    created: Mapped[dt.date] = mapped_column(Date)
+
+
+class AttachmentChunk(Base):
+    __tablename__ = "attachment_chunks"
+
+    attachment_id: Mapped[str] = mapped_column(ForeignKey("attachments.id"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ChainLink:
+    """The columns every link of a hash chain has (see whistle.cases.audit, whistle.people.adminlog)."""
+
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    type: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(40))
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditEvent(ChainLink, Base):
+    """One link of a case's hash chain. ``data`` is JSON without plaintext content."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("concern_id", "seq"),)
+
+
+class AdminEvent(ChainLink, Base):
+    """One link of the administration log: a change to accounts or routing settings.
+
+    One hash chain for the whole instance (see whistle.people.adminlog). ``data`` is JSON with
+    ids, roles, units and category ids: never a password, a key or case content."""
+
+    __tablename__ = "admin_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+class OutboxMail(Base):
+    """A notification waiting for delivery. Holds an address and a fixed template name only."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    template: Mapped[str] = mapped_column(String(40))
+    created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sent: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_outbox_pending", "sent", "failed", "next_attempt"),)
+
+
+class ReviewerSession(Base):
+    """A login. ``id`` is SHA-256 of the client's secret; ``key_ct`` its private key re-sealed."""
+
+    __tablename__ = "reviewer_sessions"
+
+    id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("reviewers.id"), index=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(DateTime)
+    credentials_version: Mapped[int] = mapped_column(Integer)
+    key_ct: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Setting(Base):
+    """Administrator-set values: categories, units, advice text (JSON)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Counter(Base):
+    """Shared counters (failed logins, lookups) so several workers agree."""
+
+    __tablename__ = "counters"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

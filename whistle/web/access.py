@@ -1,0 +1,94 @@
+"""Who may reach what: every route under ``/reviewer``, ``/admin`` and ``/api/v1`` needs a
+signed-in reviewer unless its endpoint is on ``PUBLIC`` (deny by default).
+
+One ``before_request`` hook decides for every request, so a new view is protected by
+being written, not by remembering a decorator. Reporters' routes (``/``, ``/report``,
+``/status``) and first-run ``/setup`` (guarded by its one-time code) lie outside the
+protected prefixes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, g, redirect, request, session, url_for
+
+from whistle.people import sessions
+from whistle.store import db
+from whistle.web.common import ApiError
+
+PROTECTED_PREFIXES = ("/reviewer", "/admin", "/api/")
+
+# Reachable without signing in, under the protected prefixes.
+PUBLIC = frozenset({
+    "reviewer.login_form", "reviewer.login",
+    "api.intake_options", "api.submit_concern", "api.status", "api.reporter_message",
+    "api.rotate_token", "api.reporter_attachments", "api.login",
+})
+
+# Reviewers' hot reads: each of their writes is one statement (a session's last-seen time,
+# the "opened" event), so on PostgreSQL they run in autocommit (see db.reads_alone).
+_READ_VIEWS = frozenset({"api.cases", "api.case"})
+
+# Pages a reviewer may reach while their account still needs setting up.
+SETUP_PAGES = {
+    "password": ("reviewer.account", {"reviewer.account", "reviewer.change_password",
+                                      "reviewer.logout"}),
+    "totp": ("reviewer.totp_form", {"reviewer.totp_form", "reviewer.totp_enable",
+                                    "reviewer.logout"}),
+}
+
+
+def protected(path: str, endpoint: str | None) -> bool:
+    """Does this request need a signed-in reviewer?"""
+    return path.startswith(PROTECTED_PREFIXES) and endpoint not in PUBLIC
+
+
+def current() -> sessions.SignedIn | None:
+    """The reviewer signed in through this browser's session cookie, if any."""
+    token = session.get("sid")
+    return sessions.authenticate(db.session(), current_app.config, token) if token else None
+
+
+def _api_guard() -> None:
+    if request.endpoint in _READ_VIEWS:
+        db.reads_alone()
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    signed = (sessions.authenticate(db.session(), current_app.config, token.strip())
+              if scheme.lower() == "bearer" else None)
+    if signed is None:
+        raise ApiError(401, "unauthorized", "sign in first",
+                       headers={"WWW-Authenticate": "Bearer"})
+    g.signed = signed
+    if request.endpoint != "api.logout" and signed.setup_needed(current_app.config):
+        raise ApiError(403, "account_setup_required", "finish setting up your account "
+                       "(your own password, or two-factor sign-in) on the reviewer pages")
+
+
+def _page_guard() -> Any:
+    signed = current()
+    if signed is None:
+        session.clear()
+        return redirect(url_for("reviewer.login_form"))
+    g.signed = signed
+    needed = signed.setup_needed(current_app.config)
+    if needed is not None:
+        target, allowed = SETUP_PAGES[needed]
+        if request.endpoint not in allowed:
+            return redirect(url_for(target))
+    if request.path.startswith("/admin") and not signed.is_admin:
+        raise ApiError(403, "forbidden", "administrators only")
+    return None
+
+
+def _guard() -> Any:
+    if request.endpoint is None or not protected(request.path, request.endpoint):
+        return None  # no such route (404 follows), or a public one
+    if request.path.startswith("/api/"):
+        return _api_guard()
+    return _page_guard()
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_guard)

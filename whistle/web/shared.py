@@ -1,0 +1,214 @@
+"""Glue shared by the HTML pages and the JSON API: call the domain (its errors are answered
+by ``whistle.web.errors``).
+
+Views in both layers stay short: parse, call one function here, render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Response, current_app
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from whistle import crypto, instance_keys
+from whistle.cases import actions, intake, reading, sharing, workflow
+from whistle.people import sessions
+from whistle.ratelimit import limiter
+from whistle.store import db, settings
+from whistle.store.models import Reviewer
+from whistle.errors import AuthError, InvalidInput
+from whistle.web import errors
+from whistle.web.common import ApiError
+
+
+def intake_options(session: Any) -> dict[str, Any]:
+    categories, units = settings.intake_lists(session)
+    return _fixed_options() | {
+        "categories": categories,
+        "units": units,
+        "reviewers": reviewer_choices(session),
+    }
+
+
+def offline_intake_options() -> dict[str, Any]:
+    """The form's options when the database is unreachable: defaults and no reviewer list."""
+    from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
+
+    return _fixed_options() | {
+        "categories": [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES],
+        "units": list(DEFAULT_UNITS), "reviewers": [],
+    }
+
+
+def _fixed_options() -> dict[str, Any]:
+    cfg = current_app.config
+    return {
+        "min_reviewers": cfg["MIN_REVIEWERS"],
+        "limits": {
+            "details_chars": cfg["MAX_DETAILS_CHARS"], "field_chars": cfg["MAX_FIELD_CHARS"],
+            "attachments": cfg["MAX_ATTACHMENTS"], "attachment_bytes": cfg["MAX_ATTACHMENT_BYTES"],
+            "attachments_total_bytes": cfg["MAX_ATTACHMENTS_TOTAL"],
+            "request_bytes": cfg["MAX_CONTENT_LENGTH"],
+        },
+        "deadlines": {"acknowledge_days": cfg["ACK_DEADLINE_DAYS"],
+                      "feedback_days": cfg["FEEDBACK_DEADLINE_DAYS"]},
+    }
+
+
+def reviewer_choices(session: Any) -> list[dict[str, str]]:
+    rows = session.scalars(select(Reviewer).where(Reviewer.active.is_(True),
+                                                  Reviewer.is_reviewer.is_(True))
+                           .order_by(Reviewer.name))
+    return [{"id": r.id, "name": r.name} for r in rows]
+
+
+def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
+           ) -> intake.Receipt:
+    """Validate and store a concern. 4xx for bad input, 503 if it could not be stored."""
+    session = db.session()
+    # Validation, routing and sealing only read: no write lock until the inserts (SQLite).
+    db.read_first()
+    try:
+        sub = intake.parse_submission(data, session, current_app.config)
+        if files:
+            from whistle.cases import attachments
+
+            clean = data.get("clean_metadata", True) if isinstance(data, dict) else True
+            if not isinstance(clean, bool):
+                raise InvalidInput("clean_metadata must be true or false", "clean_metadata")
+            uploads = attachments.read_uploads(files, current_app.config, clean)
+            sub = intake.Submission(**(sub.__dict__ | {"attachments": tuple(uploads)}))
+        keys = instance_keys()
+        if idempotency_key is not None:
+            existing = intake.replay(session, keys, idempotency_key)
+            if existing is not None:
+                raise intake.AlreadySubmitted()
+        return intake.submit(session, keys, current_app.config, sub, idempotency_key,
+                             write_lock=db.take_write_lock)
+    except OperationalError as exc:
+        if db.will_run_again(exc):
+            raise
+        session.rollback()
+        raise errors.Unavailable(errors.NOT_SAVED) from exc
+
+
+def receipt_json(r: intake.Receipt) -> dict[str, Any]:
+    out: dict[str, Any] = {"case_ref": r.case_ref, "token": r.token, "status": r.status,
+                           "reviewer_count": r.reviewer_count,
+                           "acknowledge_by": r.acknowledge_by.isoformat()}
+    if r.under_routed:
+        out["under_routed"] = True
+    if r.attachment_notes:
+        out["attachment_notes"] = list(r.attachment_notes)
+    return out
+
+
+def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView | None:
+    """Look a token up; too many misses anywhere -> 429 for misses (hits always pass).
+
+    ``then_read_only``: the request only reads after the lookup (the status check), so
+    on SQLite it runs without the write lock, on PostgreSQL in autocommit
+    (``db.reads_alone``); the day's first check still records the day of use, in a write
+    transaction of its own (and answers 503 if the database stays locked).
+    """
+    if then_read_only:
+        db.reads_alone(single_reads=True)
+    view = intake.find_by_token(db.session(), instance_keys(), token,
+                                read=db.single_read if then_read_only else None)
+    if view is None:
+        lim = limiter()
+        if not lim.fail("status", "miss"):
+            raise ApiError(429, "rate_limited", "too many attempts: wait and try again",
+                           headers={"Retry-After": str(lim.retry_after("status", "miss"))})
+    return view
+
+
+def status_json(view: intake.ReporterView, read_only: bool = False) -> dict[str, Any]:
+    """What the reporter sees. ``read_only``: nothing changed the case in this request, so
+    the timeline the lookup read is still the whole of it."""
+    c = view.case
+    session = db.session()
+    out: dict[str, Any] = {
+        "case_ref": c.id, "status": c.status, "created": c.created.isoformat(),
+        "acknowledge_by": c.acknowledge_by.isoformat(),
+        "feedback_by": c.feedback_by.isoformat() if c.feedback_by else None,
+        "overdue": c.overdue,
+        "token_last_used": view.previous_use.isoformat() if view.previous_use else None,
+        "events": (view.events_at_lookup if read_only and view.events_at_lookup is not None
+                   else intake.reporter_events(session, c.id)),
+        "messages": intake.reporter_messages(session, view),
+    }
+    if c.status == workflow.CLOSED:
+        out["outcome"] = c.outcome
+    return out
+
+
+def login(email: Any, password: Any, otp: Any) -> tuple[str, Reviewer]:
+    session = db.session()
+    lim = limiter()
+    key = (crypto.keyed_hash(instance_keys().index_pepper, "login", email.strip().lower()
+                             .encode()).hex() if isinstance(email, str) and len(email) < 300
+           else "invalid")
+    if lim.exceeded("login", key) or lim.exceeded("login", "all"):
+        raise ApiError(429, "rate_limited", "too many failed sign-ins: wait and try again",
+                       headers={"Retry-After": str(lim.retry_after("login", key))})
+    try:
+        return sessions.login(session, current_app.config, email, password, otp)
+    except AuthError:
+        lim.fail("login", key)
+        raise
+
+
+def list_args(args: Mapping[str, str]) -> tuple[str | None, int, int]:
+    status = args.get("status") or None
+    if status is not None and status not in workflow.STATUSES + ("overdue", "open"):
+        raise ApiError(400, "invalid_input", "unknown status filter", "status")
+    try:
+        page = int(args.get("page", "1"))
+        per_page = int(args.get("per_page", "25"))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_input", "page and per_page must be whole numbers") from exc
+    if not (1 <= page <= 1_000_000 and 1 <= per_page <= 100):
+        raise ApiError(400, "invalid_input", "page must be >= 1 and per_page 1..100")
+    return status, page, per_page
+
+
+def open_case(signed: sessions.SignedIn, case_ref: str) -> dict[str, Any]:
+    with errors.case_integrity():
+        return reading.open_case(db.session(), signed, case_ref)
+
+
+def transition(signed: sessions.SignedIn, case_ref: str, data: Mapping[str, Any]) -> str:
+    with errors.case_integrity():
+        return actions.transition(db.session(), signed, current_app.config, case_ref,
+                                  data.get("to"), data.get("note"), data.get("outcome"),
+                                  data.get("feedback"))
+
+
+def post_message(signed: sessions.SignedIn, case_ref: str, body: Any, internal: bool) -> Any:
+    with errors.case_integrity():
+        return actions.post_message(db.session(), signed, current_app.config, case_ref, body,
+                                    internal)
+
+
+def share(signed: sessions.SignedIn, case_ref: str, reviewer_id: Any) -> Reviewer:
+    with errors.case_integrity():
+        return sharing.share(db.session(), signed, instance_keys(), case_ref, reviewer_id, None,
+                             current_app.config["MIN_REVIEWERS"])
+
+
+def download(signed: sessions.SignedIn, case_ref: str, attachment_id: str) -> Response:
+    from whistle.cases import attachments
+    from whistle.web import uploads
+
+    with errors.case_integrity():
+        att, keys = reading.attachment_for(db.session(), signed, case_ref, attachment_id)
+        # Every chunk is verified before the response starts: never partial plaintext.
+        verified = attachments.open_download(db.session(), att, keys)
+    reading.record_download(db.session(), signed, att)  # before the first byte leaves
+    return uploads.download_response(verified)
+
+
