@@ -38,7 +38,7 @@ forwarded_allow_ips = "127.0.0.1,::1"
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 
 # SQLite: WAL checkpoints in a background thread of each worker instead of inside the
-# request whose commit crossed the threshold (see whistle/db.py). No effect on PostgreSQL.
+# request whose commit crossed the threshold (see whistle/store/db.py). No effect on PostgreSQL.
 raw_env = ["WHISTLE_SQLITE_CHECKPOINT_THREAD="
            + os.environ.get("WHISTLE_SQLITE_CHECKPOINT_THREAD", "true")]
 

@@ -60,7 +60,7 @@ from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
 from tests.support import services  # noqa: E402
-from whistle import create_app, crypto, keys  # noqa: E402
+from whistle import create_app, crypto, keys, settings_of  # noqa: E402
 from whistle.cases.spool import CHUNK_SIZE  # noqa: E402
 from whistle.people import accounts  # noqa: E402
 from whistle.store import db, migrate  # noqa: E402
@@ -245,7 +245,7 @@ def main() -> None:
         app = build(tmp, smtp)
         with db.new_session(app) as s:
             for n in range(2):
-                r = accounts.enrol(s, app.config, f"Bench {n}", f"bench{n}@example.org",
+                r = accounts.enrol(s, settings_of(app), f"Bench {n}", f"bench{n}@example.org",
                                  PASSWORD, None, False, False, False, True)
                 email = r.email
         client = app.test_client()

@@ -18,12 +18,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support import services
-from whistle import create_app, keys
-from whistle.store import db, migrate
+from tests.support.factories import build_app
+from whistle.store import db
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 USE_POSTGRES = os.environ.get("WHISTLE_TEST_DB") == "postgres"
-PASSWORD = "correct horse battery staple"
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:
@@ -85,20 +84,6 @@ def database_url(tmp_path: Path, postgres: services.PostgresServer | None) -> It
     postgres.drop_database(name)
 
 
-def build_app(tmp_path: Path, database_url: str, smtp: services.SmtpServer,
-              extra: dict[str, Any] | None = None) -> Flask:
-    keys_dir = tmp_path / "keys"
-    if not (keys_dir / "recovery.pub").exists():
-        keys.create_missing(str(keys_dir), str(tmp_path / "recovery-private.txt"))
-    config = {
-        "TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(keys_dir),
-        "MAIL_SERVER": smtp.host, "MAIL_PORT": smtp.port, "MAIL_TIMEOUT": 3,
-    } | (extra or {})
-    app = create_app(config)
-    migrate.upgrade(db.engine_for(app))
-    return app
-
-
 @pytest.fixture
 def app_config() -> dict[str, Any]:
     """Per-test configuration overrides (tests override this fixture or update it)."""
@@ -121,61 +106,6 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def recovery_key_file(tmp_path: Path, app: Flask) -> Path:
     return tmp_path / "recovery-private.txt"
-
-
-# -- factories -----------------------------------------------------------
-
-
-def make_reviewer(app: Flask, name: str | None = None, email: str | None = None,
-                  password: str = PASSWORD, units: list[str] | None = None,
-                  senior: bool = False, independent: bool = False, admin: bool = False,
-                  reviews: bool = True) -> dict[str, str]:
-    from whistle.people import accounts
-
-    name = name or "Reviewer " + secrets.token_hex(3)
-    email = email or f"{secrets.token_hex(4)}@example.org"
-    with db.new_session(app) as s:
-        r = accounts.enrol(s, app.config, name, email, password, units, senior, independent,
-                         admin, reviews)
-        return {"id": r.id, "name": r.name, "email": r.email, "password": password}
-
-
-def submit_concern(client: FlaskClient, **fields: Any) -> dict[str, Any]:
-    body = {"category": "conduct", "details": "Something worrying happened."} | fields
-    response = client.post("/api/v1/concerns", json=body)
-    assert response.status_code == 201, response.get_data(as_text=True)
-    data: dict[str, Any] = response.get_json()
-    return data
-
-
-def login(client: FlaskClient, reviewer: dict[str, str]) -> dict[str, str]:
-    response = client.post("/api/v1/auth/login",
-                           json={"email": reviewer["email"], "password": reviewer["password"]})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return {"Authorization": "Bearer " + response.get_json()["access_token"]}
-
-
-def database_bytes(app: Flask) -> bytes:
-    """Everything the database holds on disk (SQLite file, WAL and SHM), or a full dump (PG)."""
-    url = app.config["DATABASE_URL"]
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
-                        if p.exists())
-    from sqlalchemy import inspect, text
-
-    engine = db.engine_for(app)
-    chunks = []
-    with engine.connect() as conn:
-        for table in inspect(engine).get_table_names():
-            for row in conn.execute(text(f'SELECT * FROM "{table}"')):  # noqa: S608 - test-only
-                chunks.append(repr(tuple(row)).encode())
-                for value in row:
-                    if isinstance(value, (bytes, memoryview)):
-                        chunks.append(bytes(value))
-                    elif isinstance(value, str):
-                        chunks.append(value.encode())
-    return b"\n".join(chunks)
 
 
 # -- the whole suite: app logs never name the client ----------------------------------

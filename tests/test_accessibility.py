@@ -22,8 +22,9 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.conftest import make_reviewer, need, submit_concern
+from tests.conftest import need
 from tests.support import services
+from tests.support.factories import make_reviewer, submit_concern
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("WHISTLE_UPDATE_SCREENSHOTS") == "1"

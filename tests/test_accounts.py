@@ -11,8 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from tests.conftest import PASSWORD, database_bytes, login, make_reviewer, submit_concern
+from tests.support.factories import PASSWORD, database_bytes, login, make_reviewer, submit_concern
 from tests.support.webflow import csrf, post_form, sign_in
+from whistle import settings_of
 from whistle.people import sessions
 from whistle.store import db
 from whistle.store.models import Reviewer, ReviewerSession, utcnow
@@ -138,14 +139,14 @@ def test_a_session_in_use_stays_alive_and_one_past_its_lifetime_ends(
         app: Flask, client: FlaskClient) -> None:
     ann = make_reviewer(app)
     with db.new_session(app) as s:
-        secret, _ = sessions.login(s, app.config, ann["email"], PASSWORD)
+        secret, _ = sessions.login(s, settings_of(app), ann["email"], PASSWORD)
     start = utcnow()
     with db.new_session(app) as s:
         for minutes in range(0, 6 * 60, 20):  # busy all afternoon, never idle for long
-            assert sessions.authenticate(s, app.config, secret,
+            assert sessions.authenticate(s, settings_of(app), secret,
                                        start + dt.timedelta(minutes=minutes)) is not None
         late = start + dt.timedelta(hours=app.config["SESSION_MAX_HOURS"], minutes=1)
-        assert sessions.authenticate(s, app.config, secret, late) is None
+        assert sessions.authenticate(s, settings_of(app), secret, late) is None
     assert sessions_of(app, ann["id"]) == 0
 
 
@@ -240,7 +241,7 @@ def test_turning_totp_off_needs_the_password_and_a_current_code(app: Flask,
 
 def test_required_totp_sends_a_signed_in_reviewer_to_enrol_before_anything_else(
         app: Flask, client: FlaskClient) -> None:
-    app.config["REQUIRE_TOTP"] = True
+    app.extensions["whistle_settings"] = settings_of(app).replace(require_totp=True)
     ann = make_reviewer(app, admin=True)
     make_reviewer(app)
     ref = submit_concern(client)["case_ref"]

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from tests.conftest import PASSWORD, login, make_reviewer, submit_concern
+from tests.support.factories import PASSWORD, login, make_reviewer, submit_concern
 from tests.support.webflow import csrf, marker, post_form, sign_in
 from whistle.store import db
 from whistle.store.models import Assignment, Concern, Reviewer, ReviewerSession, WrappedKey, utcnow

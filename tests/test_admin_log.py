@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, select, update
 
-from tests.conftest import PASSWORD, make_reviewer, submit_concern
+from tests.support.factories import PASSWORD, make_reviewer, submit_concern
 from tests.support.webflow import csrf, post_form, sign_in
 from whistle.people import adminlog
 from whistle.store import db
@@ -164,7 +164,7 @@ def test_concurrent_changes_each_get_their_own_link(app: Flask, admin: dict[str,
 
 def test_administrators_can_copy_the_log_out_through_the_api(
         app: Flask, client: FlaskClient, admin: dict[str, str]) -> None:
-    from tests.conftest import login
+    from tests.support.factories import login
 
     reviewer = make_reviewer(app, "Ann Reviewer")
     headers = login(client, admin)

@@ -33,10 +33,10 @@ from flask.testing import FlaskClient
 from PIL import Image
 from sqlalchemy import delete, func, select, update
 
-from tests.conftest import database_bytes, login, make_reviewer, submit_concern
 from tests.support import services, webflow
+from tests.support.factories import database_bytes, login, make_reviewer, submit_concern
 from tests.support.webflow import encodings
-from whistle import crypto, keys, metadata
+from whistle import crypto, keys, metadata, settings_of
 from whistle.cases import attachments
 from whistle.cases import spool as spool_mod
 from whistle.store import db, migrate
@@ -937,7 +937,7 @@ def test_a_reporter_adds_files_later_from_the_status_api(
 
 def test_later_files_count_against_the_concerns_limits(
         app: Flask, client: FlaskClient, two: list[dict[str, str]]) -> None:
-    app.config.update(MAX_ATTACHMENTS=2)
+    app.extensions["whistle_settings"] = settings_of(app).replace(max_attachments=2)
     receipt = submit_with_files(client, [("attachment", "a.bin", b"a"),
                                          ("attachment", "b.bin", b"b")])
     body, ctype = multipart({"token": receipt["token"]}, [("attachment", "c.bin", b"c")])

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD, need
+from tests.conftest import need
 from tests.support import server, services
+from tests.support.factories import PASSWORD
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 XSS = ('<script>window.__xss = "script"; alert("script")</script>'

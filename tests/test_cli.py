@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import select
 
-from tests.conftest import PASSWORD, make_reviewer, submit_concern
+from tests.support.factories import PASSWORD, make_reviewer, submit_concern
 from whistle.store import db
 from whistle.store.models import Reviewer
 

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.conftest import database_bytes, login, make_reviewer, submit_concern
 from tests.support import webflow
+from tests.support.factories import database_bytes, login, make_reviewer, submit_concern
 from tests.support.webflow import encodings
 from whistle import crypto, keys, notify
 from whistle.cases import keys as casekeys

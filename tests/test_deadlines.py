@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from tests.conftest import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, submit_concern
 from tests.support.webflow import (
     all_mail_bytes,
     deliver_mail,
@@ -20,7 +20,7 @@ from tests.support.webflow import (
     sign_in,
     status_page,
 )
-from whistle import notify
+from whistle import notify, settings_of
 from whistle.cases import deadlines
 from whistle.store import db
 from whistle.store.models import AuditEvent, Concern, OutboxMail, utcnow
@@ -28,7 +28,7 @@ from whistle.store.models import AuditEvent, Concern, OutboxMail, utcnow
 
 def run(app: Flask, now: dt.datetime) -> deadlines.DeadlineReport:
     with db.new_session(app) as s:
-        return deadlines.run(s, app.config, app.extensions["whistle_keys"], now)
+        return deadlines.run(s, settings_of(app), app.extensions["whistle_keys"], now)
 
 
 def pending(app: Flask) -> list[tuple[str, str]]:

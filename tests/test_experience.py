@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
-from tests.conftest import database_bytes, make_reviewer, submit_concern
+from tests.support.factories import database_bytes, make_reviewer, submit_concern
 from tests.support.webflow import csrf, post_form, sign_in, status_page
 from whistle import i18n
 from whistle.store import db

@@ -31,8 +31,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from tests.conftest import IN_CI, PASSWORD, build_app, make_reviewer, submit_concern
+from tests.conftest import IN_CI
 from tests.support import server, services
+from tests.support.factories import PASSWORD, build_app, make_reviewer, submit_concern
 from tests.support.probes import csrf
 from whistle import notify
 from whistle.store import db

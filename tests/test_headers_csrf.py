@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import PASSWORD, login, make_reviewer, submit_concern
+from tests.support.factories import PASSWORD, login, make_reviewer, submit_concern
 from tests.support.probes import Snapshot, build_paths, cookie_header, csrf, html_login
 
 NEW_PASSWORD = "an entirely new passphrase"

@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from tests.conftest import PASSWORD, database_bytes, login, make_reviewer, submit_concern
 from tests.support import probes
+from tests.support.factories import PASSWORD, database_bytes, login, make_reviewer, submit_concern
 from tests.support.probes import Snapshot, csrf, html_login
-from whistle import tokens, validation
+from whistle import settings_of, tokens, validation
 from whistle.store import db
 from whistle.web import common
 
@@ -475,7 +475,7 @@ def test_cr_lf_never_reaches_a_mail_header(app: Flask, client: FlaskClient, smtp
     with db.new_session(app) as s, pytest.raises(InvalidInput):
         from whistle.people import accounts
 
-        accounts.enrol(s, app.config, "Mallory", "m@example.org\r\nBcc: spy@example.org",
+        accounts.enrol(s, settings_of(app), "Mallory", "m@example.org\r\nBcc: spy@example.org",
                      PASSWORD)
     result = app.test_cli_runner().invoke(args=[
         "reviewer", "add", "--name", "Mallory", "--email", "m@example.org\nBcc: spy@x.org",

@@ -17,10 +17,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
-from tests.conftest import login, make_reviewer, submit_concern
 from tests.support import services
+from tests.support.factories import login, make_reviewer, submit_concern
 from tests.support.webflow import post_form
-from whistle import crypto, instance_keys, keys
+from whistle import crypto, instance_keys, keys, settings_of
 from whistle.cases import intake
 from whistle.cases import keys as casekeys
 from whistle.store import counts, db
@@ -116,24 +116,25 @@ def test_recount_repairs_counts_a_bulk_load_left_wrong(app: Flask, client: Flask
 
 
 def test_a_reviewer_disabled_while_a_concern_was_sealed_gets_no_copy(
-        app: Flask, client: FlaskClient) -> None:
+        app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sealing runs before the write lock; whatever changed meanwhile is routed again."""
     reviewers = [make_reviewer(app) for _ in range(2)]  # MIN_REVIEWERS 2: both are routed
     leaving = reviewers[0]["id"]
+
+    take_write_lock = db.take_write_lock
 
     def meanwhile(session: Session) -> None:  # another worker disables a reviewer first
         with db.new_session(app) as other:
             other.execute(update(Reviewer).where(Reviewer.id == leaving).values(active=False))
             other.commit()
-        db.take_write_lock(session)
+        take_write_lock(session)
 
-    with app.test_request_context("/api/v1/concerns", method="POST"):
-        db.read_first()
-        session = db.session()
+    monkeypatch.setattr(db, "take_write_lock", meanwhile)  # the real lock, after the change
+    with app.app_context(), db.unit_of_work(db.database_of(app), db.Mode.WRITE_WITH_LOCK) as unit:
+        session = unit.session
         sub = intake.parse_submission({"category": "conduct", "details": "Sealed twice."},
-                                      session, app.config)
-        receipt = intake.submit(session, instance_keys(), app.config, sub,
-                                write_lock=meanwhile)
+                                      session, settings_of(app))
+        receipt = intake.submit(session, instance_keys(), settings_of(app), sub)
     with db.new_session(app) as s:
         assigned = set(s.scalars(select(Assignment.reviewer_id).where(
             Assignment.concern_id == receipt.case_ref)))
@@ -234,11 +235,11 @@ def test_sqlite_checkpoints_run_in_a_background_thread_not_in_requests(
     if not url.startswith("sqlite:///"):
         pytest.skip("SQLite's write-ahead log; PostgreSQL checkpoints by itself")
     path = Path(url[len("sqlite:///"):])
-    with app.app_context():
-        conn = db.session().connection()
+    with db.new_session(app) as session:
+        conn = session.connection()
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 16000
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -64 * 1024
-        db.session().rollback()
+        session.rollback()
     make_reviewer(app), make_reviewer(app)
     client.get("/healthz")  # the first request starts the thread
     assert any(t.name == "whistle-wal-checkpoint" for t in threading.enumerate())

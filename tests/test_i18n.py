@@ -17,7 +17,7 @@ from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import make_reviewer, submit_concern
+from tests.support.factories import make_reviewer, submit_concern
 from tests.support.webflow import csrf, status_page
 from whistle import i18n
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, submit_concern
 
 
 def _walk(client: FlaskClient, headers: dict[str, str], query: str) -> list[str]:

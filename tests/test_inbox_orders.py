@@ -20,9 +20,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, insert, select, update
 
-from tests.conftest import build_app, login, make_reviewer, submit_concern
 from tests.support import services
-from whistle.cases import deadlines, stats, workflow
+from tests.support.factories import build_app, login, make_reviewer, submit_concern
+from whistle import settings_of
+from whistle.cases import deadlines, inbox, stats, workflow
 from whistle.people import administration
 from whistle.store import counts, db
 from whistle.store.models import Assignment, Concern, InboxCount, utcnow
@@ -30,7 +31,7 @@ from whistle.store.models import Assignment, Concern, InboxCount, utcnow
 
 def run_deadlines(app: Flask, now: dt.datetime | None = None) -> deadlines.DeadlineReport:
     with db.new_session(app) as s:
-        return deadlines.run(s, app.config, app.extensions["whistle_keys"], now or utcnow())
+        return deadlines.run(s, settings_of(app), app.extensions["whistle_keys"], now or utcnow())
 
 
 def drifted(app: Flask) -> int:
@@ -223,8 +224,7 @@ def _vm_steps(app: Flask, read: Callable[[Any], Any]) -> int:
         steps[0] += 1
         return 0
 
-    with app.app_context():
-        session = db.session()
+    with db.new_session(app) as session:
         raw = session.connection().connection.driver_connection
         raw.set_progress_handler(tick, 10)
         try:
@@ -247,7 +247,7 @@ def test_overdue_views_do_the_same_work_at_ten_times_the_cases(
     rid = reviewer
 
     def page(status: str | None, sort: str, number: int = 1) -> Callable[[Any], Any]:
-        return lambda s: counts.list_cases(s, rid, status, number, 25, sort)
+        return lambda s: inbox.list_cases(s, rid, status, number, 25, sort)
 
     inbox_reads: dict[str, Callable[[Any], Any]] = {
         "overdue filter": page("overdue", "newest"),
@@ -261,7 +261,7 @@ def test_overdue_views_do_the_same_work_at_ten_times_the_cases(
     reads = inbox_reads | {
         "attention list": lambda s: administration.attention(
             s, app.extensions["whistle_keys"], admin),
-        "deadlines run": lambda s: deadlines.run(s, app.config, app.extensions["whistle_keys"],
+        "deadlines run": lambda s: deadlines.run(s, settings_of(app), app.extensions["whistle_keys"],
                                                  utcnow()),
     }
 
@@ -284,7 +284,7 @@ def test_overdue_views_do_the_same_work_at_ten_times_the_cases(
     grew = {name: more_overdue[name] / max(1, small[name]) for name in inbox_reads}
     assert all(g < 1.5 for g in grew.values()), grew
     with db.new_session(app) as s:
-        found, total = counts.list_cases(s, rid, "overdue", 1, 25, "newest")
+        found, total = inbox.list_cases(s, rid, "overdue", 1, 25, "newest")
         assert stats.inbox_counts(s, rid)["overdue"] == 300
     assert total == 300 and len(found) == 25
     with db.engine_for(app).connect() as conn:

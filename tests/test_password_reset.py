@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.conftest import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, submit_concern
 from tests.support.webflow import post_form, sign_in
 from whistle.store import db
 from whistle.store.models import WrappedKey

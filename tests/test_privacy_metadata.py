@@ -22,16 +22,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import DateTime, inspect, select, text
 
-from tests.conftest import (
+from tests.conftest import need
+from tests.support import services
+from tests.support.factories import (
     PASSWORD,
     build_app,
     database_bytes,
     login,
     make_reviewer,
-    need,
     submit_concern,
 )
-from tests.support import services
 from tests.support.probes import csrf, html_login
 from whistle import logs, notify, tokens
 from whistle.store import db

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from tests.conftest import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, submit_concern
 from tests.support.webflow import marker
 from whistle import crypto
 from whistle.store import db

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import build_app, login, make_reviewer, submit_concern
+from tests.support.factories import build_app, login, make_reviewer, submit_concern
 from whistle import crypto, keys
 from whistle.cases import keys as casekeys
 from whistle.cases import recovery

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
-from tests.conftest import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, submit_concern
 from tests.support.webflow import sign_in
 from whistle.cases import stats
 from whistle.store import db

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy import text as sql
 
-from tests.conftest import database_bytes, login, make_reviewer, submit_concern
+from tests.support.factories import database_bytes, login, make_reviewer, submit_concern
 from tests.support.webflow import (
     all_mail_bytes,
     deliver_mail,

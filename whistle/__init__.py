@@ -12,7 +12,6 @@ from flask.helpers import get_debug_flag
 from whistle import config as config_mod
 from whistle import keys as keys_mod
 from whistle import errors, logs
-from whistle.store import counts as _inbox  # noqa: F401  (its session events keep inbox counts)
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +30,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Refuses to start (raises ConfigError or errors.KeyMaterialError) on unsafe
     configuration or missing, corrupt or widely readable key material.
     """
-    app = Flask(__name__, template_folder=os.path.join(_ROOT, "templates"),
+    from whistle.web.transactions import WhistleFlask
+
+    app = WhistleFlask(__name__, template_folder=os.path.join(_ROOT, "templates"),
                 static_folder=os.path.join(_ROOT, "static"), instance_relative_config=True)
     app.config.update(config_mod.defaults(app.instance_path))
     app.config.from_prefixed_env("WHISTLE")
@@ -42,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     config_mod.check(app.config)
+    app.extensions["whistle_settings"] = config_mod.Settings.from_config(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     app.jinja_env.globals.pop("config", None)
     logs.configure(app)
@@ -59,12 +61,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from whistle.store import db
     from whistle.web import init_app as init_web
 
-    db.init_app(app)
+    settings = settings_of(app)
+    app.extensions["whistle_database"] = db.open_database(settings)
+    app.extensions["whistle_checkpoint_path"] = db.checkpoint_path(settings)
     notify.init_app(app)
     ratelimit.init_app(app)
     init_web(app)
     cli.init_app(app)
     return app
+
+
+def settings_of(app: Flask) -> config_mod.Settings:
+    """The app's settings, built once in ``create_app``."""
+    found: config_mod.Settings = app.extensions["whistle_settings"]
+    return found
+
+
+def current_settings() -> config_mod.Settings:
+    """The running app's settings (the web and CLI doors pass them to the domain)."""
+    return settings_of(current_app)
 
 
 def instance_keys() -> keys_mod.InstanceKeys:

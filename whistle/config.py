@@ -1,12 +1,17 @@
-"""Configuration: defaults, then ``WHISTLE_*`` from the environment, then checks.
+"""Configuration: defaults, then ``WHISTLE_*`` from the environment, then checks, then
+one frozen, typed ``Settings`` built at the edges (``create_app``) and passed down.
 
 A pure function of its inputs: it never reads files or touches the app's
-state, so a test can build any configuration it wants.
+state, so a test can build any configuration it wants. Flask keeps its own
+``app.config`` (Flask-Mail, Werkzeug's limits and the like read it); Whistle's
+own code reads ``Settings``, whose field names are the keys in lower case.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from whistle.crypto import KdfParams
@@ -54,7 +59,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "DB_BUSY_TIMEOUT_MS": 5000,  # SQLite: how long a write waits for a lock before 503
         "SQLITE_CACHE_MIB": 64,  # SQLite page cache per connection
         # SQLite: WAL checkpoints in a thread of each server process, not in the request
-        # that crosses the threshold (on in gunicorn.conf.py; see whistle/db.py).
+        # that crosses the threshold (on in gunicorn.conf.py; see whistle/store/db.py).
         "SQLITE_CHECKPOINT_THREAD": False,
         "SQLITE_WAL_MAX_PAGES": 16000,  # with the thread: requests checkpoint from here on
         "LOG_LEVEL": "WARNING",  # the root level when Whistle owns logging (gunicorn, CLI)
@@ -124,6 +129,66 @@ def check(config: dict[str, Any]) -> None:
                                    if h.strip()]
 
 
-def kdf_params(config: dict[str, Any]) -> KdfParams:
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What Whistle's own code may know of the configuration: typed, checked, immutable."""
+
+    database_url: str
+    keys_dir: str
+    min_reviewers: int
+    ack_deadline_days: int
+    feedback_deadline_days: int
+    reminder_days_before: int
+    max_details_chars: int
+    max_field_chars: int
+    max_content_length: int
+    max_json_bytes: int
+    max_form_memory_size: int
+    max_form_parts: int
+    max_attachments: int
+    max_attachment_bytes: int
+    max_attachments_total: int
+    allow_later_attachments: bool
+    max_image_pixels: int
+    session_idle_minutes: int
+    session_max_hours: int
+    require_totp: bool
+    argon2_memory_kib: int
+    argon2_iterations: int
+    argon2_lanes: int
+    db_busy_timeout_ms: int
+    sqlite_cache_mib: int
+    sqlite_checkpoint_thread: bool
+    sqlite_wal_max_pages: int
+    log_level: str
+    ratelimit_storage_uri: str
+    status_limit: str
+    login_limit: str
+    trusted_hosts: tuple[str, ...] | None
+    mail_default_sender: str
+    mail_ca_file: str | None
+    mail_timeout: int
+    outbox_max_attempts: int
+    debug: bool
+    testing: bool
+
+    @property
+    def kdf(self) -> KdfParams:
+        """The Argon2id cost for reviewers' passwords."""
+        return KdfParams(self.argon2_memory_kib, self.argon2_iterations, self.argon2_lanes)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """From a configuration that ``check`` has normalised (``app.config``)."""
+        values = {f.name: config[f.name.upper()] for f in dataclasses.fields(cls)}
+        hosts = values["trusted_hosts"]
+        values["trusted_hosts"] = tuple(hosts) if hosts is not None else None
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def kdf_params(config: Mapping[str, Any]) -> KdfParams:
     return KdfParams(config["ARGON2_MEMORY_KIB"], config["ARGON2_ITERATIONS"],
                      config["ARGON2_LANES"])

@@ -149,7 +149,7 @@ def _public_from_bytes(public: bytes) -> hpke.MLKEM768X25519PublicKey:
 @functools.lru_cache(maxsize=512)
 def _decoded_public(public: bytes) -> hpke.MLKEM768X25519PublicKey:
     """Decoded once per process for each key (reviewers' and the recovery key are used on
-    every submission; decoding cost a quarter of a wrap). Public keys are public, and a
+    every submission; decoding is a noticeable part of a wrap). Public keys are public, and a
     key that does not decode raises, which is not cached."""
     if len(public) != PUBLIC_KEY_SIZE:
         raise CryptoError("malformed public key")

@@ -260,8 +260,8 @@ def _clean_image(data: bytes, fmt: str, max_pixels: int) -> Cleaned:
             out = io.BytesIO()
             if fmt == "JPEG":
                 # No ``optimize``: it buffers the whole compressed image in libjpeg and
-                # doubles the CPU (measured on 12 MP: +30 MiB peak, 0.39 s against 0.22 s)
-                # to save a few per cent of size.
+                # costs much more CPU and peak memory (bench/results/README.md) to save a
+                # few per cent of size.
                 options.update(quality=95)
             elif fmt == "WEBP":
                 options.update(quality=95, method=4)

@@ -50,7 +50,3 @@ def parse(text: str) -> bytes | None:
 def lookup_id(pepper: bytes, entropy: bytes) -> bytes:
     """The only form in which a token is stored: HMAC-SHA256 under a pepper kept outside the DB."""
     return crypto.keyed_hash(pepper, "token", entropy)
-
-
-def words(token: str) -> list[str]:
-    return token.split()

@@ -41,15 +41,16 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
-from whistle import crypto, metadata, notify
-from whistle.cases import audit
+from whistle.config import Settings
+from whistle import crypto, metadata
+from whistle.cases import audit, notices
 from whistle.cases import keys as casekeys
 from whistle.cases.spool import CHUNK_SIZE, TAG, EncryptedSpool, mib, too_large
 from whistle.store.models import Attachment, AttachmentChunk, utcnow
@@ -66,14 +67,14 @@ _WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in 
                                *(f"LPT{i}" for i in range(10))})
 
 
-def meta_context(case_id: str, attachment_id: str, kind: str = KIND_CASE) -> str:
+def meta_context(case_ref: str, attachment_id: str, kind: str = KIND_CASE) -> str:
     name = f"attachment:{attachment_id}:meta"
-    return casekeys.part(case_id, name if kind == KIND_CASE else f"{name}:{kind}")
+    return casekeys.part(case_ref, name if kind == KIND_CASE else f"{name}:{kind}")
 
 
-def chunk_context(case_id: str, attachment_id: str, kind: str = KIND_CASE) -> str:
+def chunk_context(case_ref: str, attachment_id: str, kind: str = KIND_CASE) -> str:
     name = f"attachment:{attachment_id}:chunks"
-    return casekeys.part(case_id, name if kind == KIND_CASE else f"{name}:{kind}")
+    return casekeys.part(case_ref, name if kind == KIND_CASE else f"{name}:{kind}")
 
 
 
@@ -142,7 +143,7 @@ def _stream_size(stream: IO[bytes]) -> int:
     return size
 
 
-def read_uploads(files: Sequence[Any], config: Mapping[str, Any], clean: bool
+def read_uploads(files: Sequence[Any], settings: Settings, clean: bool
                  ) -> list[Upload]:
     """Turn posted file parts (``FileStorage``-like) into :class:`Upload` objects.
 
@@ -152,10 +153,10 @@ def read_uploads(files: Sequence[Any], config: Mapping[str, Any], clean: bool
     cleanable file that cannot be read is refused (400 ``cannot_clean``) rather
     than stored with the hidden information the reporter asked us to remove.
     """
-    max_files = config["MAX_ATTACHMENTS"]
-    max_bytes = config["MAX_ATTACHMENT_BYTES"]
-    max_total = config["MAX_ATTACHMENTS_TOTAL"]
-    max_pixels = int(str(config.get("MAX_IMAGE_PIXELS", metadata.DEFAULT_MAX_PIXELS)))
+    max_files = settings.max_attachments
+    max_bytes = settings.max_attachment_bytes
+    max_total = settings.max_attachments_total
+    max_pixels = settings.max_image_pixels
     sized = []
     for f in files:
         size = _stream_size(f.stream)
@@ -214,14 +215,14 @@ def _prepare(f: Any, size: int, clean: bool, max_pixels: int) -> Upload:
 # -- storing ---------------------------------------------------------------
 
 
-def _store(session: Session, case_id: str, kind: str, key: bytes, upload: Upload,
+def _store(session: Session, case_ref: str, kind: str, key: bytes, upload: Upload,
            today: dt.date, added_later: bool) -> Attachment:
     """Stream one upload into sealed chunk rows; plaintext is held one chunk at a time."""
-    att = Attachment(concern_id=case_id, meta_ct=b"", chunk_count=0, created=today)
+    att = Attachment(concern_id=case_ref, meta_ct=b"", chunk_count=0, created=today)
     session.add(att)
     session.flush()
-    fkey = crypto.file_key(key, chunk_context(case_id, att.id, kind))
-    ctx = chunk_context(case_id, att.id, kind)
+    fkey = crypto.file_key(key, chunk_context(case_ref, att.id, kind))
+    ctx = chunk_context(case_ref, att.id, kind)
     digest = hashlib.sha256()
     stream = upload.stream
     stream.seek(0)
@@ -251,7 +252,7 @@ def _store(session: Session, case_id: str, kind: str, key: bytes, upload: Upload
         "cleaned": upload.cleaned, "sha256": digest.hexdigest(), "added_later": added_later,
     }
     att.meta_ct = kind.encode() + crypto.seal(key, json.dumps(meta).encode(),
-                                              meta_context(case_id, att.id, kind))
+                                              meta_context(case_ref, att.id, kind))
     att.chunk_count = index
     return att
 
@@ -283,7 +284,7 @@ def _notes(uploads: Sequence[Upload]) -> tuple[str, ...]:
     return tuple(Note(u.filename, u.note) for u in uploads)
 
 
-def store_all(session: Session, case_id: str, case_key: bytes, uploads: Sequence[Upload],
+def store_all(session: Session, case_ref: str, case_key: bytes, uploads: Sequence[Upload],
               today: dt.date) -> tuple[str, ...]:
     """Seal the concern's files with the case key, in the caller's transaction.
 
@@ -291,42 +292,47 @@ def store_all(session: Session, case_id: str, case_key: bytes, uploads: Sequence
     sent, or which formats could not be cleaned).
     """
     for upload in uploads:
-        _store(session, case_id, KIND_CASE, case_key, upload, today, added_later=False)
+        _store(session, case_ref, KIND_CASE, case_key, upload, today, added_later=False)
     return _notes(uploads)
 
 
-def usage(session: Session, case_id: str) -> tuple[int, int]:
+def usage(session: Session, case_ref: str) -> tuple[int, int]:
     """(files, plaintext bytes) a case already holds, from ciphertext lengths alone."""
     files = session.scalar(select(func.count()).select_from(Attachment)
-                           .where(Attachment.concern_id == case_id)) or 0
+                           .where(Attachment.concern_id == case_ref)) or 0
     row = session.execute(
         select(func.coalesce(func.sum(func.length(AttachmentChunk.blob)), 0), func.count())
         .join(Attachment, Attachment.id == AttachmentChunk.attachment_id)
-        .where(Attachment.concern_id == case_id)).one()
+        .where(Attachment.concern_id == case_ref)).one()
     return files, int(row[0]) - TAG * int(row[1])
 
 
+def check_later_allowed(settings: Settings) -> None:
+    """The one rule for files sent after the concern (``ALLOW_LATER_ATTACHMENTS``)."""
+    if not settings.allow_later_attachments:
+        raise InvalidInput("adding files after sending a concern is turned off",
+                           code="not_allowed", status=403)
+
+
 def add_later(session: Session, view: Any, uploads: Sequence[Upload],
-              config: Mapping[str, Any], now: dt.datetime | None = None) -> tuple[str, ...]:
+              settings: Settings, now: dt.datetime | None = None) -> tuple[str, ...]:
     """Files the reporter adds from the status page, sealed with the thread key.
 
-    ``view`` is an ``intake.ReporterView``. Per-concern limits count the files
+    ``view`` is an ``reporter.ReporterView``. Per-concern limits count the files
     already stored. Records ``attachment_added`` in the audit trail (ids
     only) and notifies the case's active reviewers. Commits.
     """
-    if not config["ALLOW_LATER_ATTACHMENTS"]:
-        raise InvalidInput("adding files after sending a concern is turned off here",
-                           code="not_allowed", status=403)
+    check_later_allowed(settings)
     if not uploads:
         raise InvalidInput("choose at least one file", "attachment")
     concern = view.concern
     files, used = usage(session, concern.id)
-    if files + len(uploads) > config["MAX_ATTACHMENTS"]:
-        raise too_large(f"at most {config['MAX_ATTACHMENTS']} files can be attached to a "
+    if files + len(uploads) > settings.max_attachments:
+        raise too_large(f"at most {settings.max_attachments} files can be attached to a "
                         f"concern; it has {files}")
-    if used + sum(u.size for u in uploads) > config["MAX_ATTACHMENTS_TOTAL"]:
+    if used + sum(u.size for u in uploads) > settings.max_attachments_total:
         raise too_large(f"the files of a concern together may not exceed "
-                        f"{mib(config['MAX_ATTACHMENTS_TOTAL'])}")
+                        f"{mib(settings.max_attachments_total)}")
     today = (now or utcnow()).date()
     day = dt.datetime.combine(today, dt.time())
     for upload in uploads:
@@ -334,9 +340,7 @@ def add_later(session: Session, view: Any, uploads: Sequence[Upload],
                      added_later=True)
         audit.record(session, concern.id, "attachment_added", "reporter", day,
                      {"attachment": att.id})
-    for a in concern.assignments:
-        if a.reviewer.active:
-            notify.queue(session, a.reviewer.email, "activity")
+    notices.tell_reviewers(session, concern)
     session.commit()
     return _notes(uploads)
 
@@ -368,10 +372,10 @@ _LISTING = select(Attachment.id, Attachment.concern_id, Attachment.created, Atta
     Attachment.created, Attachment.id)
 
 
-def listing(session: Session, case_id: str, keys: Any) -> list[dict[str, Any]]:
+def listing(session: Session, case_ref: str, keys: Any) -> list[dict[str, Any]]:
     """Decrypted names, sizes and types of a case's attachments (keys: CaseKeys or case key)."""
     out = []
-    for att in session.connection().execute(_LISTING, {"case_id": case_id}):
+    for att in session.connection().execute(_LISTING, {"case_id": case_ref}):
         try:
             _kind, _key, meta = _open_meta(att, keys)
         except (crypto.CryptoError, ValueError):
@@ -400,16 +404,14 @@ class Download:
 def open_download(session: Session, att: Attachment, keys: Any) -> Download:
     """Verify every chunk of a file, then return an iterator that decrypts them again.
 
-    Nothing is returned unless the whole file opens (CryptoError otherwise):
-    a flipped bit, a missing, extra, reordered or swapped chunk, or a changed
-    chunk count all fail here, before any plaintext leaves. Memory stays at one
-    chunk; the price is decrypting twice. The verification pass reads through
-    ``session``; the returned iterator must be consumed after that session's
-    transaction has ended (the web layer sends the body after the request's
-    session closes) and reads each chunk in a short transaction of its own, so
-    a slow download never holds the database (SQLite takes a lock per
-    transaction here) while the client reads. A chunk altered between the two
-    passes still fails to open and ends the stream short of its Content-Length.
+    Nothing is returned unless the whole file opens (CryptoError otherwise): a flipped
+    bit, a missing, extra, reordered or swapped chunk, or a changed chunk count all fail
+    here, before any plaintext leaves. Memory stays at one chunk; the price is decrypting
+    twice. The verification pass reads through ``session``; the returned iterator runs
+    after the request's session closed and reads each batch in a short transaction of
+    its own, so a slow download never holds the database while the client reads. A
+    chunk altered between the two passes still fails to open and ends the stream short
+    of its Content-Length.
     """
     kind, key, meta = _open_meta(att, keys)
     ctx = chunk_context(att.concern_id, att.id, kind)

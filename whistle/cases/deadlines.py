@@ -16,17 +16,17 @@ Running it again the same day, or every hour, changes nothing more: the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from whistle.config import Settings
 from whistle import notify
-from whistle.cases import audit, sharing, workflow
+from whistle.cases import audit, notices, sharing, workflow
 from whistle.keys import InstanceKeys
-from whistle.store.models import Assignment, Concern, Reviewer
+from whistle.store.models import Concern, Reviewer
 
 
 @dataclass
@@ -43,12 +43,7 @@ def _flags(kind: str) -> tuple[str, str, str]:
 
 
 def _remind(session: Session, concern: Concern) -> int:
-    sent = 0
-    for a in session.scalars(select(Assignment).where(Assignment.concern_id == concern.id)):
-        if a.reviewer.active:
-            notify.queue(session, a.reviewer.email, "reminder")
-            sent += 1
-    return sent
+    return notices.tell_reviewers(session, concern, "reminder")
 
 
 def _escalate(session: Session, keys: InstanceKeys, concern: Concern) -> tuple[int, int]:
@@ -94,22 +89,22 @@ def _due_step(row: Any, today: dt.date, before: dt.timedelta) -> bool:
             or (not overdue and today >= due - before and not getattr(row, reminded)))
 
 
-def run(session: Session, config: Mapping[str, Any], keys: InstanceKeys,
+def run(session: Session, settings: Settings, keys: InstanceKeys,
         now: dt.datetime) -> DeadlineReport:
     """Send due reminders and escalate newly overdue cases; commit once per case changed.
 
     The open cases are read as plain columns in one pass; only those with a step due
     today are loaded and changed, each in its own transaction (a crash mid-run leaves
     every case either done or still due, and the next run finishes the rest). At a
-    million cases the daily run reads about 80,000 small rows and writes nothing else.
+    million cases the daily run reads only the open cases' few columns and writes nothing else.
     """
     today = now.date()
-    before = dt.timedelta(days=config["REMINDER_DAYS_BEFORE"])
+    before = dt.timedelta(days=settings.reminder_days_before)
     report = DeadlineReport()
     due = [row.id for row in session.execute(_OPEN_CASES) if _due_step(row, today, before)]
     session.commit()  # end the read before the writes
-    for cid in due:
-        concern = session.get(Concern, cid)
+    for case_ref in due:
+        concern = session.get(Concern, case_ref)
         owed = workflow.owed_deadline(concern) if concern is not None else None
         if concern is None or owed is None:  # closed meanwhile
             continue
@@ -119,16 +114,16 @@ def run(session: Session, config: Mapping[str, Any], keys: InstanceKeys,
         if concern.overdue and not getattr(concern, escalated):
             setattr(concern, escalated, True)
             independents, admins = _escalate(session, keys, concern)
-            audit.record(session, cid, event, "system", now,
+            audit.record(session, case_ref, event, "system", now,
                          {"due": due_on.isoformat(), "independent_reviewers": independents,
                           "administrators": admins})
-            report.escalated.append(cid)
+            report.escalated.append(case_ref)
         elif not concern.overdue and today >= due_on - before and not getattr(concern, reminded):
             setattr(concern, reminded, True)
             sent = _remind(session, concern)
-            audit.record(session, cid, "deadline_reminder", "system", now,
+            audit.record(session, case_ref, "deadline_reminder", "system", now,
                          {"deadline": kind, "due": due_on.isoformat(), "reviewers": sent})
-            report.reminded.append(cid)
+            report.reminded.append(case_ref)
         session.commit()
     report.overdue = session.scalar(_OVERDUE) or 0
     return report

@@ -58,13 +58,14 @@ def list_cases(session: Session, reviewer_id: str, status: str | None, page: int
     workflow status (received first); ties newest first. ``after`` (newest or
     oldest only) is a cursor from ``page_cursor``: the page that follows it,
     found by keyset on the inbox index in constant time, where ``page`` needs
-    OFFSET (the database walks every skipped row: 21 ms at 300,000 cases).
+    OFFSET (the database walks every skipped row, so a deep page costs more the more
+    cases the reviewer has).
 
     Every order reads an index in its own order; none sorts all the reviewer's cases.
     Overdue first is two runs of the inbox (the overdue ones, from the partial index that
     holds only them, then the rest); by status is one run per status, whose sizes the
-    inbox counts already know. (Ordering by a flag on the joined case instead cost 140 ms
-    at 30,000 assignments, growing with them.)
+    inbox counts already know. (Ordering by a flag on the joined case instead joined every
+    one of the reviewer's assignments to its case, and grew with them.)
     """
     if sort not in SORTS:
         raise InvalidInput("sort must be one of " + ", ".join(SORTS), "sort")

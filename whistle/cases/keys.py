@@ -23,12 +23,12 @@ THREAD = "thread"
 BOTH = "case+thread"
 
 
-def part(case_id: str, name: str) -> str:
-    return f"case:{case_id}:{name}"
+def part(case_ref: str, name: str) -> str:
+    return f"case:{case_ref}:{name}"
 
 
-def wrap_context(case_id: str, key_kind: str, recipient_kind: str, recipient_id: str) -> str:
-    return f"case:{case_id}:{key_kind}:{recipient_kind}:{recipient_id}"
+def wrap_context(case_ref: str, key_kind: str, recipient_kind: str, recipient_id: str) -> str:
+    return f"case:{case_ref}:{key_kind}:{recipient_kind}:{recipient_id}"
 
 
 @dataclass(frozen=True)
@@ -41,29 +41,29 @@ class CaseKeys:
         return CaseKeys(crypto.random_key(), crypto.random_key())
 
 
-def wrap(session: Session, case_id: str, keys: CaseKeys, recipient_kind: str,
+def wrap(session: Session, case_ref: str, keys: CaseKeys, recipient_kind: str,
          recipient_id: str, public: bytes, thread_only: bool = False) -> None:
     """Add wrapped copies of the case's keys for one recipient (caller's transaction)."""
     session.add_all([WrappedKey(**row) for row in wrapped_rows(
-        case_id, keys, recipient_kind, recipient_id, public, thread_only)])
+        case_ref, keys, recipient_kind, recipient_id, public, thread_only)])
 
 
-def wrapped_rows(case_id: str, keys: CaseKeys, recipient_kind: str, recipient_id: str,
+def wrapped_rows(case_ref: str, keys: CaseKeys, recipient_kind: str, recipient_id: str,
                  public: bytes, thread_only: bool = False) -> list[dict[str, Any]]:
     """The ``wrapped_keys`` rows ``wrap`` adds, as dicts (for one bulk INSERT of many)."""
     kinds = [(THREAD, keys.thread)] if thread_only else [(BOTH, keys.case + keys.thread)]
-    blobs = crypto.wrap_keys([(key, wrap_context(case_id, kind, recipient_kind, recipient_id))
+    blobs = crypto.wrap_keys([(key, wrap_context(case_ref, kind, recipient_kind, recipient_id))
                               for kind, key in kinds], public)
-    return [{"concern_id": case_id, "recipient_kind": recipient_kind,
+    return [{"concern_id": case_ref, "recipient_kind": recipient_kind,
              "recipient_id": recipient_id, "key_kind": kind, "blob": blob}
             for (kind, _key), blob in zip(kinds, blobs)]
 
 
-def unwrap(session: Session, case_id: str, recipient_kind: str, recipient_id: str,
+def unwrap(session: Session, case_ref: str, recipient_kind: str, recipient_id: str,
            private: bytes, kinds: tuple[str, ...] = (CASE, THREAD)) -> dict[str, bytes]:
     """The recipient's keys for a case; CryptoError if absent or they do not open."""
-    found = held_keys(session, case_id, recipient_kind, recipient_id)
-    return unwrap_found(found, case_id, recipient_kind, recipient_id, private, kinds)
+    found = held_keys(session, case_ref, recipient_kind, recipient_id)
+    return unwrap_found(found, case_ref, recipient_kind, recipient_id, private, kinds)
 
 
 # Built once: on every status check and case view, building the statement (and its
@@ -74,14 +74,14 @@ _HELD = select(WrappedKey.key_kind, WrappedKey.blob).where(
     WrappedKey.recipient_id == bindparam("recipient_id"))
 
 
-def held_keys(session: Session, case_id: str, recipient_kind: str, recipient_id: str
+def held_keys(session: Session, case_ref: str, recipient_kind: str, recipient_id: str
               ) -> dict[str, bytes]:
     """The recipient's wrapped keys for a case, still wrapped: {key kind: blob}."""
-    return dict(session.execute(_HELD, {"case_id": case_id, "recipient_kind": recipient_kind,
+    return dict(session.execute(_HELD, {"case_id": case_ref, "recipient_kind": recipient_kind,
                                         "recipient_id": recipient_id}).tuples().all())
 
 
-def unwrap_found(found: dict[str, bytes], case_id: str, recipient_kind: str, recipient_id: str,
+def unwrap_found(found: dict[str, bytes], case_ref: str, recipient_kind: str, recipient_id: str,
                  private: bytes, kinds: tuple[str, ...] = (CASE, THREAD)) -> dict[str, bytes]:
     """``unwrap`` for wrapped keys the caller already read ({key kind: blob}).
 
@@ -89,17 +89,17 @@ def unwrap_found(found: dict[str, bytes], case_id: str, recipient_kind: str, rec
     separate CASE and THREAD wraps (cases wrapped before BOTH existed)."""
     if BOTH in found:
         both = crypto.unwrap_key(found[BOTH], private,
-                                 wrap_context(case_id, BOTH, recipient_kind, recipient_id),
+                                 wrap_context(case_ref, BOTH, recipient_kind, recipient_id),
                                  size=2 * crypto.KEY_SIZE)
         opened_both = {CASE: both[:crypto.KEY_SIZE], THREAD: both[crypto.KEY_SIZE:]}
         return {k: opened_both[k] for k in kinds}
     found = {k: v for k, v in found.items() if k in kinds}
     if set(found) != set(kinds):
         raise crypto.CryptoError("no key for this recipient")
-    opened = crypto.unwrap_keys([(blob, wrap_context(case_id, kind, recipient_kind, recipient_id))
+    opened = crypto.unwrap_keys([(blob, wrap_context(case_ref, kind, recipient_kind, recipient_id))
                                  for kind, blob in found.items()], private)
     return dict(zip(found, opened))
 
 
-def exclusion_tag(index_pepper: bytes, case_id: str, reviewer_id: str) -> bytes:
-    return crypto.keyed_hash(index_pepper, "exclusion", f"{case_id}:{reviewer_id}".encode())
+def exclusion_tag(index_pepper: bytes, case_ref: str, reviewer_id: str) -> bytes:
+    return crypto.keyed_hash(index_pepper, "exclusion", f"{case_ref}:{reviewer_id}".encode())

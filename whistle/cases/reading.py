@@ -140,21 +140,21 @@ def open_case(session: Session, signed: Reader, case_ref: Any,
     is under ``closure.feedback``, not among the messages the reporter has seen.
     """
     concern, keys = _open_keys(session, signed, case_ref)
-    cid = concern.id
+    case_ref = concern.id
     conn = session.connection()
-    trail: list[Any] = _TRAIL.all(conn, {"cid": cid})
-    _record_opened(session, cid, signed.reviewer_id, now or utcnow(), trail)
-    details = crypto.open_sealed(keys.case, concern.details_ct, casekeys.part(cid, "details"))
+    trail: list[Any] = _TRAIL.all(conn, {"cid": case_ref})
+    _record_opened(session, case_ref, signed.reviewer_id, now or utcnow(), trail)
+    details = crypto.open_sealed(keys.case, concern.details_ct, casekeys.part(case_ref, "details"))
     identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
-                                              casekeys.part(cid, "identity")))
+                                              casekeys.part(case_ref, "identity")))
                 if concern.identity_ct else None)
     messages: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
     drafts: dict[str, str] = {}
-    rows = _MESSAGES.all(session.connection(), {"cid": cid}) if concern.has_messages else []
+    rows = _MESSAGES.all(session.connection(), {"cid": case_ref}) if concern.has_messages else []
     for mid, sender, reviewer_id, created, kind, body_ct in rows:
         key = keys.case if kind == "note" else keys.thread
-        body = crypto.open_sealed(key, body_ct, casekeys.part(cid, f"{kind}:{mid}")).decode()
+        body = crypto.open_sealed(key, body_ct, casekeys.part(case_ref, f"{kind}:{mid}")).decode()
         entry = {"id": mid, "from": sender, "reviewer_id": reviewer_id,
                  "at": created.isoformat(), "kind": kind, "body": body}
         if kind == workflow.PROPOSED_FEEDBACK:
@@ -162,12 +162,12 @@ def open_case(session: Session, signed: Reader, case_ref: Any,
         else:
             (notes if kind == "note" else messages).append(entry)
     reviewers = [{"id": rid, "name": name, "active": active}
-                 for rid, name, active in _REVIEWERS.all(session.connection(), {"cid": cid})]
+                 for rid, name, active in _REVIEWERS.all(session.connection(), {"cid": case_ref})]
     from whistle.cases import attachments
 
     data: dict[str, Any] = summary(concern) | {
         "details": details.decode(), "identity": identity,
-        "attachments": attachments.listing(session, cid, keys) if concern.has_files else [],
+        "attachments": attachments.listing(session, case_ref, keys) if concern.has_files else [],
         "messages": messages, "notes": notes,
         "events": [{"at": e.at.isoformat(), "type": e.type, "actor": e.actor,
                     "data": json.loads(e.data)} for e in trail],

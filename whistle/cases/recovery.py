@@ -86,8 +86,8 @@ def reshare_one_of_many(session: Session, instance: InstanceKeys, case_ref: str,
 
 def waiting_for_keys(session: Session, reviewer_id: str) -> list[str]:
     """Cases assigned to a reviewer who holds no key for them (after a password reset)."""
-    return [ref for ref in cases_of(session, reviewer_id)
-            if not sharing.holds_keys(session, ref, reviewer_id)]
+    return [case_ref for case_ref in cases_of(session, reviewer_id)
+            if not sharing.holds_keys(session, case_ref, reviewer_id)]
 
 
 def rewrap(session: Session, case_ref: str, reviewer_id: str, recovery_private: bytes,

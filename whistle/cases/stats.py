@@ -22,11 +22,11 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from whistle.config import Settings
 from whistle.cases import keys as casekeys
 from whistle.cases import workflow
 from whistle.keys import InstanceKeys
@@ -176,7 +176,7 @@ def _rows(session: Session, keys: InstanceKeys, viewer_id: str
     return [(*k, n) for k, n in grouped.items() if n > 0]  # type: ignore[misc]
 
 
-def overview(session: Session, keys: InstanceKeys, config: Mapping[str, Any], viewer_id: str,
+def overview(session: Session, keys: InstanceKeys, settings: Settings, viewer_id: str,
              category_ids: Iterable[str], today: dt.date) -> Overview:
     """Every figure the statistics page shows to ``viewer_id``, already suppressed."""
     by_status: Counter[str] = Counter()
@@ -204,8 +204,8 @@ def overview(session: Session, keys: InstanceKeys, config: Mapping[str, Any], vi
         # Older quarters are summed into one cell so that the breakdown still adds up.
         by_quarter=breakdown(_fold_older(by_quarter, quarters), [*_older_key(by_quarter,
                                                                                quarters), *quarters]),
-        acknowledge=duration(ack_days, int(config["ACK_DEADLINE_DAYS"])),
-        close=duration(close_days, int(config["FEEDBACK_DEADLINE_DAYS"])),
+        acknowledge=duration(ack_days, int(settings.ack_deadline_days)),
+        close=duration(close_days, int(settings.feedback_deadline_days)),
     )
 
 

@@ -17,18 +17,24 @@
 * Deadlines: a ``received`` case owes acknowledgement by ``acknowledge_by``;
   an acknowledged, open case owes feedback by ``feedback_by``. A case past the
   deadline it owes is overdue (``deadlines`` escalates it once).
+
+The moves are a table (``TRANSITIONS``), decided by ``decide`` from plain values, so that
+the whole policy can be read in one place and checked without a database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from whistle.config import Settings
 from whistle import crypto
 from whistle.errors import Refused
 from whistle.cases import audit
@@ -134,77 +140,184 @@ def _set_status(session: Session, concern: Concern, status: str) -> None:
         a.status = status
 
 
+# -- the policy: a table of moves -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ask:
+    """All a guard may consult, as plain values, so that the policy can be decided (and
+    tested) without a database, a session or keys."""
+
+    actor_id: str
+    proposed_by: str | None = None
+    note: str | None = None
+    outcome: object = None  # unchecked input: the guard that needs one checks it
+
+
+@dataclass
+class Move:
+    """One move being applied: what a step function changes, and the audit event's data it
+    adds to (``data`` starts with ``from``)."""
+
+    session: Session
+    concern: Concern
+    actor_id: str
+    keys: casekeys.CaseKeys
+    settings: Settings
+    today: dt.date
+    outcome: str | None
+    data: dict[str, Any]
+
+
+Guard = Callable[[Ask], None]
+Effect = Callable[[Move], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One allowed move. ``guard`` raises the WorkflowError that refuses it, before anything
+    changes; ``effect`` is all it changes besides the status, the texts and the event."""
+
+    status: str
+    event: str
+    guard: Guard
+    effect: Effect
+
+
+def _anyone(ask: Ask) -> None:
+    """Any assigned reviewer: being assigned is checked before the workflow is asked."""
+
+
+def _not_the_proposer(message: str) -> Guard:
+    """No one closes alone: confirming or rejecting a proposal is for someone else."""
+
+    def guard(ask: Ask) -> None:
+        if ask.proposed_by == ask.actor_id:
+            raise WorkflowError("second_reviewer_required", message)
+
+    return guard
+
+
+def _with_a_reason(ask: Ask) -> None:
+    """A closed case is reopened only for a reason the next reviewer can read."""
+    if not ask.note:
+        raise WorkflowError("reason_required", "reopening a case needs a written reason", 400)
+
+
+def _with_an_outcome(ask: Ask) -> None:
+    """The second reviewer confirms a stated outcome, never a blank one."""
+    if ask.outcome not in OUTCOMES:
+        raise WorkflowError("outcome_required",
+                            "proposing closure needs an outcome: " + ", ".join(OUTCOMES), 400)
+
+
+def _start_feedback_clock(move: Move) -> None:
+    """Acknowledging starts the deadline for the feedback the reporter is owed."""
+    move.concern.acknowledged_on = move.today
+    move.concern.feedback_by = move.today + dt.timedelta(
+        days=move.settings.feedback_deadline_days)
+
+
+def _start_investigating(move: Move) -> None:
+    """Investigating without acknowledging first still acknowledges (the reporter is owed
+    feedback either way); an earlier acknowledgement keeps its clock."""
+    if move.concern.acknowledged_on is None:
+        _start_feedback_clock(move)
+
+
+def _propose_closure(move: Move) -> None:
+    """Kept on the case until a second reviewer confirms or rejects it."""
+    move.concern.proposed_by, move.concern.proposed_outcome = move.actor_id, move.outcome
+    move.data["outcome"] = move.outcome
+
+
+def _reject_proposal(move: Move) -> None:
+    """The trail keeps whose proposal was turned down; the case forgets it."""
+    move.data["proposed_by"] = move.concern.proposed_by
+    move.concern.proposed_by = move.concern.proposed_outcome = None
+
+
+def _confirm_closure(move: Move) -> None:
+    """The agreed outcome becomes the case's, and the feedback proposed with it goes out."""
+    concern = move.concern
+    move.data["proposed_by"] = concern.proposed_by
+    concern.outcome, concern.closed_on = concern.proposed_outcome, move.today
+    move.data["outcome"] = concern.outcome
+    released = _release_feedback(move.session, concern, move.keys.thread, move.today)
+    if released is not None:
+        move.data["released_feedback"] = released.id
+
+
+def _reopen(move: Move) -> None:
+    """A reopened case is open again: no outcome, no closing date, no proposal pending."""
+    concern = move.concern
+    concern.closed_on = concern.outcome = None
+    concern.proposed_by = concern.proposed_outcome = None
+
+
+_INVESTIGATE = Step(INVESTIGATING, "investigating", _anyone, _start_investigating)
+_PROPOSE = Step(CLOSURE_PROPOSED, "closure_proposed", _with_an_outcome, _propose_closure)
+
+# (current status, requested status) -> Step. A reviewer asks for ``closed`` both to propose
+# and to confirm, and for ``investigating`` both to reject a proposal and to reopen.
+TRANSITIONS: Mapping[tuple[str, str], Step] = MappingProxyType({
+    (RECEIVED, ACKNOWLEDGED): Step(ACKNOWLEDGED, "acknowledged", _anyone,
+                                   _start_feedback_clock),
+    (RECEIVED, INVESTIGATING): _INVESTIGATE,
+    (ACKNOWLEDGED, INVESTIGATING): _INVESTIGATE,
+    (CLOSURE_PROPOSED, INVESTIGATING): Step(
+        INVESTIGATING, "closure_rejected",
+        _not_the_proposer("another assigned reviewer must reject or confirm the proposal"),
+        _reject_proposal),
+    (CLOSED, INVESTIGATING): Step(INVESTIGATING, "reopened", _with_a_reason, _reopen),
+    (RECEIVED, CLOSED): _PROPOSE,
+    (ACKNOWLEDGED, CLOSED): _PROPOSE,
+    (INVESTIGATING, CLOSED): _PROPOSE,
+    (CLOSURE_PROPOSED, CLOSED): Step(
+        CLOSED, "closed",
+        _not_the_proposer("a different assigned reviewer must confirm the closure"),
+        _confirm_closure),
+})
+# What a reviewer may ask for; anything else is not a move at all (400, not 409).
+_TARGETS = frozenset(to for _, to in TRANSITIONS)
+
+
+def decide(current: str, to: object, ask: Ask) -> Step:
+    """The policy alone, apart from what applying it touches: every refusal is raised here,
+    so a refused move changes nothing."""
+    if not isinstance(to, str) or to not in _TARGETS:
+        raise WorkflowError("invalid_transition", f"unknown status {to!r}", 400)
+    step = TRANSITIONS.get((current, to))
+    if step is None:
+        if to == ACKNOWLEDGED:
+            raise WorkflowError("invalid_transition",
+                                f"cannot acknowledge a case that is {current}")
+        raise WorkflowError("invalid_transition", f"the case is already {current}")
+    step.guard(ask)
+    return step
+
+
 def transition(session: Session, concern: Concern, actor_id: str, to: str,
-               keys: casekeys.CaseKeys, config: Mapping[str, Any], now: dt.datetime,
+               keys: casekeys.CaseKeys, settings: Settings, now: dt.datetime,
                note: str | None = None, outcome: str | None = None,
                feedback: str | None = None) -> str:
-    """Apply one requested move; returns the new status or raises WorkflowError."""
-    current = concern.status
-    data: dict[str, Any] = {"from": current}
+    """Apply one requested move; returns the new status or raises WorkflowError. Decided
+    first, so a refused move leaves the case and its trail untouched."""
+    step = decide(concern.status, to, Ask(actor_id, concern.proposed_by, note, outcome))
     today = now.date()
-    if to == ACKNOWLEDGED:
-        if current != RECEIVED:
-            raise WorkflowError("invalid_transition", f"cannot acknowledge a case that is {current}")
-        new, event = ACKNOWLEDGED, "acknowledged"
-        concern.acknowledged_on = today
-        concern.feedback_by = today + dt.timedelta(days=config["FEEDBACK_DEADLINE_DAYS"])
-    elif to == INVESTIGATING:
-        if current in (RECEIVED, ACKNOWLEDGED):
-            new, event = INVESTIGATING, "investigating"
-            if concern.acknowledged_on is None:
-                concern.acknowledged_on = today
-                concern.feedback_by = today + dt.timedelta(days=config["FEEDBACK_DEADLINE_DAYS"])
-        elif current == CLOSURE_PROPOSED:
-            if concern.proposed_by == actor_id:
-                raise WorkflowError("second_reviewer_required",
-                                    "another assigned reviewer must reject or confirm the proposal")
-            new, event = INVESTIGATING, "closure_rejected"
-            data["proposed_by"] = concern.proposed_by
-            concern.proposed_by = concern.proposed_outcome = None
-        elif current == CLOSED:
-            if not note:
-                raise WorkflowError("reason_required", "reopening a case needs a written reason",
-                                    400)
-            new, event = INVESTIGATING, "reopened"
-            concern.closed_on = concern.outcome = None
-            concern.proposed_by = concern.proposed_outcome = None
-        else:
-            raise WorkflowError("invalid_transition", f"the case is already {current}")
-    elif to == CLOSED:
-        if current == CLOSURE_PROPOSED:
-            if concern.proposed_by == actor_id:
-                raise WorkflowError("second_reviewer_required",
-                                    "a different assigned reviewer must confirm the closure")
-            new, event = CLOSED, "closed"
-            data["proposed_by"] = concern.proposed_by
-            concern.outcome, concern.closed_on = concern.proposed_outcome, today
-            data["outcome"] = concern.outcome
-            released = _release_feedback(session, concern, keys.thread, today)
-            if released is not None:
-                data["released_feedback"] = released.id
-        elif current in (RECEIVED, ACKNOWLEDGED, INVESTIGATING):
-            if outcome not in OUTCOMES:
-                raise WorkflowError("outcome_required",
-                                    "proposing closure needs an outcome: " + ", ".join(OUTCOMES),
-                                    400)
-            new, event = CLOSURE_PROPOSED, "closure_proposed"
-            concern.proposed_by, concern.proposed_outcome = actor_id, outcome
-            data["outcome"] = outcome
-        else:
-            raise WorkflowError("invalid_transition", f"the case is already {current}")
-    else:
-        raise WorkflowError("invalid_transition", f"unknown status {to!r}", 400)
-    _set_status(session, concern, new)
+    move = Move(session, concern, actor_id, keys, settings, today, outcome,
+                {"from": concern.status})
+    step.effect(move)
+    _set_status(session, concern, step.status)
     if concern.overdue and not is_overdue(concern, today):
         set_overdue(session, concern, False)  # the owed step was taken; the trail keeps it
     if note:
-        msg = add_message(session, concern, keys.case, "note", "reviewer", actor_id, note, today)
-        data["note"] = msg.id
+        move.data["note"] = add_message(session, concern, keys.case, "note", "reviewer",
+                                        actor_id, note, today).id
     if feedback:
         # With a proposal the feedback waits for the second reviewer; otherwise it goes now.
-        kind = PROPOSED_FEEDBACK if new == CLOSURE_PROPOSED else "feedback"
-        msg = add_message(session, concern, keys.thread, kind, "reviewer", actor_id, feedback,
-                          today)
-        data["feedback"] = msg.id
-    audit.record(session, concern.id, event, actor_id, now, data)
-    return new
+        kind = PROPOSED_FEEDBACK if step.status == CLOSURE_PROPOSED else "feedback"
+        move.data["feedback"] = add_message(session, concern, keys.thread, kind, "reviewer",
+                                            actor_id, feedback, today).id
+    audit.record(session, concern.id, step.event, actor_id, now, move.data)
+    return step.status

@@ -9,7 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
 
-from whistle import instance_keys, keys, notify
+from whistle import current_settings, instance_keys, keys, notify
 from whistle.cases import audit, deadlines
 from whistle.people import adminlog
 from whistle.store import counts, db, migrate
@@ -23,7 +23,7 @@ from whistle.store.models import Reviewer, utcnow
                    "named after the key's fingerprint).")
 def init_command(recovery_out: str | None) -> None:
     """Create or migrate the schema and create missing key material. Never destroys data."""
-    for line in keys.create_missing(current_app.config["KEYS_DIR"], recovery_out):
+    for line in keys.create_missing(current_settings().keys_dir, recovery_out):
         click.echo(line)
     migrate.upgrade(db.engine_for(current_app))
     click.echo("database schema is up to date")
@@ -41,7 +41,7 @@ def init_command(recovery_out: str | None) -> None:
     if admins == 0:
         from whistle.people import firstrun
 
-        code = firstrun.issue_code(current_app.config["KEYS_DIR"])
+        code = firstrun.issue_code(current_settings().keys_dir)
         click.echo(f"\nOne-time setup code for /setup (enrol the first administrator "
                    f"in the browser): {code}")
 
@@ -60,7 +60,7 @@ def outbox_command() -> None:
 def deadlines_command() -> None:
     """Send due deadline reminders and escalate overdue cases once (for cron)."""
     with db.new_session(current_app) as s:
-        report = deadlines.run(s, current_app.config, instance_keys(), utcnow())
+        report = deadlines.run(s, current_settings(), instance_keys(), utcnow())
     click.echo(f"reminders sent for {len(report.reminded)} case(s); "
                f"{len(report.escalated)} case(s) escalated; {report.overdue} case(s) overdue")
 

@@ -7,7 +7,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from whistle import crypto, instance_keys, keys
+from whistle import crypto, current_settings, instance_keys, keys
 from whistle.cases import recovery
 from whistle.errors import KeyMaterialError
 from whistle.store import db
@@ -63,16 +63,16 @@ def reshare_all_command(from_: str, to: str, key_file: str) -> None:
         report = recovery.ReshareAllReport()
         now = utcnow()
         with click.progressbar(refs, label="re-sharing cases", show_pos=True) as bar:
-            for ref in bar:
+            for case_ref in bar:
                 try:
-                    recovery.reshare_one_of_many(s, instance_keys(), ref, to, private, now,
+                    recovery.reshare_one_of_many(s, instance_keys(), case_ref, to, private, now,
                                                  report)
                 except recovery.RecoveryError as exc:
                     raise click.ClickException(exc.message) from exc
     click.echo(f"shared {len(report.shared)} case(s) with {target_name}; "
                f"{len(report.already)} already theirs")
-    for ref in report.excluded:
-        click.echo(f"NOT shared {ref}: the reporter excluded this reviewer; choose another")
+    for case_ref in report.excluded:
+        click.echo(f"NOT shared {case_ref}: the reporter excluded this reviewer; choose another")
 
 
 @recovery_group.command("rewrap")
@@ -95,9 +95,9 @@ def rewrap_command(reviewer_id: str, key_file: str) -> None:
         refs = recovery.waiting_for_keys(s, reviewer_id)
         done = 0
         with click.progressbar(refs, label="re-wrapping cases", show_pos=True) as bar:
-            for ref in bar:
+            for case_ref in bar:
                 try:
-                    done += recovery.rewrap(s, ref, reviewer_id, private, utcnow())
+                    done += recovery.rewrap(s, case_ref, reviewer_id, private, utcnow())
                 except recovery.RecoveryError as exc:
                     raise click.ClickException(exc.message) from exc
     click.echo(f"{reviewer.name} holds the keys of {done} more case(s); "
@@ -128,12 +128,12 @@ def rotate_command(key_file: str, new_key_file: str) -> None:
         moved = 0
         with click.progressbar(refs, label="re-wrapping for the new recovery key",
                                show_pos=True) as bar:
-            for ref in bar:
+            for case_ref in bar:
                 try:
-                    moved += recovery.rotate_one(s, ref, old, new)
+                    moved += recovery.rotate_one(s, case_ref, old, new)
                 except recovery.RecoveryError as exc:
                     raise click.ClickException(exc.message) from exc
-    public = Path(current_app.config["KEYS_DIR"]) / keys.RECOVERY_PUBLIC
+    public = Path(current_settings().keys_dir) / keys.RECOVERY_PUBLIC
     keys.replace_public(public, crypto.keypair_from_seed(new).public.hex() + "\n")
     click.echo(f"{moved} case(s) re-wrapped, {len(refs) - moved} already done; "
                f"{public} now holds the new public key")

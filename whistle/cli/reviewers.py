@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from whistle import current_settings
 from whistle.errors import InvalidInput, NotFound
 from whistle.people import accounts
 from whistle.store import db
@@ -37,7 +38,7 @@ def reviewer_add(name: str, email: str, units: tuple[str, ...], senior: bool,
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with db.new_session(current_app) as s:
         try:
-            r = accounts.enrol(s, current_app.config, name, email, password, list(units), senior,
+            r = accounts.enrol(s, current_settings(), name, email, password, list(units), senior,
                              independent, admin or admin_only, reviews=not admin_only)
         except InvalidInput as exc:
             raise click.ClickException(exc.message) from exc
@@ -67,7 +68,7 @@ def reviewer_disable(reviewer_id: str) -> None:
     """Disable a reviewer; report cases left with too few active reviewers."""
     with db.new_session(current_app) as s:
         try:
-            report = accounts.disable(s, current_app.config, reviewer_id)
+            report = accounts.disable(s, current_settings(), reviewer_id)
         except NotFound as exc:
             raise click.ClickException(f"no reviewer {reviewer_id}") from exc
         click.echo(f"disabled {report.reviewer.name}; their sessions are ended")
@@ -95,7 +96,7 @@ def reviewer_reset_password(reviewer_id: str, password_stdin: bool) -> None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     with db.new_session(current_app) as s:
         try:
-            waiting = accounts.reset_password(s, current_app.config, reviewer_id, password)
+            waiting = accounts.reset_password(s, current_settings(), reviewer_id, password)
         except NotFound as exc:
             raise click.ClickException(f"no reviewer {reviewer_id}") from exc
         except InvalidInput as exc:

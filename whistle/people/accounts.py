@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import (
     delete,
@@ -14,9 +12,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from whistle.config import Settings
 from whistle import crypto
 from whistle.cases import audit, workflow
-from whistle.config import kdf_params
 from whistle.errors import AuthError, InvalidInput, NotFound
 from whistle.people import adminlog
 from whistle.store.models import (
@@ -39,7 +37,7 @@ def check_password_strength(password: str) -> None:
         raise InvalidInput("the password is too long", "password")
 
 
-def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, password: str,
+def enrol(session: Session, settings: Settings, name: str, email: str, password: str,
           units: list[str] | None = None, senior: bool = False, independent: bool = False,
           admin: bool = False, reviews: bool = True, actor: str = "operator") -> Reviewer:
     """Create an account with a fresh hybrid key pair locked under ``password``; recorded in
@@ -54,7 +52,7 @@ def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, pa
         raise InvalidInput("a reviewer with this email already exists", "email", "duplicate", 409)
     check_password_strength(password)
     pair = crypto.generate_keypair()
-    locked, check = crypto.lock_private_key(pair.private, password, kdf_params(dict(config)))
+    locked, check = crypto.lock_private_key(pair.private, password, settings.kdf)
     reviewer = Reviewer(
         name=name.strip(), email=email, units=json.dumps(units or []), is_senior=senior,
         is_independent=independent, is_admin=admin, is_reviewer=reviews,
@@ -70,7 +68,7 @@ def enrol(session: Session, config: Mapping[str, Any], name: str, email: str, pa
     return reviewer
 
 
-def change_password(session: Session, config: Mapping[str, Any], reviewer: Reviewer,
+def change_password(session: Session, settings: Settings, reviewer: Reviewer,
                     old: str, new: str) -> None:
     """Re-lock the private key under the new password and end every session."""
     check_password_strength(new)
@@ -80,7 +78,7 @@ def change_password(session: Session, config: Mapping[str, Any], reviewer: Revie
     except crypto.CryptoError as exc:
         raise AuthError() from exc
     reviewer.locked_private_key, reviewer.password_check = crypto.lock_private_key(
-        private, new, kdf_params(dict(config)))
+        private, new, settings.kdf)
     reviewer.credentials_version += 1
     session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
     flag = session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id)
@@ -95,7 +93,7 @@ def change_password(session: Session, config: Mapping[str, Any], reviewer: Revie
 _PASSWORD_SET_BY_ADMIN = "password_set_by_admin:"  # nosec B105
 
 
-def reset_password(session: Session, config: Mapping[str, Any], reviewer_id: str,
+def reset_password(session: Session, settings: Settings, reviewer_id: str,
                    new_password: str, actor: str = "operator") -> list[str]:
     """An administrator's reset for a reviewer who lost their password. Commits.
 
@@ -113,7 +111,7 @@ def reset_password(session: Session, config: Mapping[str, Any], reviewer_id: str
     pair = crypto.generate_keypair()
     reviewer.public_key = pair.public
     reviewer.locked_private_key, reviewer.password_check = crypto.lock_private_key(
-        pair.private, new_password, kdf_params(dict(config)))
+        pair.private, new_password, settings.kdf)
     reviewer.totp_secret_ct = None  # sealed under the old key: enrol two-factor again
     reviewer.credentials_version += 1
     session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer_id))
@@ -137,7 +135,7 @@ def require_password_change(session: Session, reviewer_id: str) -> None:
         session.add(Setting(key=_PASSWORD_SET_BY_ADMIN + reviewer_id, value="true"))
 
 
-def account_setup_needed(session: Session, config: Mapping[str, Any], reviewer: Reviewer,
+def account_setup_needed(session: Session, settings: Settings, reviewer: Reviewer,
                          password_set_by_admin: bool | None = None) -> str | None:
     """What a signed-in reviewer must do before anything else: "password", "totp" or None.
 
@@ -148,7 +146,7 @@ def account_setup_needed(session: Session, config: Mapping[str, Any], reviewer: 
             is not None
     if password_set_by_admin:
         return "password"
-    if config.get("REQUIRE_TOTP") and reviewer.totp_secret_ct is None:
+    if settings.require_totp and reviewer.totp_secret_ct is None:
         return "totp"
     return None
 
@@ -159,7 +157,7 @@ class DisableReport:
     understaffed: list[tuple[str, int]]  # (case_ref, active reviewers left)
 
 
-def disable(session: Session, config: Mapping[str, Any], reviewer_id: str,
+def disable(session: Session, settings: Settings, reviewer_id: str,
             actor: str = "admin") -> DisableReport:
     """Disable an account and end its sessions; report open cases left short of reviewers.
 
@@ -175,14 +173,14 @@ def disable(session: Session, config: Mapping[str, Any], reviewer_id: str,
     short: list[tuple[str, int]] = []
     case_ids = list(session.scalars(select(Assignment.concern_id).where(
         Assignment.reviewer_id == reviewer_id, Assignment.status != workflow.CLOSED)))
-    for cid in case_ids:
+    for case_ref in case_ids:
         left = session.scalar(select(func.count()).select_from(Assignment).join(Reviewer).where(
-            Assignment.concern_id == cid, Reviewer.active.is_(True))) or 0
-        audit.record(session, cid, "reviewer_disabled", actor, utcnow(),
+            Assignment.concern_id == case_ref, Reviewer.active.is_(True))) or 0
+        audit.record(session, case_ref, "reviewer_disabled", actor, utcnow(),
                      {"reviewer": reviewer_id, "active_left": left})
-        if left < config["MIN_REVIEWERS"]:
-            short.append((cid, left))
-            concern = session.get(Concern, cid)
+        if left < settings.min_reviewers:
+            short.append((case_ref, left))
+            concern = session.get(Concern, case_ref)
             if concern is not None:
                 concern.under_routed = True
     adminlog.record(session, "reviewer_disabled", _log_actor(actor),

@@ -10,19 +10,19 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from whistle.config import Settings
 from whistle import errors, validation
 from whistle.cases import keys as casekeys
 from whistle.cases import sharing
 from whistle.keys import InstanceKeys
 from whistle.people import accounts, adminlog, firstrun
-from whistle.store import settings
+from whistle.store import options
 from whistle.store.models import Concern, Exclusion, Reviewer
 from whistle.errors import InvalidInput
 
@@ -42,8 +42,8 @@ class NewAccount:
     reviews: bool = True
 
 
-def _check_account(session: Session, config: Mapping[str, Any], acc: NewAccount) -> None:
-    validation.line(acc.name, "name", config["MAX_FIELD_CHARS"], required=True)
+def _check_account(session: Session, settings: Settings, acc: NewAccount) -> None:
+    validation.line(acc.name, "name", settings.max_field_chars, required=True)
     email = validation.line(acc.email, "email", 254, required=True) or ""
     if not _EMAIL.fullmatch(email):
         raise InvalidInput("enter an email address", "email")
@@ -51,7 +51,7 @@ def _check_account(session: Session, config: Mapping[str, Any], acc: NewAccount)
         raise InvalidInput(f"{email} is already enrolled", "email", "duplicate", 409)
     if acc.password is not None:
         accounts.check_password_strength(acc.password)
-    known = set(settings.units(session))
+    known = set(options.units(session))
     for unit in acc.units:
         if unit not in known:
             raise InvalidInput(f"unknown unit {unit}", "units")
@@ -62,30 +62,30 @@ def generated_password() -> str:
     return "-".join(secrets.token_urlsafe(6) for _ in range(4))
 
 
-def enrol(session: Session, config: Mapping[str, Any], acc: NewAccount, actor: str
+def enrol(session: Session, settings: Settings, acc: NewAccount, actor: str
           ) -> tuple[Reviewer, str | None]:
     """Enrol an account for someone else. Returns (reviewer, generated password or None).
 
     The administrator knows this first password, so the account must replace
     it before doing anything else (``accounts.account_setup_needed``).
     """
-    _check_account(session, config, acc)
+    _check_account(session, settings, acc)
     password = acc.password if acc.password is not None else generated_password()
-    r = accounts.enrol(session, config, acc.name, acc.email, password, list(acc.units), acc.senior,
+    r = accounts.enrol(session, settings, acc.name, acc.email, password, list(acc.units), acc.senior,
                      acc.independent, acc.admin, acc.reviews, actor=actor)
     accounts.require_password_change(session, r.id)
     session.commit()
     return r, (password if acc.password is None else None)
 
 
-def update_reviewer(session: Session, config: Mapping[str, Any], reviewer_id: str,
+def update_reviewer(session: Session, settings: Settings, reviewer_id: str,
                     units: list[str], senior: bool, independent: bool, actor: str) -> Reviewer:
     """Change routing attributes. Existing cases keep their reviewers (no retroactive routing).
     A change (not a save of the same values) goes into the administration log."""
     r = session.get(Reviewer, reviewer_id)
     if r is None:
         raise errors.NotFound()
-    known = set(settings.units(session))
+    known = set(options.units(session))
     for unit in units:
         if unit not in known:
             raise InvalidInput(f"unknown unit {unit}", "units")
@@ -100,14 +100,14 @@ def update_reviewer(session: Session, config: Mapping[str, Any], reviewer_id: st
     return r
 
 
-def disable(session: Session, config: Mapping[str, Any], keys: InstanceKeys, admin: Reviewer,
+def disable(session: Session, settings: Settings, keys: InstanceKeys, admin: Reviewer,
             reviewer_id: str) -> list[tuple[str, int]]:
     """Disable an account; the cases left short that this administrator may know of."""
     if reviewer_id == admin.id:
         raise InvalidInput("you cannot disable your own account", "reviewer")
-    report = accounts.disable(session, config, reviewer_id, actor=admin.id)
-    return [(ref, left) for ref, left in report.understaffed
-            if not sharing.is_excluded(session, keys, ref, admin.id)]
+    report = accounts.disable(session, settings, reviewer_id, actor=admin.id)
+    return [(case_ref, left) for case_ref, left in report.understaffed
+            if not sharing.is_excluded(session, keys, case_ref, admin.id)]
 
 
 # The cases the attention list names, at most; the rest are counted.
@@ -192,15 +192,15 @@ def save_form_options(session: Session, categories: list[dict[str, str]], units:
     """Set what the report form offers (and the landing page's advice text, unless None).
     Existing cases keep the values they were filed with. Changes go into the administration
     log: category ids and labels and units before and after; of the advice, its length."""
-    before = {"categories": settings.categories(session), "units": settings.units(session)}
+    before = {"categories": options.categories(session), "units": options.units(session)}
     after = {"categories": categories, "units": units}
-    settings.put(session, "categories", categories)
-    settings.put(session, "units", units)
+    options.put(session, "categories", categories)
+    options.put(session, "units", units)
     if before != after:
         adminlog.record(session, "form_options_changed", actor,
                         {"before": before, "after": after})
-    if advice is not None and advice != settings.advice(session):
-        settings.put(session, "advice", advice)
+    if advice is not None and advice != options.advice(session):
+        options.put(session, "advice", advice)
         adminlog.record(session, "advice_changed", actor, {"characters": len(advice)})
     session.commit()
 
@@ -221,7 +221,7 @@ class SetupRefused(errors.DomainError):
     code, status, message = "setup_refused", 403, "this setup code is wrong or already used"
 
 
-def first_run(session: Session, config: Mapping[str, Any], keys_dir: str, code: Any,
+def first_run(session: Session, settings: Settings, keys_dir: str, code: Any,
               admin: NewAccount, reviewers: list[NewAccount]) -> list[tuple[Reviewer, str | None]]:
     """Enrol the first administrator (and reviewers) with the one-time code from ``init``.
 
@@ -236,17 +236,17 @@ def first_run(session: Session, config: Mapping[str, Any], keys_dir: str, code: 
     if admin.password is None:
         raise InvalidInput("choose your password", "password")
     for acc in people:
-        _check_account(session, config, acc)
+        _check_account(session, settings, acc)
     try:
         accepted = firstrun.check_and_consume(keys_dir, code)
     except OSError:  # a concurrent request used it first
         accepted = False
     if not accepted:
         raise SetupRefused()
-    first = accounts.enrol(session, config, admin.name, admin.email, admin.password,
+    first = accounts.enrol(session, settings, admin.name, admin.email, admin.password,
                          list(admin.units), admin.senior, admin.independent, True, admin.reviews,
                          actor=adminlog.SETUP)
     done: list[tuple[Reviewer, str | None]] = [(first, None)]
     for acc in reviewers:
-        done.append(enrol(session, config, acc, adminlog.SETUP))
+        done.append(enrol(session, settings, acc, adminlog.SETUP))
     return done

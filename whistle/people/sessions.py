@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -23,8 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from whistle.config import Settings
 from whistle import crypto
-from whistle.config import kdf_params
 from whistle.errors import AuthError, InvalidInput
 from whistle.people.accounts import _PASSWORD_SET_BY_ADMIN
 from whistle.people.twofactor import _verify_totp
@@ -52,7 +51,7 @@ def _unb64(text: str) -> bytes | None:
         return None
 
 
-def login(session: Session, config: Mapping[str, Any], email: Any, password: Any,
+def login(session: Session, settings: Settings, email: Any, password: Any,
           otp: Any = None, now: dt.datetime | None = None) -> tuple[str, Reviewer]:
     """Check credentials; return (session secret for the client, reviewer)."""
     now = now or utcnow()
@@ -62,7 +61,7 @@ def login(session: Session, config: Mapping[str, Any], email: Any, password: Any
     reviewer = session.scalars(select(Reviewer).where(
         Reviewer.email == email.strip().lower())).first()
     if reviewer is None or not reviewer.active:
-        crypto.burn_password_time(password, kdf_params(dict(config)))
+        crypto.burn_password_time(password, settings.kdf)
         raise AuthError()
     try:
         private = crypto.unlock_private_key(reviewer.locked_private_key, password,
@@ -70,7 +69,7 @@ def login(session: Session, config: Mapping[str, Any], email: Any, password: Any
     except crypto.CryptoError as exc:
         raise AuthError() from exc
     _verify_totp(reviewer, private, otp, now)
-    if config.get("REQUIRE_TOTP") and reviewer.totp_secret_ct is None:
+    if settings.require_totp and reviewer.totp_secret_ct is None:
         pass  # signed in, but the web layers send them to set up two-factor first
     secret = secrets.token_bytes(32)
     sid = crypto.digest(secret)
@@ -105,11 +104,11 @@ class SignedIn:
             self._reviewer = self._session.get_one(Reviewer, self.reviewer_id)
         return self._reviewer
 
-    def setup_needed(self, config: Mapping[str, Any]) -> str | None:
+    def setup_needed(self, settings: Settings) -> str | None:
         """``account_setup_needed`` from what was read with the session (no query)."""
         if self.password_set_by_admin:
             return "password"
-        if config.get("REQUIRE_TOTP") and not self.has_totp:
+        if settings.require_totp and not self.has_totp:
             return "totp"
         return None
 
@@ -136,7 +135,7 @@ _SEEN = update(ReviewerSession).where(ReviewerSession.id == bindparam("sid")).va
     last_seen=bindparam("now"))
 
 
-def authenticate(session: Session, config: Mapping[str, Any], token: Any,
+def authenticate(session: Session, settings: Settings, token: Any,
                  now: dt.datetime | None = None) -> SignedIn | None:
     """The signed-in reviewer for a client's session secret, or None (expired, ended, disabled)."""
     now = now or utcnow()
@@ -148,8 +147,8 @@ def authenticate(session: Session, config: Mapping[str, Any], token: Any,
     if not rows:
         return None
     found = rows[0]
-    idle = dt.timedelta(minutes=config["SESSION_IDLE_MINUTES"])
-    lifetime = dt.timedelta(hours=config["SESSION_MAX_HOURS"])
+    idle = dt.timedelta(minutes=settings.session_idle_minutes)
+    lifetime = dt.timedelta(hours=settings.session_max_hours)
     if (found.active is None or not found.active
             or found.credentials_version != found.reviewer_version
             or now - found.last_seen > idle or now - found.created > lifetime

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyotp
 from sqlalchemy.orm import Session
 
+from whistle.config import Settings
 from whistle import crypto
 from whistle.errors import AuthError, InvalidInput
 from whistle.store.models import (
@@ -90,11 +90,11 @@ def enable_totp(session: Session, signed: SignedIn, secret: str, code: Any, pass
     session.commit()
 
 
-def disable_totp(session: Session, config: Mapping[str, Any], signed: SignedIn, code: Any,
+def disable_totp(session: Session, settings: Settings, signed: SignedIn, code: Any,
                  password: Any, now: dt.datetime | None = None) -> None:
     """Turn two-factor off (password and a current code); refused when configuration requires it."""
     r = signed.reviewer
-    if config.get("REQUIRE_TOTP"):
+    if settings.require_totp:
         raise InvalidInput("two-factor sign-in is required here and cannot be turned off", "otp")
     private = _reauthenticate(r, password)
     if r.totp_secret_ct is None:

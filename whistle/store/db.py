@@ -1,26 +1,183 @@
-"""Engine and sessions. SQLite gets WAL, synchronous=FULL, foreign keys and a busy timeout."""
+"""Engine, sessions and transactions: the only module that knows SQLite from PostgreSQL.
+
+SQLite gets WAL, synchronous=FULL, foreign keys and a busy timeout. How a piece of work
+begins its transactions is declared by its caller as a ``Mode`` (the web layer declares
+one per endpoint, see ``whistle.web.transactions``), never guessed from a request here:
+
+- ``READ``: reads, plus the odd single write (a session's last-seen time, an "opened"
+  event). SQLite begins deferred, so reads run side by side (WAL); PostgreSQL ordinary.
+- ``READ_ALONE``: like ``READ``, but on PostgreSQL the first transaction runs in
+  autocommit (each statement its own snapshot: no BEGIN and no ROLLBACK round trip).
+- ``SINGLE_READS``: ``READ_ALONE``, and on SQLite ``single_read`` runs its SELECT on a
+  driver connection of its own, outside the session (the status check's lookup).
+- ``WRITE``: SQLite takes the write lock up front (BEGIN IMMEDIATE, polled), so a
+  transaction that reads then writes never fails when another worker committed between.
+- ``WRITE_WITH_LOCK``: reads first without the lock (SQLite deferred), then the work
+  calls ``take_write_lock`` before its first write (a submission seals before locking).
+
+Work outside a ``Unit`` (commands, the outbox, tests) begins deferred, so that e.g. the
+outbox never holds the lock while it talks SMTP.
+
+``run`` runs a unit of work again when that is safe and useful: a ``READ``/``READ_ALONE``
+unit whose rare write found SQLite busy runs again holding the lock (optimistic first,
+so pure reads never wait for writers); any unit whose PostgreSQL connection turned out
+dead before it wrote anything runs again once on a fresh connection (the server
+restarted since the pool opened it). Such a failure is raised as ``RunAgain``, which
+callers that turn database errors into a 503 do not catch.
+"""
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import contextvars
+import enum
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from whistle.store import counts
+
 if TYPE_CHECKING:
+    from whistle.config import Settings
     from whistle.store.prepared import PreparedQuery
 
-
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Mode(enum.Enum):
+    READ = "read"
+    READ_ALONE = "read alone"
+    SINGLE_READS = "single reads"
+    WRITE = "write"
+    WRITE_WITH_LOCK = "write with lock"
+
+
+_DEFERRED = frozenset({Mode.READ, Mode.READ_ALONE, Mode.SINGLE_READS, Mode.WRITE_WITH_LOCK})
+_AUTOCOMMIT_FIRST = frozenset({Mode.READ_ALONE, Mode.SINGLE_READS})
+# Modes whose rare write runs the work again with the lock when SQLite is busy.
+_AGAIN_ON_BUSY = frozenset({Mode.READ, Mode.READ_ALONE})
+_ATTEMPTS_ON_BUSY = 3
+
+
+class RunAgain(Exception):
+    """The unit of work failed in a way that running it again from the start can fix."""
+
+    def __init__(self, with_lock: bool) -> None:
+        super().__init__("run the unit of work again")
+        self.with_lock = with_lock
+
+
+class Database:
+    """One database: its engine and a session factory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.maker: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        counts.keep_counts(self.maker)
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    def new_session(self) -> Session:
+        return self.maker()
+
+
+class Unit:
+    """One piece of work (a request) with its declared mode and its session."""
+
+    def __init__(self, database: Database, mode: Mode, attempt: int = 0) -> None:
+        self.database, self.mode, self.attempt = database, mode, attempt
+        self.wrote = False
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self.database.new_session()
+            self._session.info["unit"] = self
+            if self.mode in _AUTOCOMMIT_FIRST and not self.database.is_sqlite:
+                self._session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+_current: contextvars.ContextVar[Unit | None] = contextvars.ContextVar("whistle_unit",
+                                                                       default=None)
+
+
+def current_unit() -> Unit | None:
+    return _current.get()
+
+
+def session() -> Session:
+    """The session of the unit of work in progress (a request's)."""
+    unit = _current.get()
+    if unit is None:
+        raise RuntimeError("no unit of work in progress: use new_session() outside requests")
+    return unit.session
+
+
+def run(database: Database, mode: Mode, work: Callable[[], T],
+        before_again: Callable[[], None] | None = None) -> T:
+    """Run ``work`` as a unit of work in ``mode``, again when ``RunAgain`` says so (see the
+    module's docstring). The unit stays current after ``work`` returns or raises, so that
+    error handlers can still roll back; ``end`` closes it."""
+    attempt = 0
+    while True:
+        end()
+        unit = Unit(database, mode, attempt)
+        _current.set(unit)
+        try:
+            return work()
+        except RunAgain as again:
+            if again.with_lock:
+                mode = Mode.WRITE
+            log.warning("database %s; running the request again",
+                        "busy" if again.with_lock else "connection lost")
+        except OperationalError as exc:
+            # SQLite statements sent straight to the driver (whistle.store.prepared) are
+            # not seen by the engine's error event: decide here alike.
+            if not _again_on_busy(unit, exc.orig):
+                raise
+            mode = Mode.WRITE
+        attempt += 1
+        if before_again is not None:
+            before_again()
+
+
+def end() -> None:
+    """Close the unit of work in progress, if any (at the end of a request)."""
+    unit = _current.get()
+    if unit is not None:
+        unit.close()
+        _current.set(None)
+
+
+@contextlib.contextmanager
+def unit_of_work(database: Database, mode: Mode) -> Iterator[Unit]:
+    """A unit of work outside ``run`` (tests and benchmarks that drive a use case)."""
+    token = _current.set(Unit(database, mode))
+    try:
+        yield _current.get()  # type: ignore[misc]
+    finally:
+        end()
+        _current.reset(token)
+
+
+def _again_on_busy(unit: Unit | None, exc: BaseException | None) -> bool:
+    return (unit is not None and unit.mode in _AGAIN_ON_BUSY
+            and unit.attempt < _ATTEMPTS_ON_BUSY - 1 and _is_busy(exc))
 
 
 def make_engine(url: str, busy_timeout_ms: int = 5000, cache_mib: int = 64,
@@ -30,59 +187,63 @@ def make_engine(url: str, busy_timeout_ms: int = 5000, cache_mib: int = 64,
     which the committing connection copies the WAL back into the database itself (see
     ``start_checkpointer``)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000,
-                                                  "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # Let SQLAlchemy drive transactions ourselves with BEGIN IMMEDIATE-like semantics.
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cur.execute("PRAGMA secure_delete=ON")
-            cur.execute(f"PRAGMA cache_size={-1024 * int(cache_mib)}")
-            cur.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint_pages)}")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Any) -> None:
-            # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY,
-            # no waiting) when another worker committed in between: under load that was a
-            # 5xx for reporters. So requests that change things (POST...) take the write lock
-            # up front; reads (GET) stay deferred and run side by side (WAL), and the rare GET
-            # that writes (session last_seen, "opened" audit events) is run again on
-            # SQLITE_BUSY, then taking the lock up front (see init_app). Commands outside
-            # requests keep deferred transactions, so that e.g. the outbox never holds the
-            # lock while it talks SMTP. A POST that reads first (the status check, see
-            # read_first) goes on deferred too.
-            if not has_request_context() or ((request.method in _SAFE_METHODS
-                                              or g.get("sqlite_read_first"))
-                                             and not g.get("sqlite_write_lock")):
-                # On the driver connection: through exec_driver_sql this one statement cost
-                # a tenth of a status check.
-                conn.connection.driver_connection.execute("BEGIN")
-            else:
-                _begin_immediate(conn, busy_timeout_ms)
-
-        return engine
+        return _sqlite_engine(url, busy_timeout_ms, cache_mib, autocheckpoint_pages)
     engine = create_engine(url, pool_size=5, max_overflow=5)
     _handle_disconnects(engine)
     return engine
 
 
+def _sqlite_engine(url: str, busy_timeout_ms: int, cache_mib: int,
+                   autocheckpoint_pages: int) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000,
+                                              "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy drive transactions ourselves with BEGIN IMMEDIATE-like semantics.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA secure_delete=ON")
+        cur.execute(f"PRAGMA cache_size={-1024 * int(cache_mib)}")
+        cur.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint_pages)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY,
+        # no waiting) when another worker committed in between: under load that was a
+        # 5xx for reporters. So work that changes things (``WRITE``) takes the write
+        # lock up front; reads stay deferred and run side by side (WAL).
+        unit = _current.get()
+        if unit is None or unit.mode in _DEFERRED:
+            # On the driver connection: through exec_driver_sql this one statement was a
+            # noticeable part of a status check (bench/results/README.md).
+            conn.connection.driver_connection.execute("BEGIN")
+        else:
+            _begin_immediate(conn, busy_timeout_ms)
+
+    @event.listens_for(engine, "handle_error")
+    def _busy(context: Any) -> None:
+        if _again_on_busy(_current.get(), context.original_exception):
+            raise RunAgain(with_lock=True)
+
+    return engine
+
+
 def _handle_disconnects(engine: Engine) -> None:
     """A pooled PostgreSQL connection dies when the server restarts. ``pool_pre_ping``
-    would test every connection at checkout: a round trip on every request, a quarter of
-    a status check's. Instead, requests run again once if their first statements found
-    the connection dead (``_retry_after_disconnect``); outside requests (CLI, outbox and
-    deadline runs) connections are still tested at checkout."""
+    would test every connection at checkout: a round trip on every request, a large part
+    of what a status check costs. Instead, units of work run again once if their first statements
+    found the connection dead (``run``); outside units (commands, outbox and deadline
+    runs) connections are still tested at checkout."""
 
     @event.listens_for(engine, "checkout")
-    def _ping_outside_requests(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-        if has_request_context():
+    def _ping_outside_units(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if _current.get() is not None:
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
@@ -93,11 +254,17 @@ def _handle_disconnects(engine: Engine) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _note_writes(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        if has_request_context() and not statement.lstrip()[:6].upper() == "SELECT":
-            g.db_wrote = True
+        unit = _current.get()
+        if unit is not None and not statement.lstrip()[:6].upper() == "SELECT":
+            unit.wrote = True
 
-
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+    @event.listens_for(engine, "handle_error")
+    def _dead_connection(context: Any) -> None:
+        # After SQLAlchemy invalidated the connection (and the pool's older ones).
+        unit = _current.get()
+        if context.is_disconnect and unit is not None and unit.attempt == 0 \
+                and not unit.wrote:
+            raise RunAgain(with_lock=False)
 
 
 def _is_busy(exc: BaseException | None) -> bool:
@@ -109,7 +276,8 @@ def _begin_immediate(conn: Any, busy_timeout_ms: int) -> None:
     """BEGIN IMMEDIATE, trying again every half millisecond while another worker writes.
 
     SQLite's own busy handler sleeps 1, 2, 5 ... 100 ms between tries, so under load
-    one worker could starve another for seconds (p99 of 450 ms with two workers).
+    one worker could starve another for seconds (a long tail even with only two
+    workers: see bench/results/README.md).
     """
     raw = conn.connection.dbapi_connection
     deadline = time.monotonic() + busy_timeout_ms / 1000
@@ -128,102 +296,20 @@ def _begin_immediate(conn: Any, busy_timeout_ms: int) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")  # last try, raising SQLAlchemy's error if it fails
 
 
-def _retry_reads_on_busy(app: Flask, attempts: int = 3) -> None:
-    """Run a GET again, with a fresh session holding the write lock, when SQLite refused its
-    (rare) write as busy: optimistic first, so that pure reads never wait for writers."""
-    dispatch = app.dispatch_request
 
-    @functools.wraps(dispatch)
-    def dispatch_request() -> Any:
-        for attempt in range(attempts):
-            try:
-                return dispatch()
-            except OperationalError as exc:
-                if (request.method not in _SAFE_METHODS or attempt == attempts - 1
-                        or not _is_busy(exc.orig)):
-                    raise
-                _close_session(None)
-                g.sqlite_write_lock = True
-        raise AssertionError("unreachable")
+def single_read(session: Session, query: PreparedQuery, params: Mapping[str, Any]
+                ) -> list[Any]:
+    """The rows of one SELECT that needs no transaction around it.
 
-    app.dispatch_request = dispatch_request  # type: ignore[method-assign]
-
-
-def _retry_after_disconnect(app: Flask) -> None:
-    """Run a request again, once, when its database connection turned out dead (PostgreSQL
-    restarted since the pool opened it) before it had sent anything but SELECTs: nothing
-    was written, so running it again on a fresh connection is safe. The pool then drops
-    every connection it opened before the failure. Views that turn database errors into
-    503 let these through (``will_run_again``)."""
-    dispatch = app.dispatch_request
-
-    @functools.wraps(dispatch)
-    def dispatch_request() -> Any:
-        g.db_may_run_again = True
-        try:
-            return dispatch()
-        except DBAPIError as exc:
-            if not will_run_again(exc):
-                raise
-            log.warning("database connection lost; running the request again")
-            g.db_may_run_again = False
-            _close_session(None)
-            for upload in (request.__dict__.get("files") or {}).values():
-                upload.stream.seek(0)  # uploads parsed before the failure are read again
-            return dispatch()
-
-    app.dispatch_request = dispatch_request  # type: ignore[method-assign]
-
-
-def will_run_again(exc: BaseException) -> bool:
-    """True if this database error will make the request run again on a fresh connection
-    (``_retry_after_disconnect``): a view should let it through rather than answer 503."""
-    return (isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-            and has_request_context() and bool(g.get("db_may_run_again"))
-            and not g.get("db_wrote"))
-
-
-def read_first() -> None:
-    """This (POST) request reads before it writes, and writes only in transactions that
-    start with the write (the status check: its one write of the day is a fresh
-    transaction): on SQLite its transactions begin deferred like a GET's, so status
-    checks read side by side instead of taking turns on the write lock."""
-    g.sqlite_read_first = True
-
-
-def reads_alone(single_reads: bool = False) -> None:
-    """The request's first transaction only reads, or writes single statements that need
-    no transaction around them (the status check; a reviewer's inbox and case view, whose
-    writes are a session's last-seen time and the "opened" event): on SQLite it begins
-    deferred (``read_first``); on PostgreSQL its statements run in autocommit, each with
-    its own snapshot, so no BEGIN and no ROLLBACK round trip (two of a status check's
-    three). After a ``commit()`` the session's next transaction is an ordinary one (the
-    connection goes back to the pool with its usual settings).
-
-    ``single_reads``: the request's reads through ``single_read`` need no snapshot in
-    common either (the status check's lookup), so on SQLite, too, each runs without
-    BEGIN and ROLLBACK, as its own read transaction."""
-    read_first()
-    if current_app.extensions["whistle_engine"].dialect.name == "sqlite":
-        g.sqlite_single_reads = single_reads
-        return
-    s = session()
-    if not s.in_transaction():
-        s.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-
-
-def single_read(query: PreparedQuery, params: Mapping[str, Any]) -> list[Any]:
-    """The rows of one SELECT that needs no transaction around it, in a request that said
-    so (``reads_alone(single_reads=True)``).
-
-    On SQLite it runs on a pooled driver connection of its own, outside the request's
-    session (whose transaction, checkout and close cost as much as the SELECT: measured,
-    about 30 us of a status check's 410). Elsewhere, and once the session has begun a
-    transaction, it runs in the session like any read."""
-    s = session()
-    engine: Engine = current_app.extensions["whistle_engine"]
-    if not g.get("sqlite_single_reads") or s.in_transaction():
-        return query.all(s.connection(), params)
+    In a ``SINGLE_READS`` unit on SQLite it runs on a pooled driver connection of its
+    own, outside the session (whose transaction, checkout and close cost as much as the
+    SELECT). Elsewhere, and once the session has begun a transaction, it runs in the
+    session like any read."""
+    unit = session.info.get("unit")
+    if unit is None or unit.mode is not Mode.SINGLE_READS or not unit.database.is_sqlite \
+            or session.in_transaction():
+        return query.all(session.connection(), params)
+    engine = unit.database.engine
     pooled = engine.raw_connection()
     try:
         return query.all_on_driver(engine.dialect, pooled.driver_connection, params)
@@ -232,15 +318,18 @@ def single_read(query: PreparedQuery, params: Mapping[str, Any]) -> list[Any]:
 
 
 def take_write_lock(session: Session) -> None:
-    """Start writing in a request that read first (``read_first``): on SQLite, end this
+    """Start writing in work that read first (``WRITE_WITH_LOCK``): on SQLite, end this
     session's read-only transaction and take the write lock on the same connection
     (BEGIN IMMEDIATE, polled). What was read before may have changed since: read again
     what matters. On PostgreSQL nothing to do (row locks, no database-wide write lock).
 
     Done on the driver connection: the session's transaction goes on and its COMMIT ends
-    the write transaction. A Session.commit and a fresh checkout cost more (measured:
-    about a tenth of a submission). Call it only while nothing has been written.
+    the write transaction. A Session.commit and a fresh checkout cost more, a visible part of
+    a submission. Call it only while nothing has been written.
     """
+    unit = session.info.get("unit")
+    if unit is not None and unit.mode is not Mode.WRITE_WITH_LOCK:
+        return  # WRITE holds the lock already; the read modes do not write this way
     conn = session.connection()
     if conn.dialect.name != "sqlite":
         return
@@ -261,7 +350,7 @@ def serialize_appends(session: Session, lock_id: int) -> None:
 
 # A checkpoint copies what the WAL holds back into the database file. By default the
 # connection whose commit crosses 1000 pages does it, inside that request: at a million
-# cases that was 100-700 ms of random writes and an fsync, the submit p99. A thread per
+# cases that was a long burst of random writes and an fsync, the submit p99. A thread per
 # server process does it instead, every CHECKPOINT_SECONDS, with its own connection
 # (PASSIVE: it never blocks readers or writers; sqlite3 lets go of the GIL meanwhile).
 # Requests still checkpoint themselves once the WAL reaches SQLITE_WAL_MAX_PAGES, so the
@@ -301,51 +390,32 @@ def _sqlite_path(url: str) -> str | None:
     return database if database and database != ":memory:" else None
 
 
-def init_app(app: Flask) -> None:
-    background = (app.config.get("SQLITE_CHECKPOINT_THREAD", False)
-                  and app.config["DATABASE_URL"].startswith("sqlite"))
-    engine = make_engine(app.config["DATABASE_URL"], app.config.get("DB_BUSY_TIMEOUT_MS", 5000),
-                         app.config.get("SQLITE_CACHE_MIB", 64),
-                         app.config.get("SQLITE_WAL_MAX_PAGES", 16000) if background else 1000)
-    path = _sqlite_path(app.config["DATABASE_URL"]) if background else None
-    if path is not None:
-        started_in: list[int] = []
-
-        # Started by the first request in each process, so never in a master that forks.
-        @app.before_request
-        def _ensure_checkpointer() -> None:
-            if not started_in or started_in[-1] != os.getpid():
-                start_checkpointer(path)
-                started_in.append(os.getpid())
-
-    app.extensions["whistle_engine"] = engine
-    app.extensions["whistle_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
-    app.teardown_appcontext(_close_session)
-    if engine.dialect.name == "sqlite":
-        _retry_reads_on_busy(app)
-    else:
-        _retry_after_disconnect(app)
+def open_database(settings: Settings) -> Database:
+    """The engine and sessions for ``settings.database_url``."""
+    background = settings.sqlite_checkpoint_thread and settings.database_url.startswith(
+        "sqlite")
+    return Database(make_engine(settings.database_url, settings.db_busy_timeout_ms,
+                                settings.sqlite_cache_mib,
+                                settings.sqlite_wal_max_pages if background else 1000))
 
 
-def engine_for(app: Flask) -> Engine:
-    engine: Engine = app.extensions["whistle_engine"]
-    return engine
+def checkpoint_path(settings: Settings) -> str | None:
+    """The SQLite file whose WAL a thread checkpoints, when that is configured."""
+    if not (settings.sqlite_checkpoint_thread and settings.database_url.startswith("sqlite")):
+        return None
+    return _sqlite_path(settings.database_url)
 
 
-def new_session(app: Flask) -> Session:
-    maker: sessionmaker[Session] = app.extensions["whistle_sessionmaker"]
-    return maker()
+def database_of(app: Any) -> Database:
+    """The app's database (``app.extensions``; no import of Flask here)."""
+    found: Database = app.extensions["whistle_database"]
+    return found
 
 
-def session() -> Session:
-    """The request's session, opened on first use and closed at teardown."""
-    if "db_session" not in g:
-        g.db_session = new_session(current_app)
-    s: Session = g.db_session
-    return s
+def engine_for(app: Any) -> Engine:
+    return database_of(app).engine
 
 
-def _close_session(_exc: BaseException | None) -> None:
-    s = g.pop("db_session", None)
-    if s is not None:
-        s.close()
+def new_session(app: Any) -> Session:
+    """A session of its own, outside any unit of work (commands, threads, tests)."""
+    return database_of(app).new_session()

@@ -6,8 +6,6 @@ import os
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 _HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
@@ -26,9 +24,3 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-
-
-def is_current(engine: Engine) -> bool:
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head

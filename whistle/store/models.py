@@ -131,7 +131,7 @@ class Assignment(Base):
 
 class InboxCount(Base):
     """How many cases each reviewer has in each status: the inbox total without counting
-    300,000 index entries per request. Kept by ``whistle.store.counts`` (session events), checked
+    one index entry per case on every request. Kept by ``whistle.store.counts`` (session events), checked
     by ``flask --app app inbox recount``."""
 
     __tablename__ = "inbox_counts"
@@ -275,13 +275,3 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-
-
-class Counter(Base):
-    """Shared counters (failed logins, lookups) so several workers agree."""
-
-    __tablename__ = "counters"
-
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    window: Mapped[int] = mapped_column(Integer, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,17 +2,18 @@
 
 A Core ``conn.execute(statement, params)`` looks its compiled form up in
 SQLAlchemy's cache, builds an execution context, and turns every value through
-the column types, on every call: about 60 us for a submission's short insert
-here, twice the driver's own work. ``Prepared`` (writes) and ``PreparedQuery``
+the column types, on every call: for a submission's short insert, more than the
+driver's own work. ``Prepared`` (writes) and ``PreparedQuery``
 (reads) keep what SQLAlchemy compiled for the dialect: the SQL text, the order
 of the parameters, the columns' bind conversions and, for reads, their result
 conversions. On PostgreSQL they run it with ``exec_driver_sql``: the same connection,
-transaction, events (``whistle.db`` notes writes through them) and error
+transaction, events (``whistle.store.db`` notes writes through them) and error
 wrapping as any other statement, without the per-call compilation work. On
 SQLite, where Whistle listens to no statement events (a test keeps it so), they
 hand it to the driver connection of the same transaction and wrap a driver
 error as SQLAlchemy does (``DBAPIError.instance``): the Connection's execution
-context and result metadata were a third of a status check's database time.
+context and result metadata were a large share of a status check's database time (see
+bench/results/README.md, 'Why the hot paths look as they do').
 
 Only for the few statements on the hottest paths (a submission's inserts, the
 status lookup, routing's reviewer read); everything else stays plain Core.

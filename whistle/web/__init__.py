@@ -12,7 +12,7 @@ csrf = CSRFProtect()
 
 def init_app(app: Flask) -> None:
     from whistle import i18n
-    from whistle.web import access, admin, adminlog_page, api, errors, pages, report, reviewer, uploads
+    from whistle.web import admin, adminlog_page, api, errors, pages, report, reviewer, transactions, uploads
     from whistle.web import setup as setup_web
 
     app.request_class = uploads.WhistleRequest
@@ -21,7 +21,7 @@ def init_app(app: Flask) -> None:
     security.init_app(app)
     i18n.init_app(app)
     csrf.init_app(app)
-    access.init_app(app)  # after CSRF, as the per-view checks ran before
+    transactions.init_app(app)
     csrf.exempt(api.bp)
     for blueprint in (api.bp, pages.bp, report.bp, reviewer.bp, admin.bp, adminlog_page.bp,
                       setup_web.bp):

@@ -1,8 +1,8 @@
 """Who may reach what: every route under ``/reviewer``, ``/admin`` and ``/api/v1`` needs a
 signed-in reviewer unless its endpoint is on ``PUBLIC`` (deny by default).
 
-One ``before_request`` hook decides for every request, so a new view is protected by
-being written, not by remembering a decorator. Reporters' routes (``/``, ``/report``,
+``check`` runs before every view (``whistle.web.transactions.WhistleFlask``), so a new
+view is protected by being written, not by remembering a decorator. Reporters' routes (``/``, ``/report``,
 ``/status``) and first-run ``/setup`` (guarded by its one-time code) lie outside the
 protected prefixes.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, g, redirect, request, session, url_for
+from flask import g, redirect, request, session, url_for
 
+from whistle import current_settings
 from whistle.people import sessions
 from whistle.store import db
 from whistle.web.common import ApiError
@@ -25,10 +26,6 @@ PUBLIC = frozenset({
     "api.intake_options", "api.submit_concern", "api.status", "api.reporter_message",
     "api.rotate_token", "api.reporter_attachments", "api.login",
 })
-
-# Reviewers' hot reads: each of their writes is one statement (a session's last-seen time,
-# the "opened" event), so on PostgreSQL they run in autocommit (see db.reads_alone).
-_READ_VIEWS = frozenset({"api.cases", "api.case"})
 
 # Pages a reviewer may reach while their account still needs setting up.
 SETUP_PAGES = {
@@ -47,21 +44,19 @@ def protected(path: str, endpoint: str | None) -> bool:
 def current() -> sessions.SignedIn | None:
     """The reviewer signed in through this browser's session cookie, if any."""
     token = session.get("sid")
-    return sessions.authenticate(db.session(), current_app.config, token) if token else None
+    return sessions.authenticate(db.session(), current_settings(), token) if token else None
 
 
 def _api_guard() -> None:
-    if request.endpoint in _READ_VIEWS:
-        db.reads_alone()
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    signed = (sessions.authenticate(db.session(), current_app.config, token.strip())
+    signed = (sessions.authenticate(db.session(), current_settings(), token.strip())
               if scheme.lower() == "bearer" else None)
     if signed is None:
         raise ApiError(401, "unauthorized", "sign in first",
                        headers={"WWW-Authenticate": "Bearer"})
     g.signed = signed
-    if request.endpoint != "api.logout" and signed.setup_needed(current_app.config):
+    if request.endpoint != "api.logout" and signed.setup_needed(current_settings()):
         raise ApiError(403, "account_setup_required", "finish setting up your account "
                        "(your own password, or two-factor sign-in) on the reviewer pages")
 
@@ -72,7 +67,7 @@ def _page_guard() -> Any:
         session.clear()
         return redirect(url_for("reviewer.login_form"))
     g.signed = signed
-    needed = signed.setup_needed(current_app.config)
+    needed = signed.setup_needed(current_settings())
     if needed is not None:
         target, allowed = SETUP_PAGES[needed]
         if request.endpoint not in allowed:
@@ -82,13 +77,11 @@ def _page_guard() -> Any:
     return None
 
 
-def _guard() -> Any:
+def check() -> Any:
+    """None when the request may go on to its view; else the answer (a redirect to the
+    sign-in page) or an ``ApiError`` (401, 403)."""
     if request.endpoint is None or not protected(request.path, request.endpoint):
         return None  # no such route (404 follows), or a public one
     if request.path.startswith("/api/"):
         return _api_guard()
     return _page_guard()
-
-
-def init_app(app: Flask) -> None:
-    app.before_request(_guard)

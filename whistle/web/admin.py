@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from flask_babel import gettext
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from whistle import instance_keys, validation
+from whistle import current_settings, instance_keys, validation
 from whistle.people import administration
-from whistle.store import db, settings
+from whistle.store import db, options
 from whistle.store.models import Reviewer
 from whistle.errors import InvalidInput
 from whistle.web import common
@@ -45,7 +45,7 @@ def home() -> str:
 def _enrol_form(error: str | None = None, form: dict[str, Any] | None = None,
                 status: int = 200) -> tuple[str, int]:
     return render_template("admin/enrol.html", me=g.signed.reviewer, error=error,
-                           form=form or {}, units=settings.units(db.session())), status
+                           form=form or {}, units=options.units(db.session())), status
 
 
 @bp.get("/reviewers/new")
@@ -63,7 +63,7 @@ def enrol() -> tuple[str, int]:
         admin=form.get("admin") == "yes" or form.get("admin_only") == "yes",
         reviews=form.get("admin_only") != "yes")
     try:
-        r, password = administration.enrol(db.session(), current_app.config, acc,
+        r, password = administration.enrol(db.session(), current_settings(), acc,
                                            g.signed.reviewer_id)
     except InvalidInput as exc:
         return _enrol_form(exc.message, form, exc.status)
@@ -75,7 +75,7 @@ def enrol() -> tuple[str, int]:
 def edit_form(reviewer_id: str) -> str:
     r = _reviewer_or_404(reviewer_id)
     return render_template("admin/reviewer.html", me=g.signed.reviewer, r=r,
-                           r_units=json.loads(r.units), units=settings.units(db.session()),
+                           r_units=json.loads(r.units), units=options.units(db.session()),
                            error=None)
 
 
@@ -84,13 +84,13 @@ def edit(reviewer_id: str) -> Any:
     r = _reviewer_or_404(reviewer_id)
     form = common.form_fields(multi=("units",))
     try:
-        administration.update_reviewer(db.session(), current_app.config, r.id,
+        administration.update_reviewer(db.session(), current_settings(), r.id,
                                        form.get("units", []), form.get("senior") == "yes",
                                        form.get("independent") == "yes",
                                        g.signed.reviewer_id)
     except InvalidInput as exc:
         return render_template("admin/reviewer.html", me=g.signed.reviewer, r=r,
-                               r_units=json.loads(r.units), units=settings.units(db.session()),
+                               r_units=json.loads(r.units), units=options.units(db.session()),
                                error=exc.message), 400
     flash(gettext("Saved %(name)s. Existing cases keep their reviewers.", name=r.name), "ok")
     return redirect(url_for("admin.home"))
@@ -100,7 +100,7 @@ def edit(reviewer_id: str) -> Any:
 def disable(reviewer_id: str) -> Response:
     r = _reviewer_or_404(reviewer_id)
     try:
-        short = administration.disable(db.session(), current_app.config, instance_keys(),
+        short = administration.disable(db.session(), current_settings(), instance_keys(),
                                        g.signed.reviewer, r.id)
     except InvalidInput as exc:
         flash(exc.message, "error")
@@ -118,11 +118,11 @@ def _settings_page(error: str | None = None, categories: str | None = None,
                    advice: str | None = None) -> tuple[str, int]:
     session = db.session()
     if advice is None:
-        advice = settings.advice(session)
+        advice = options.advice(session)
     if categories is None:
-        categories = "\n".join(f"{c['id']} | {c['label']}" for c in settings.categories(session))
+        categories = "\n".join(f"{c['id']} | {c['label']}" for c in options.categories(session))
     if units is None:
-        units = "\n".join(settings.units(session))
+        units = "\n".join(options.units(session))
     return render_template("admin/settings.html", me=g.signed.reviewer, error=error,
                            categories=categories, units=units, advice=advice), status
 
@@ -138,7 +138,7 @@ def save_settings() -> Any:
     try:
         categories = administration.parse_categories(form.get("categories", ""))
         units = administration.parse_units(form.get("units", ""),
-                                           current_app.config["MAX_FIELD_CHARS"])
+                                           current_settings().max_field_chars)
         # The landing page's "independent advice" text; a form without the field keeps it.
         advice = (validation.text(form.get("advice"), "advice", ADVICE_CHARS) or ""
                   if "advice" in form else None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
-from whistle import instance_keys
-from whistle.cases import inbox, intake
+from whistle import current_settings, instance_keys
+from whistle.cases import attachments, inbox, reporter
 from whistle.people import adminlog, sessions
 from whistle.store import db
 from whistle.web import common, shared, uploads
@@ -50,16 +50,15 @@ def _concern_part(fields: dict[str, Any]) -> bytes:
     if len(parts) != 1:
         raise ApiError(400, "invalid_input", "the multipart body needs one concern part",
                        "concern")
-    limit = current_app.config["MAX_JSON_BYTES"]
+    limit = current_settings().max_json_bytes
     raw = parts[0].stream.read(limit + 1)
     if len(raw) > limit:
         raise ApiError(413, "too_large", "the concern part is too large", "concern")
     return raw
 
 
-def _reporter_view(data: dict[str, Any], then_read_only: bool = False
-                   ) -> intake.ReporterView:
-    view = shared.find_case(data.get("token"), then_read_only)
+def _reporter_view(data: dict[str, Any]) -> reporter.ReporterView:
+    view = shared.find_case(data.get("token"))
     if view is None:
         raise ApiError(404, "not_found", "no case matches this token")
     return view
@@ -67,7 +66,7 @@ def _reporter_view(data: dict[str, Any], then_read_only: bool = False
 
 @bp.post("/status")
 def status() -> Response:
-    view = _reporter_view(common.json_body(), then_read_only=True)
+    view = _reporter_view(common.json_body())
     return jsonify(shared.status_json(view, read_only=True))
 
 
@@ -75,21 +74,20 @@ def status() -> Response:
 def reporter_message() -> tuple[Response, int]:
     data = common.json_body()
     view = _reporter_view(data)
-    msg = intake.add_reporter_message(db.session(), view, data.get("body"), current_app.config)
+    msg = reporter.add_reporter_message(db.session(), view, data.get("body"), current_settings())
     return jsonify(id=msg.id, at=msg.created.isoformat()), 201
 
 
 @bp.post("/status/token")
 def rotate_token() -> Response:
     view = _reporter_view(common.json_body())
-    return jsonify(token=intake.rotate_token(db.session(), instance_keys(), view))
+    return jsonify(token=reporter.rotate_token(db.session(), instance_keys(), view))
 
 
 @bp.post("/status/attachments")
 def reporter_attachments() -> tuple[Response, int]:
     """More files for a case: multipart with a ``token`` part and ``attachment`` parts."""
-    if not current_app.config["ALLOW_LATER_ATTACHMENTS"]:
-        raise ApiError(403, "not_allowed", "adding files after sending a concern is turned off")
+    attachments.check_later_allowed(current_settings())  # before the token is looked up
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the token and files as "
                        "multipart/form-data")
@@ -108,7 +106,7 @@ def login() -> Response:
     data = common.json_body()
     secret, reviewer = shared.login(data.get("email"), data.get("password"), data.get("otp"))
     return jsonify(access_token=secret,
-                   expires_in=current_app.config["SESSION_IDLE_MINUTES"] * 60,
+                   expires_in=current_settings().session_idle_minutes * 60,
                    reviewer={"id": reviewer.id, "name": reviewer.name})
 
 

@@ -7,9 +7,10 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import current_app, g, request
+from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from whistle import current_settings
 from whistle.errors import DomainError
 
 
@@ -70,7 +71,7 @@ def _check_strings(data: Any) -> None:
 
 def read_body(limit: int) -> bytes:
     """The whole request body, or 413 past ``limit`` bytes (also for chunked bodies). Kept
-    for the request: a request run again (see whistle.db) reads the same body."""
+    for the request: a request run again (see whistle.store.db.run) reads the same body."""
     kept: bytes | None = g.get("request_body")
     if kept is not None:
         if len(kept) > limit:
@@ -104,7 +105,7 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 4xx: 415 wrong type, 413 too big, 400 malformed."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    data = parse_json_bytes(read_body(current_app.config["MAX_JSON_BYTES"]))
+    data = parse_json_bytes(read_body(current_settings().max_json_bytes))
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return data
@@ -129,7 +130,7 @@ def form_pairs() -> list[tuple[str, str]]:
     else:
         # Werkzeug decodes multipart text with errors="replace": U+FFFD marks invalid UTF-8.
         pairs = list(request.form.items(multi=True))
-    if len(pairs) > current_app.config["MAX_FORM_PARTS"]:
+    if len(pairs) > current_settings().max_form_parts:
         raise ApiError(413, "too_large", "the form has too many fields")
     for key, value in pairs:
         if "\ufffd" in key + value or "\x00" in key + value:

@@ -6,18 +6,19 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, render_template
 from sqlalchemy import text
 
-from whistle.store import db, settings
+from whistle import current_settings
+from whistle.store import db, options
 
 bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
 def landing() -> str:
-    cfg = current_app.config
-    return render_template("landing.html", advice=settings.advice(db.session()),
-                           ack_days=cfg["ACK_DEADLINE_DAYS"],
-                           feedback_days=cfg["FEEDBACK_DEADLINE_DAYS"],
-                           min_reviewers=cfg["MIN_REVIEWERS"])
+    cfg = current_settings()
+    return render_template("report/landing.html", advice=options.advice(db.session()),
+                           ack_days=cfg.ack_deadline_days,
+                           feedback_days=cfg.feedback_deadline_days,
+                           min_reviewers=cfg.min_reviewers)
 
 
 @bp.get("/readyz")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, render_template, request
 from sqlalchemy.exc import OperationalError
 
-from whistle import tokens
-from whistle.cases import intake
+from whistle import current_settings, tokens
+from whistle.cases import intake, reporter
 from whistle.store import db
-from whistle.errors import DomainError, InvalidInput
+from whistle.errors import DomainError, InvalidInput, NotFound
 from whistle.web import common, errors, shared, uploads
 from whistle.web.common import ApiError
 
@@ -37,13 +38,11 @@ def _render_form(form: dict[str, Any] | None = None, error: DomainError | None =
                  status: int = 200) -> tuple[str, int]:
     try:
         options = shared.intake_options(db.session())
-    except OperationalError as exc:
-        if db.will_run_again(exc):
-            raise
+    except OperationalError:
         # The database is gone: still give the reporter the form with their text back.
         db.session().rollback()
         options = shared.offline_intake_options()
-    return render_template("report.html", options=options, form=form or {}, error=error,
+    return render_template("report/report.html", options=options, form=form or {}, error=error,
                            idempotency_key=secrets.token_hex(16)), status
 
 
@@ -68,10 +67,10 @@ def report_submit() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
         receipt = shared.submit(_form_to_concern(form), files, idem)
     except DomainError as exc:
         if exc.code == "already_submitted":
-            return render_template("already.html"), 409
+            return render_template("report/already.html"), 409
         html, status = _render_form(form, exc, exc.status)
         return html, status, exc.headers
-    return render_template("token.html", receipt=receipt, words=receipt.token.split()), 201
+    return render_template("report/token.html", receipt=receipt, words=receipt.token.split()), 201
 
 
 def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str, int]:
@@ -81,69 +80,112 @@ def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str
         return _render_form(form)
     session = db.session()
     try:
-        sub = intake.parse_submission(_form_to_concern(form), session, current_app.config)
+        sub = intake.parse_submission(_form_to_concern(form), session, current_settings())
         options = shared.intake_options(session)
     except InvalidInput as exc:
         return _render_form(form, exc, exc.status)
-    except OperationalError as exc:
-        if db.will_run_again(exc):
-            raise
+    except OperationalError:
         session.rollback()
         return _render_form(form, errors.Unavailable(), 503)
-    return render_template("report_review.html", form=form, sub=sub, options=options,
+    return render_template("report/report_review.html", form=form, sub=sub, options=options,
                            dropped_files=[f.filename for f in files]), 200
 
 
 @bp.get("/status")
 def status_form() -> str:
-    return render_template("status_login.html", error=None)
+    return render_template("report/status_login.html", error=None)
 
 
-def _status_page(view: intake.ReporterView, **extra: Any) -> str:
-    cfg = current_app.config
-    return render_template("status.html", status=shared.status_json(view),
-                           allow_attachments=cfg["ALLOW_LATER_ATTACHMENTS"],
-                           max_files=cfg["MAX_ATTACHMENTS"],
-                           max_mib=cfg["MAX_ATTACHMENT_BYTES"] // 1048576, **extra)
+def _status_page(view: reporter.ReporterView, **extra: Any) -> str:
+    cfg = current_settings()
+    return render_template("report/status.html", status=shared.status_json(view),
+                           allow_attachments=cfg.allow_later_attachments,
+                           max_files=cfg.max_attachments,
+                           max_mib=cfg.max_attachment_bytes // 1048576, **extra)
+
+
+# -- the status page's forms: each posts the token back in a hidden field, never in the URL --
+
+Answer = tuple[str, int] | tuple[str, int, dict[str, str]]
+# What to do once the posted token has found its case: (case, posted form, token) -> answer.
+StatusAction = Callable[[reporter.ReporterView, dict[str, Any], str], Answer]
+NO_CASE = "No case matches this token. Check the 12 words."
+
+
+def _on_case(form: dict[str, Any], act: StatusAction) -> Answer:
+    """Look the posted token up and act on its case; a miss shows the token form again."""
+    token = form.get("token", "")
+    try:
+        view = shared.find_case(token)
+        if view is None:
+            raise NotFound(NO_CASE)
+    except DomainError as exc:  # a miss, or too many of them (429)
+        return (render_template("report/status_login.html", error=exc.message), exc.status,
+                exc.headers)
+    return act(view, form, token)
+
+
+def _send_reply(view: reporter.ReporterView, body: Any) -> None:
+    """Store the reporter's reply, or raise: invalid input, or 503 if the database fails."""
+    try:
+        reporter.add_reporter_message(db.session(), view, body, current_settings())
+    except OperationalError as exc:
+        db.session().rollback()
+        raise errors.Unavailable() from exc
+
+
+def _show(view: reporter.ReporterView, _form: dict[str, Any], token: str) -> Answer:
+    return _status_page(view, token=token), 200
+
+
+def _reply(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Answer:
+    try:
+        _send_reply(view, form.get("body"))
+    except DomainError as exc:  # not stored: say why and give the text back
+        return (_status_page(view, token=token, error=exc.message, draft=form.get("body", "")),
+                exc.status, exc.headers)
+    return _status_page(view, token=token, notice="Your message was sent."), 200
+
+
+def _attach(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Answer:
+    files = [f for f in request.files.getlist("attachment") if f.filename]
+    try:
+        notes = uploads.add_later(view, files, form.get("clean_metadata") == "yes")
+    except DomainError as exc:
+        return _status_page(view, token=token, error=exc.message), exc.status, exc.headers
+    return _status_page(view, token=token, notice="Your files were added.",
+                        attachment_notes=notes), 200
+
+
+def _rotate(view: reporter.ReporterView, _form: dict[str, Any], _token: str) -> Answer:
+    new = reporter.rotate_token(db.session(), shared.instance_keys(), view)
+    return render_template("report/token.html", receipt=None, words=new.split(),
+                           rotated=True), 200
+
+
+# The older spelling, one POST /status with action=reply|attach|rotate, still works.
+_ACTIONS: dict[str, StatusAction] = {"reply": _reply, "attach": _attach, "rotate": _rotate}
 
 
 @bp.post("/status")
-def status_show() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
+def status_show() -> Answer:
     form = common.form_fields()
-    try:
-        view = shared.find_case(form.get("token", ""))
-    except DomainError as exc:
-        return render_template("status_login.html", error=exc.message), exc.status, exc.headers
-    if view is None:
-        return render_template("status_login.html",
-                               error="No case matches this token. Check the 12 words."), 404
-    action = form.get("action", "view")
-    token = form.get("token", "")
-    if action == "reply":
-        try:
-            intake.add_reporter_message(db.session(), view, form.get("body"), current_app.config)
-        except OperationalError as exc:  # not stored: say so and give the text back
-            if db.will_run_again(exc):
-                raise
-            db.session().rollback()
-            return _status_page(view, token=token, error=errors.UNAVAILABLE,
-                                draft=form.get("body", "")), 503
-        except InvalidInput as exc:
-            return _status_page(view, token=token, error=exc.message,
-                                draft=form.get("body", "")), 400
-        return _status_page(view, token=token, notice="Your message was sent."), 200
-    if action == "attach":
-        files = [f for f in request.files.getlist("attachment") if f.filename]
-        try:
-            notes = uploads.add_later(view, files, form.get("clean_metadata") == "yes")
-        except DomainError as exc:
-            return _status_page(view, token=token, error=exc.message), exc.status
-        return _status_page(view, token=token, notice="Your files were added.",
-                            attachment_notes=notes), 200
-    if action == "rotate":
-        new = intake.rotate_token(db.session(), shared.instance_keys(), view)
-        return render_template("token.html", receipt=None, words=new.split(), rotated=True), 200
-    return _status_page(view, token=token), 200
+    return _on_case(form, _ACTIONS.get(form.get("action", "view"), _show))
+
+
+@bp.post("/status/reply")
+def status_reply() -> Answer:
+    return _on_case(common.form_fields(), _reply)
+
+
+@bp.post("/status/files")
+def status_files() -> Answer:
+    return _on_case(common.form_fields(), _attach)
+
+
+@bp.post("/status/token")
+def status_token() -> Answer:
+    return _on_case(common.form_fields(), _rotate)
 
 
 # -- "check that you kept your token": nothing is stored, before or after -----------------
@@ -187,7 +229,8 @@ def token_kept() -> tuple[str, int]:
         ack = None
     typed = [form.get(f"word_{i}", "").strip().lower() for i in (1, 2)]
     if typed == [words[p - 1] for p in positions]:
-        return render_template("token_kept.html", case_ref=case_ref, acknowledge_by=ack), 200
-    return render_template("token.html", receipt=None, words=words, check_error=True,
+        return render_template("report/token_kept.html", case_ref=case_ref,
+                               acknowledge_by=ack), 200
+    return render_template("report/token.html", receipt=None, words=words, check_error=True,
                            check_positions=positions, kept_case_ref=case_ref, kept_ack=ack,
                            rotated=form.get("rotated") == "yes"), 400

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     g,
     redirect,
@@ -18,12 +17,12 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from whistle import instance_keys
+from whistle import current_settings, instance_keys
 from whistle.cases import inbox as case_list
 from whistle.cases import sharing, workflow
 from whistle.cases import stats as stats_mod
 from whistle.people import accounts, sessions, twofactor
-from whistle.store import db, settings
+from whistle.store import db, options
 from whistle.errors import AuthError, DomainError, InvalidInput
 from whistle.web import common, shared
 
@@ -71,7 +70,7 @@ def inbox() -> str:
                            me=g.signed.reviewer,
                            counts=stats_mod.inbox_counts(db.session(), g.signed.reviewer_id),
                            category_labels={c["id"]: c["label"]
-                                            for c in settings.categories(db.session())})
+                                            for c in options.categories(db.session())})
 
 
 @bp.get("/cases/<case_ref>")
@@ -83,7 +82,7 @@ def case(case_ref: str) -> str:
                            outcomes=workflow.OUTCOMES, others=others,
                            names={x["id"]: x["name"] for x in data["reviewers"]},
                            category_labels={c["id"]: c["label"]
-                                            for c in settings.categories(db.session())})
+                                            for c in options.categories(db.session())})
 
 
 @bp.post("/cases/<case_ref>/transition")
@@ -126,10 +125,10 @@ def _act(action: Callable[[], Any], done: str) -> None:
 
 
 def _account_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
-    needed = accounts.account_setup_needed(db.session(), current_app.config, g.signed.reviewer)
+    needed = accounts.account_setup_needed(db.session(), current_settings(), g.signed.reviewer)
     return render_template("reviewer/account.html", me=g.signed.reviewer, error=error,
                            must_change=needed == "password",
-                           totp_required=current_app.config["REQUIRE_TOTP"]), status
+                           totp_required=current_settings().require_totp), status
 
 
 @bp.get("/account")
@@ -141,7 +140,7 @@ def account() -> tuple[str, int]:
 def change_password() -> Any:
     form = common.form_fields()
     try:
-        accounts.change_password(db.session(), current_app.config, g.signed.reviewer,
+        accounts.change_password(db.session(), current_settings(), g.signed.reviewer,
                                form.get("old", ""), form.get("new", ""))
     except (AuthError, InvalidInput) as exc:
         return _account_page(exc.message, 400)
@@ -158,7 +157,7 @@ def _totp_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
         session["totp_pending"] = secret
     return render_template("reviewer/totp.html", me=me, error=error, secret=secret,
                            uri=twofactor.totp_uri(me, secret) if secret else None,
-                           required=current_app.config["REQUIRE_TOTP"]), status
+                           required=current_settings().require_totp), status
 
 
 @bp.get("/account/totp")
@@ -183,7 +182,7 @@ def totp_enable() -> Any:
 def totp_disable() -> Any:
     form = common.form_fields()
     try:
-        twofactor.disable_totp(db.session(), current_app.config, g.signed, form.get("otp"),
+        twofactor.disable_totp(db.session(), current_settings(), g.signed, form.get("otp"),
                             form.get("password"))
     except (AuthError, InvalidInput) as exc:
         return _totp_page(exc.message, 400)
@@ -198,8 +197,8 @@ def stats() -> str:
     from whistle.store import models
 
     session = db.session()
-    categories = settings.categories(session)
-    figures = stats_mod.overview(session, instance_keys(), current_app.config,
+    categories = options.categories(session)
+    figures = stats_mod.overview(session, instance_keys(), current_settings(),
                                  g.signed.reviewer_id, [c["id"] for c in categories],
                                  models.today())
     return render_template("stats.html", me=g.signed.reviewer, figures=figures,
@@ -207,5 +206,5 @@ def stats() -> str:
                            category_labels={c["id"]: c["label"] for c in categories},
                            rtl=i18n.current().direction == "rtl",
                            threshold=stats_mod.THRESHOLD,
-                           ack_days=current_app.config["ACK_DEADLINE_DAYS"],
-                           feedback_days=current_app.config["FEEDBACK_DEADLINE_DAYS"])
+                           ack_days=current_settings().ack_deadline_days,
+                           feedback_days=current_settings().feedback_deadline_days)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, render_template
 
+from whistle import current_settings
 from whistle.people import administration
 from whistle.store import db
 from whistle.errors import InvalidInput
@@ -21,7 +22,7 @@ REVIEWER_ROWS = 3
 
 
 def _open_or_404() -> None:
-    if not administration.setup_open(db.session(), current_app.config["KEYS_DIR"]):
+    if not administration.setup_open(db.session(), current_settings().keys_dir):
         abort(404)
 
 
@@ -56,8 +57,8 @@ def setup_submit() -> tuple[str, int]:
     reviewers = [_account(form, f"r{i}_", admin=False) for i in range(1, REVIEWER_ROWS + 1)
                  if (form.get(f"r{i}_name") or form.get(f"r{i}_email"))]
     try:
-        done = administration.first_run(db.session(), current_app.config,
-                                        current_app.config["KEYS_DIR"], form.get("code"),
+        done = administration.first_run(db.session(), current_settings(),
+                                        current_settings().keys_dir, form.get("code"),
                                         admin, reviewers)
     except InvalidInput as exc:
         return _form(exc.message, form, exc.status)

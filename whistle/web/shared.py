@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from whistle import crypto, instance_keys
-from whistle.cases import actions, intake, reading, sharing, workflow
+from whistle import crypto, current_settings, instance_keys
+from whistle.cases import actions, intake, reading, reporter, sharing, workflow
 from whistle.people import sessions
 from whistle.ratelimit import limiter
-from whistle.store import db, settings
+from whistle.store import db, options
 from whistle.store.models import Reviewer
 from whistle.errors import AuthError, InvalidInput
 from whistle.web import errors
@@ -25,7 +25,7 @@ from whistle.web.common import ApiError
 
 
 def intake_options(session: Any) -> dict[str, Any]:
-    categories, units = settings.intake_lists(session)
+    categories, units = options.intake_lists(session)
     return _fixed_options() | {
         "categories": categories,
         "units": units,
@@ -38,23 +38,23 @@ def offline_intake_options() -> dict[str, Any]:
     from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
 
     return _fixed_options() | {
-        "categories": [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES],
+        "categories": [{"id": case_ref, "label": label} for case_ref, label in DEFAULT_CATEGORIES],
         "units": list(DEFAULT_UNITS), "reviewers": [],
     }
 
 
 def _fixed_options() -> dict[str, Any]:
-    cfg = current_app.config
+    cfg = current_settings()
     return {
-        "min_reviewers": cfg["MIN_REVIEWERS"],
+        "min_reviewers": cfg.min_reviewers,
         "limits": {
-            "details_chars": cfg["MAX_DETAILS_CHARS"], "field_chars": cfg["MAX_FIELD_CHARS"],
-            "attachments": cfg["MAX_ATTACHMENTS"], "attachment_bytes": cfg["MAX_ATTACHMENT_BYTES"],
-            "attachments_total_bytes": cfg["MAX_ATTACHMENTS_TOTAL"],
-            "request_bytes": cfg["MAX_CONTENT_LENGTH"],
+            "details_chars": cfg.max_details_chars, "field_chars": cfg.max_field_chars,
+            "attachments": cfg.max_attachments, "attachment_bytes": cfg.max_attachment_bytes,
+            "attachments_total_bytes": cfg.max_attachments_total,
+            "request_bytes": cfg.max_content_length,
         },
-        "deadlines": {"acknowledge_days": cfg["ACK_DEADLINE_DAYS"],
-                      "feedback_days": cfg["FEEDBACK_DEADLINE_DAYS"]},
+        "deadlines": {"acknowledge_days": cfg.ack_deadline_days,
+                      "feedback_days": cfg.feedback_deadline_days},
     }
 
 
@@ -68,29 +68,26 @@ def reviewer_choices(session: Any) -> list[dict[str, str]]:
 def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
            ) -> intake.Receipt:
     """Validate and store a concern. 4xx for bad input, 503 if it could not be stored."""
+    # Validation, routing and sealing only read: no write lock until the inserts
+    # (the endpoints are declared WRITE_WITH_LOCK, whistle.web.transactions).
     session = db.session()
-    # Validation, routing and sealing only read: no write lock until the inserts (SQLite).
-    db.read_first()
     try:
-        sub = intake.parse_submission(data, session, current_app.config)
+        sub = intake.parse_submission(data, session, current_settings())
         if files:
             from whistle.cases import attachments
 
             clean = data.get("clean_metadata", True) if isinstance(data, dict) else True
             if not isinstance(clean, bool):
                 raise InvalidInput("clean_metadata must be true or false", "clean_metadata")
-            uploads = attachments.read_uploads(files, current_app.config, clean)
+            uploads = attachments.read_uploads(files, current_settings(), clean)
             sub = intake.Submission(**(sub.__dict__ | {"attachments": tuple(uploads)}))
         keys = instance_keys()
         if idempotency_key is not None:
             existing = intake.replay(session, keys, idempotency_key)
             if existing is not None:
                 raise intake.AlreadySubmitted()
-        return intake.submit(session, keys, current_app.config, sub, idempotency_key,
-                             write_lock=db.take_write_lock)
+        return intake.submit(session, keys, current_settings(), sub, idempotency_key)
     except OperationalError as exc:
-        if db.will_run_again(exc):
-            raise
         session.rollback()
         raise errors.Unavailable(errors.NOT_SAVED) from exc
 
@@ -106,18 +103,15 @@ def receipt_json(r: intake.Receipt) -> dict[str, Any]:
     return out
 
 
-def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView | None:
+def find_case(token: Any) -> reporter.ReporterView | None:
     """Look a token up; too many misses anywhere -> 429 for misses (hits always pass).
 
-    ``then_read_only``: the request only reads after the lookup (the status check), so
-    on SQLite it runs without the write lock, on PostgreSQL in autocommit
-    (``db.reads_alone``); the day's first check still records the day of use, in a write
-    transaction of its own (and answers 503 if the database stays locked).
+    The status check is declared ``SINGLE_READS`` (whistle.web.transactions): on SQLite
+    it runs without the write lock, on PostgreSQL in autocommit; the day's first check
+    still records the day of use, in a write transaction of its own (and answers 503 if
+    the database stays locked).
     """
-    if then_read_only:
-        db.reads_alone(single_reads=True)
-    view = intake.find_by_token(db.session(), instance_keys(), token,
-                                read=db.single_read if then_read_only else None)
+    view = reporter.find_by_token(db.session(), instance_keys(), token)
     if view is None:
         lim = limiter()
         if not lim.fail("status", "miss"):
@@ -126,7 +120,7 @@ def find_case(token: Any, then_read_only: bool = False) -> intake.ReporterView |
     return view
 
 
-def status_json(view: intake.ReporterView, read_only: bool = False) -> dict[str, Any]:
+def status_json(view: reporter.ReporterView, read_only: bool = False) -> dict[str, Any]:
     """What the reporter sees. ``read_only``: nothing changed the case in this request, so
     the timeline the lookup read is still the whole of it."""
     c = view.case
@@ -138,8 +132,8 @@ def status_json(view: intake.ReporterView, read_only: bool = False) -> dict[str,
         "overdue": c.overdue,
         "token_last_used": view.previous_use.isoformat() if view.previous_use else None,
         "events": (view.events_at_lookup if read_only and view.events_at_lookup is not None
-                   else intake.reporter_events(session, c.id)),
-        "messages": intake.reporter_messages(session, view),
+                   else reporter.reporter_events(session, c.id)),
+        "messages": reporter.reporter_messages(session, view),
     }
     if c.status == workflow.CLOSED:
         out["outcome"] = c.outcome
@@ -156,7 +150,7 @@ def login(email: Any, password: Any, otp: Any) -> tuple[str, Reviewer]:
         raise ApiError(429, "rate_limited", "too many failed sign-ins: wait and try again",
                        headers={"Retry-After": str(lim.retry_after("login", key))})
     try:
-        return sessions.login(session, current_app.config, email, password, otp)
+        return sessions.login(session, current_settings(), email, password, otp)
     except AuthError:
         lim.fail("login", key)
         raise
@@ -183,21 +177,21 @@ def open_case(signed: sessions.SignedIn, case_ref: str) -> dict[str, Any]:
 
 def transition(signed: sessions.SignedIn, case_ref: str, data: Mapping[str, Any]) -> str:
     with errors.case_integrity():
-        return actions.transition(db.session(), signed, current_app.config, case_ref,
+        return actions.transition(db.session(), signed, current_settings(), case_ref,
                                   data.get("to"), data.get("note"), data.get("outcome"),
                                   data.get("feedback"))
 
 
 def post_message(signed: sessions.SignedIn, case_ref: str, body: Any, internal: bool) -> Any:
     with errors.case_integrity():
-        return actions.post_message(db.session(), signed, current_app.config, case_ref, body,
+        return actions.post_message(db.session(), signed, current_settings(), case_ref, body,
                                     internal)
 
 
 def share(signed: sessions.SignedIn, case_ref: str, reviewer_id: Any) -> Reviewer:
     with errors.case_integrity():
         return sharing.share(db.session(), signed, instance_keys(), case_ref, reviewer_id, None,
-                             current_app.config["MIN_REVIEWERS"])
+                             current_settings().min_reviewers)
 
 
 def download(signed: sessions.SignedIn, case_ref: str, attachment_id: str) -> Response:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import IO, Any, cast
 from urllib.parse import quote
 
-from flask import Request, Response, current_app
+from flask import Request, Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from whistle import current_settings
 from whistle.cases import attachments, spool
 from whistle.store import db
 from whistle.errors import InvalidInput
@@ -32,15 +33,15 @@ class WhistleRequest(Request):
                          filename: str | None = None, content_length: int | None = None
                          ) -> IO[bytes]:
         # Never Werkzeug's default: it spools parts over 500 KB to disk in plaintext.
-        cfg = current_app.config
+        cfg = current_settings()
         if self._upload_budget is None:
-            self._upload_budget = spool.Budget(cfg["MAX_ATTACHMENTS_TOTAL"])
+            self._upload_budget = spool.Budget(cfg.max_attachments_total)
         if filename:
             self._upload_parts += 1
-            if self._upload_parts > cfg["MAX_ATTACHMENTS"]:
+            if self._upload_parts > cfg.max_attachments:
                 raise spool.too_large(
-                    f"at most {cfg['MAX_ATTACHMENTS']} files can be attached")
-        part = spool.EncryptedSpool(max_bytes=cfg["MAX_ATTACHMENT_BYTES"],
+                    f"at most {cfg.max_attachments} files can be attached")
+        part = spool.EncryptedSpool(max_bytes=cfg.max_attachment_bytes,
                                     budget=self._upload_budget)
         return cast(IO[bytes], part)
 
@@ -83,9 +84,8 @@ def flag(value: Any, default: bool) -> bool:
 
 def add_later(view: Any, files: Sequence[Any], clean: bool) -> tuple[str, ...]:
     """Files a reporter adds from the status page; 4xx for anything refused, nothing stored."""
-    cfg = current_app.config
-    if not cfg["ALLOW_LATER_ATTACHMENTS"]:
-        raise ApiError(403, "not_allowed", "adding files after sending a concern is turned off")
+    cfg = current_settings()
+    attachments.check_later_allowed(cfg)  # before reading the files
     session = db.session()
     try:
         uploads = attachments.read_uploads(files, cfg, clean)

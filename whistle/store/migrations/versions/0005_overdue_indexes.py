@@ -2,7 +2,7 @@
 
 The overdue filter, the overdue-first inbox (the reviewer's home page) and the
 reviewer's overdue count joined every one of the reviewer's assignments to its
-case (140 ms at 30,000 assignments, growing with them); the administrators'
+case (a cost that grew with them); the administrators'
 attention list read every case. Both now read partial indexes that hold only
 the cases they list.
 

@@ -1,8 +1,8 @@
 """each reviewer's overdue cases counted in inbox_counts (the row whose status is overdue)
 
 The overdue filter's total and the reviewer's overdue count read the partial
-index of overdue assignments, one entry per overdue case: 2.5 ms per page for
-a reviewer with 9,000 of them. Kept as a count, like the statuses' totals.
+index of overdue assignments, one entry per overdue case: the overdue page cost
+more the more overdue cases the reviewer had. Kept as a count, like the statuses' totals.
 
 Revision ID: 0006
 Revises: 0005
