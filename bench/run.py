@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from bench import loader  # noqa: E402
 from tests.support import services  # noqa: E402
-from whistle import keys  # noqa: E402
+from whistle import config, keys  # noqa: E402
 from whistle.people import accounts  # noqa: E402
 from whistle.store import db, migrate  # noqa: E402
 from whistle.store.models import Assignment, Concern, Reviewer  # noqa: E402
@@ -470,10 +470,10 @@ def db_size(engine: Any, url: str) -> int:
 
 def enrol(engine: Any) -> list[tuple[str, str, bytes]]:
     out = []
-    config = dict(ARGON2)
+    settings = config.build(ARGON2)
     with Session(engine) as s:
         for i in range(REVIEWERS):
-            r = accounts.enrol(s, config, f"Reviewer {i:02d}", f"reviewer{i:02d}@example.org",
+            r = accounts.enrol(s, settings, f"Reviewer {i:02d}", f"reviewer{i:02d}@example.org",
                              PASSWORD, units=[])
             out.append((r.id, r.email, r.public_key))
     return out

@@ -239,9 +239,7 @@ def test_a_refusal_is_a_workflow_error_the_web_layer_answers_as_a_conflict() -> 
 # -- what the steps change on the case itself ----------------------------------------------
 
 TODAY = dt.date(2024, 3, 1)
-_DEFAULTS = config_mod.defaults("instance")
-config_mod.check(_DEFAULTS)
-SETTINGS = config_mod.Settings.from_config(_DEFAULTS).replace(feedback_deadline_days=90)
+SETTINGS = config_mod.build({"FEEDBACK_DEADLINE_DAYS": 90})
 
 
 def concern(status: str, **columns: Any) -> Concern:

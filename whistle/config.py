@@ -189,6 +189,10 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def kdf_params(config: Mapping[str, Any]) -> KdfParams:
-    return KdfParams(config["ARGON2_MEMORY_KIB"], config["ARGON2_ITERATIONS"],
-                     config["ARGON2_LANES"])
+def build(overrides: Mapping[str, Any] | None = None, instance_path: str = "instance"
+          ) -> Settings:
+    """Settings from the defaults and ``overrides`` (upper-case keys), checked: for tools
+    and tests that run Whistle's code without an app."""
+    config = defaults(instance_path) | dict(overrides or {})
+    check(config)
+    return Settings.from_config(config)
