@@ -246,7 +246,8 @@ def main() -> None:
         with db.new_session(app) as s:
             for n in range(2):
                 r = accounts.enrol(s, settings_of(app), f"Bench {n}", f"bench{n}@example.org",
-                                 PASSWORD, None, False, False, False, True)
+                                   PASSWORD, None, False, False, False, True,
+                                   keys=app.extensions["whistle_keys"])
                 email = r.email
         client = app.test_client()
         token = client.post("/api/v1/auth/login",

@@ -94,7 +94,7 @@ def build(cases: int, url: str | None = None, **config: Any) -> Fixture:
     url = url or f"sqlite:///{work / 'whistle.db'}"
     engine = db.make_engine(url)
     migrate.upgrade(engine)
-    reviewers = enrol(engine)
+    reviewers = enrol(engine, keys.load(keys_dir))
     plan = loader.Plan(keys=keys.load(keys_dir),
                        reviewers=[(rid, pub) for rid, _e, pub in reviewers],
                        today=dt.date.today())

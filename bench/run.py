@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 from bench import loader  # noqa: E402
 from tests.support import services  # noqa: E402
 from whistle import config, keys  # noqa: E402
-from whistle.people import accounts  # noqa: E402
+from whistle.people import accounts, roster  # noqa: E402
 from whistle.store import db, migrate  # noqa: E402
 from whistle.store.models import Assignment, Concern, Reviewer  # noqa: E402
 
@@ -468,13 +468,13 @@ def db_size(engine: Any, url: str) -> int:
         return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
-def enrol(engine: Any) -> list[tuple[str, str, bytes]]:
+def enrol(engine: Any, instance: keys.InstanceKeys) -> list[tuple[str, str, bytes]]:
     out = []
     settings = config.build(ARGON2)
     with Session(engine) as s:
         for i in range(REVIEWERS):
             r = accounts.enrol(s, settings, f"Reviewer {i:02d}", f"reviewer{i:02d}@example.org",
-                             PASSWORD, units=[])
+                               PASSWORD, units=[], keys=instance)
             out.append((r.id, r.email, r.public_key))
     return out
 
@@ -579,8 +579,14 @@ def io_stall_us() -> int | None:
     return int(first.rsplit("total=", 1)[1])
 
 
-def reused_reviewers(engine: Any) -> list[tuple[str, str, bytes]]:
-    """The reviewers ``enrol`` made in a kept database, in the same order (heavy one first)."""
+def reused_reviewers(engine: Any, keys_dir: str) -> list[tuple[str, str, bytes]]:
+    """The reviewers ``enrol`` made in a kept database, in the same order (heavy one first).
+    A database kept before roster entries were signed gets the signing key and its reviewers'
+    entries signed (as ``flask --app app init`` does for an existing instance)."""
+    keys.create_missing(keys_dir)  # the signing key only: the rest exists
+    with Session(engine) as s:
+        roster.adopt(s, keys.load(keys_dir))
+        s.commit()
     with engine.connect() as conn:
         rows = conn.execute(select(Reviewer.id, Reviewer.email, Reviewer.public_key).where(
             Reviewer.email.like("reviewer%@example.org")).order_by(Reviewer.email)).all()
@@ -627,7 +633,7 @@ def reuse_baseline(name: str, args: argparse.Namespace, load: Load, run: EngineR
     engine = db.make_engine(url)
     try:
         migrate.upgrade(engine)
-        reviewers = reused_reviewers(engine)
+        reviewers = reused_reviewers(engine, keys_dir)
         plan = loader.Plan(keys=keys.load(keys_dir),
                            reviewers=[(rid, pub) for rid, _e, pub in reviewers],
                            today=dt.date.today())
@@ -646,10 +652,10 @@ def run_engine(name: str, args: argparse.Namespace, workdir: Path, keys_dir: str
         migrate.upgrade(engine)
         if args.reuse:
             print(f"[{name}] reusing the kept database in {args.reuse}", flush=True)
-            reviewers = reused_reviewers(engine)
+            reviewers = reused_reviewers(engine, keys_dir)
         else:
             print(f"[{name}] enrolling {REVIEWERS} reviewers (Argon2id 64 MiB, t=3)", flush=True)
-            reviewers = enrol(engine)
+            reviewers = enrol(engine, keys.load(keys_dir))
         plan = loader.Plan(keys=keys.load(keys_dir),
                            reviewers=[(rid, pub) for rid, _e, pub in reviewers],
                            today=dt.date.today())

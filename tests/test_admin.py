@@ -144,6 +144,13 @@ def test_admin_edits_units_senior_and_independent_without_touching_existing_case
     response = post_form(browser, page, {"units": ["Health"], "senior": "yes",
                                          "is_admin": "yes", "admin": "yes"}, page)
     assert response.status_code == 302
+    # The first concern sealed the roster: a grant waits for a second administrator.
+    second = login(client, make_reviewer(app, "Sam Second", admin=True, reviews=False))
+    [change] = client.get("/api/v1/admin/changes", headers=second).get_json()["changes"]
+    assert change["subject"] == two[0]["id"]
+    approved = client.post(f"/api/v1/admin/changes/{change['id']}/approve", json={},
+                           headers=second)
+    assert approved.status_code == 200, approved.get_data(as_text=True)
     with db.new_session(app) as s:
         ann = s.get(Reviewer, two[0]["id"])
         assert ann is not None and json.loads(ann.units) == ["Health"]

@@ -109,3 +109,85 @@ FROZEN_V1 = "01000102030405060708090a0b2c6cb96cabc5a375fe36f2f95645980240b51189d
 
 def test_version_one_blob_still_opens() -> None:
     assert crypto.open_sealed(KEY, bytes.fromhex(FROZEN_V1), "kat") == b"known answer"
+
+
+# -- signatures: Ed25519 + ML-DSA-65 ---------------------------------------------------
+
+SIGNER = crypto.generate_signing_key()
+SIGNER_PUBLIC = crypto.signing_public_key(SIGNER)
+
+
+def test_a_signature_verifies_only_its_message_under_its_key() -> None:
+    signature = crypto.sign(SIGNER, b"roster entry")
+    assert len(SIGNER) == crypto.SIGNING_KEY_SIZE == 64
+    assert len(SIGNER_PUBLIC) == crypto.SIGNING_PUBLIC_SIZE
+    assert len(signature) == crypto.SIGNATURE_SIZE and signature[:1] == b"\x01"
+    assert crypto.verify_signature(SIGNER_PUBLIC, b"roster entry", signature) is True
+    assert crypto.verify_signature(SIGNER_PUBLIC, b"roster entrY", signature) is False
+    other = crypto.signing_public_key(crypto.generate_signing_key())
+    assert crypto.verify_signature(other, b"roster entry", signature) is False
+    assert crypto.signing_public_key(SIGNER) == SIGNER_PUBLIC  # the public half is derived
+
+
+def test_both_halves_of_the_hybrid_must_verify() -> None:
+    """Neither algorithm alone is enough: a forger who breaks one still fails."""
+    good = crypto.sign(SIGNER, b"m")
+    other = crypto.sign(SIGNER, b"another message")
+    ed_only = good[:65] + other[65:]  # a valid Ed25519 half, an ML-DSA half for another message
+    ml_only = other[:65] + good[65:]
+    for forged in (ed_only, ml_only, good[:65] + bytes(len(good) - 65),
+                   bytes(65) + good[65:]):
+        assert crypto.verify_signature(SIGNER_PUBLIC, b"m", forged) is False
+    # The public key's halves are bound too: another key's ML-DSA half fails.
+    stranger = crypto.signing_public_key(crypto.generate_signing_key())
+    assert crypto.verify_signature(SIGNER_PUBLIC[:33] + stranger[33:], b"m", good) is False
+
+
+def test_flipped_bits_in_a_signature_or_key_are_detected() -> None:
+    signature = crypto.sign(SIGNER, b"m")
+    for where in (0, 1, 40, 64, 65, 1000, len(signature) - 1):
+        tampered = bytearray(signature)
+        tampered[where] ^= 0x01
+        assert crypto.verify_signature(SIGNER_PUBLIC, b"m", bytes(tampered)) is False
+    for where in (0, 1, 32, 33, 500, len(SIGNER_PUBLIC) - 1):
+        tampered = bytearray(SIGNER_PUBLIC)
+        tampered[where] ^= 0x01
+        assert crypto.verify_signature(bytes(tampered), b"m", signature) is False
+
+
+@given(st.binary(max_size=4000), st.binary(max_size=64), st.binary(max_size=4000))
+@settings(max_examples=80, deadline=None)
+def test_verifying_malformed_input_never_raises(public: bytes, message: bytes,
+                                               signature: bytes) -> None:
+    assert crypto.verify_signature(public, message, signature) is False
+    assert crypto.verify_signature(SIGNER_PUBLIC, message, signature) is False
+
+
+def test_wrong_types_and_truncations_are_false_not_errors() -> None:
+    signature = crypto.sign(SIGNER, b"m")
+    for public, message, sig in ((None, b"m", signature), (SIGNER_PUBLIC, None, signature),
+                                 (SIGNER_PUBLIC, b"m", None), ("text", b"m", signature),
+                                 (SIGNER_PUBLIC, b"m", signature[:-1]),
+                                 (SIGNER_PUBLIC, b"m", signature + b"\x00"),
+                                 (SIGNER_PUBLIC[:-1], b"m", signature),
+                                 (b"\x02" + SIGNER_PUBLIC[1:], b"m", signature),
+                                 (SIGNER_PUBLIC, b"m", b"\x02" + signature[1:])):
+        assert crypto.verify_signature(public, message, sig) is False  # type: ignore[arg-type]
+
+
+def test_a_malformed_signing_key_is_a_crypto_error() -> None:
+    for bad in (b"", b"\x00" * 63, b"\x00" * 65):
+        with pytest.raises(crypto.CryptoError):
+            crypto.sign(bad, b"m")
+        with pytest.raises(crypto.CryptoError):
+            crypto.signing_public_key(bad)
+
+
+def test_the_signing_key_layout_is_frozen() -> None:
+    """Ed25519 and ML-DSA-65 public keys are determined by their seeds: a fixed private key
+    always gives this public key (0x01 | Ed25519 | ML-DSA-65), so a signing key file made
+    today keeps its public half, and its signatures keep verifying, after any upgrade."""
+    public = crypto.signing_public_key(bytes(range(64)))
+    assert public[:1] == b"\x01"
+    assert crypto.digest(public).hex() == \
+        "3a40c6595622531409761745bf2adb84aded006013dd8cb88487c9070c7db617"

@@ -476,7 +476,7 @@ def test_cr_lf_never_reaches_a_mail_header(app: Flask, client: FlaskClient, smtp
         from whistle.people import accounts
 
         accounts.enrol(s, settings_of(app), "Mallory", "m@example.org\r\nBcc: spy@example.org",
-                     PASSWORD)
+                       PASSWORD, keys=app.extensions["whistle_keys"])
     result = app.test_cli_runner().invoke(args=[
         "reviewer", "add", "--name", "Mallory", "--email", "m@example.org\nBcc: spy@x.org",
         "--password-stdin"], input=PASSWORD + "\n")
@@ -515,7 +515,7 @@ def test_methods_no_route_declares_get_405(app: Flask, client: FlaskClient,
     snap = snapshot(app, private_tmp)
     adapter = app.url_map.bind("localhost")
     values = {"case_ref": world["case_ref"], "reviewer_id": world["bob"]["id"],
-              "attachment_id": "0" * 32, "filename": "style.css"}
+              "attachment_id": "0" * 32, "change_id": "0" * 32, "filename": "style.css"}
     checked = 0
     for rule in app.url_map.iter_rules():
         path = adapter.build(rule.endpoint, {a: values[a] for a in rule.arguments},

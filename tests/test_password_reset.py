@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.support.factories import login, make_reviewer, submit_concern
-from tests.support.webflow import post_form, sign_in
+from tests.support.services import SmtpServer
+from tests.support.webflow import enrol_code
 from whistle.store import db
 from whistle.store.models import WrappedKey
 
@@ -18,17 +18,21 @@ NEW = "a brand new long password"
 MINE = "my own chosen long password"
 
 
-def reset(app: Flask, reviewer: dict[str, str]) -> Any:
-    return app.test_cli_runner().invoke(args=["reviewer", "reset-password", reviewer["id"],
-                                              "--password-stdin"], input=NEW + "\n")
-
-
-def finish_setup(app: Flask, reviewer: dict[str, str]) -> dict[str, str]:
-    """Sign in with the administrator's password and replace it, as the pages require."""
-    browser = sign_in(app, reviewer | {"password": NEW})
-    changed = post_form(browser, "/reviewer/account/password", {"old": NEW, "new": MINE},
-                        "/reviewer/account")
-    assert changed.status_code == 302
+def reset(app: Flask, reviewer: dict[str, str], smtp: SmtpServer) -> dict[str, str]:
+    """A reset once the roster is sealed (the first concern sealed it): proposed on the
+    command line, approved by an administrator, and the reviewer chooses the new password
+    from the mailed link. Returns the reviewer with that password."""
+    proposed = app.test_cli_runner().invoke(args=["reviewer", "reset-password", reviewer["id"]])
+    assert proposed.exit_code == 0, proposed.output
+    client = app.test_client()
+    second = make_reviewer(app, admin=True, reviews=False)
+    change_id = proposed.output.strip().splitlines()[-1]
+    approved = client.post(f"/api/v1/admin/changes/{change_id}/approve",
+                           headers=login(client, second))
+    assert approved.status_code == 200, approved.get_data(as_text=True)
+    code = enrol_code(smtp, app, reviewer["email"])
+    chosen = client.post("/api/v1/auth/enrol", json={"code": code, "password": MINE})
+    assert chosen.status_code == 200, chosen.get_data(as_text=True)
     return reviewer | {"password": MINE}
 
 
@@ -40,20 +44,18 @@ def reviewer_keys(app: Flask, reviewer_id: str) -> int:
 
 
 def test_reset_gives_a_new_key_and_removes_the_useless_old_copies(
-        app: Flask, client: FlaskClient) -> None:
+        app: Flask, client: FlaskClient, smtp: SmtpServer) -> None:
     ann, bob = make_reviewer(app), make_reviewer(app)
     headers = login(client, ann)
     receipt = submit_concern(client)
     assert reviewer_keys(app, ann["id"]) == 1
-    result = reset(app, ann)
-    assert result.exit_code == 0, result.output
-    assert "1 case(s) wait for their keys" in result.output
+    old_password = ann["password"]
+    ann = reset(app, ann, smtp)
     assert reviewer_keys(app, ann["id"]) == 0
     assert client.get("/api/v1/cases", headers=headers).status_code == 401  # sessions ended
     old = client.post("/api/v1/auth/login", json={"email": ann["email"],
-                                                  "password": ann["password"]})
+                                                  "password": old_password})
     assert old.status_code == 401
-    ann = finish_setup(app, ann)
     fresh = login(client, ann)
     listed = client.get("/api/v1/cases", headers=fresh).get_json()
     assert [c["case_ref"] for c in listed["cases"]] == [receipt["case_ref"]]
@@ -64,12 +66,11 @@ def test_reset_gives_a_new_key_and_removes_the_useless_old_copies(
                       headers=login(client, bob)).status_code == 200
 
 
-def test_a_co_reviewer_sharing_again_gives_the_keys_back(app: Flask,
-                                                         client: FlaskClient) -> None:
+def test_a_co_reviewer_sharing_again_gives_the_keys_back(app: Flask, client: FlaskClient,
+                                                         smtp: SmtpServer) -> None:
     ann, bob = make_reviewer(app), make_reviewer(app)
     receipt = submit_concern(client, details="still readable")
-    reset(app, ann)
-    ann = finish_setup(app, ann)
+    ann = reset(app, ann, smtp)
     shared = client.post(f"/api/v1/cases/{receipt['case_ref']}/reviewers",
                          headers=login(client, bob), json={"reviewer_id": ann["id"]})
     assert shared.status_code == 201
@@ -82,10 +83,11 @@ def test_a_co_reviewer_sharing_again_gives_the_keys_back(app: Flask,
 
 
 def test_recovery_rewrap_is_resumable_and_shows_progress(app: Flask, client: FlaskClient,
-                                                         recovery_key_file: Path) -> None:
+                                                         recovery_key_file: Path,
+                                                         smtp: SmtpServer) -> None:
     ann, _bob = make_reviewer(app), make_reviewer(app)
     refs = [submit_concern(client, details=f"case {i}")["case_ref"] for i in range(3)]
-    reset(app, ann)
+    ann = reset(app, ann, smtp)
     runner = app.test_cli_runner()
     # An interrupted run: one case re-wrapped by hand through the same step the command uses.
     from whistle import keys
@@ -94,7 +96,8 @@ def test_recovery_rewrap_is_resumable_and_shows_progress(app: Flask, client: Fla
 
     with db.new_session(app) as s:
         assert recovery.rewrap(s, refs[0], ann["id"],
-                               keys.read_recovery_private(str(recovery_key_file)), utcnow())
+                               keys.read_recovery_private(str(recovery_key_file)), utcnow(),
+                               instance=app.extensions["whistle_keys"])
     result = runner.invoke(args=["recovery", "rewrap", "--reviewer", ann["id"],
                                  "--key-file", str(recovery_key_file)])
     assert result.exit_code == 0, result.output
@@ -104,7 +107,6 @@ def test_recovery_rewrap_is_resumable_and_shows_progress(app: Flask, client: Fla
     rerun = runner.invoke(args=["recovery", "rewrap", "--reviewer", ann["id"],
                                 "--key-file", str(recovery_key_file)])
     assert "0 more case(s)" in rerun.output
-    ann = finish_setup(app, ann)
     headers = login(client, ann)
     for i, ref in enumerate(refs):
         assert client.get(f"/api/v1/cases/{ref}", headers=headers).get_json()["details"] \

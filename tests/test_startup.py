@@ -54,6 +54,9 @@ KEY_PROBLEMS: list[tuple[str, Breakage, str]] = [
     ("corrupt recovery.pub", corrupt("recovery.pub", "00" * 40 + "\n"), "corrupt"),
     ("world-readable index_pepper", readable("index_pepper", 0o644), "readable by"),
     ("group-readable secret_key", readable("secret_key", 0o640), "readable by"),
+    ("missing signing_key", missing("signing_key"), "key file missing"),
+    ("short signing_key", corrupt("signing_key", "ab" * 32 + "\n"), "corrupt"),
+    ("group-readable signing_key", readable("signing_key", 0o640), "readable by"),
 ]
 
 

@@ -53,6 +53,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SESSION_IDLE_MINUTES": 30,
         "SESSION_MAX_HOURS": 12,
         "REQUIRE_TOTP": False,
+        "ENROL_CODE_HOURS": 72,  # how long a one-time enrolment or reset link works
+        # The address people open Whistle at, for links in mail (``https://whistle.example``);
+        # empty: the links carry the path alone.
+        "PUBLIC_URL": "",
         "ARGON2_MEMORY_KIB": 65536,
         "ARGON2_ITERATIONS": 3,
         "ARGON2_LANES": 1,
@@ -86,7 +90,7 @@ _INT_KEYS = {
     "MIN_REVIEWERS", "ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "REMINDER_DAYS_BEFORE",
     "MAX_DETAILS_CHARS", "MAX_FIELD_CHARS", "MAX_CONTENT_LENGTH", "MAX_JSON_BYTES",
     "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
-    "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ARGON2_MEMORY_KIB",
+    "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ENROL_CODE_HOURS", "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS", "ARGON2_LANES", "MAX_IMAGE_PIXELS", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_MAX_ATTEMPTS",
     "DB_BUSY_TIMEOUT_MS", "SQLITE_CACHE_MIB", "SQLITE_WAL_MAX_PAGES",
 }
@@ -120,7 +124,7 @@ def check(config: dict[str, Any]) -> None:
         raise ConfigError("MIN_REVIEWERS must be at least 2: no concern may rest on one person")
     if config["DEBUG"] and config.get("ENV") == "production" and not config["TESTING"]:
         raise ConfigError("DEBUG is on in production: refusing to start")
-    for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "SQLITE_CACHE_MIB",
+    for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "SQLITE_CACHE_MIB", "ENROL_CODE_HOURS",
                 "SQLITE_WAL_MAX_PAGES"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1")
@@ -153,6 +157,8 @@ class Settings:
     session_idle_minutes: int
     session_max_hours: int
     require_totp: bool
+    enrol_code_hours: int
+    public_url: str
     argon2_memory_kib: int
     argon2_iterations: int
     argon2_lanes: int

@@ -41,6 +41,18 @@ Attachment chunks (``seal_chunk`` / ``open_chunk``)::
 
 The nonce carries the index and the last-chunk flag, so dropping the tail,
 reordering chunks or swapping chunks between files all fail to open.
+
+Signatures (``sign`` / ``verify_signature``): a hybrid of Ed25519 and ML-DSA-65
+(FIPS 204), so a forgery needs both broken (ML-DSA against a future quantum
+computer, Ed25519 against a flaw in the young ML-DSA implementations)::
+
+    private key (64)     = Ed25519 seed (32) | ML-DSA-65 seed (32)
+    public key (1,985)   = 0x01 | Ed25519 public key (32) | ML-DSA-65 public key (1,952)
+    signature (3,374)    = 0x01 | Ed25519 signature (64) | ML-DSA-65 signature (3,309)
+    signed bytes (both)  = b"whistle:1:sign:" + message; ML-DSA context = b"whistle:1"
+
+A signature verifies only if both halves verify over the same message. The
+instance signing key (whistle.keys) signs roster entries (whistle.people.roster).
 """
 
 from __future__ import annotations
@@ -54,7 +66,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hpke
-from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -66,6 +78,11 @@ NONCE_SIZE = 12
 PRIVATE_KEY_SIZE = 96
 PUBLIC_KEY_SIZE = 1216
 _MLKEM_PUB = 1184
+SIGNING_KEY_SIZE = 64
+SIGNING_PUBLIC_SIZE = 1 + 32 + 1952
+SIGNATURE_SIZE = 1 + 64 + 3309
+_SIGNED = b"whistle:1:sign:"
+_MLDSA_CONTEXT = b"whistle:1"
 _SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 # Upper bounds on Argon2 parameters read back from a blob: a tampered row
 # must not make login allocate gigabytes.
@@ -334,3 +351,68 @@ def open_chunk(key: bytes, index: int, last: bool, blob: bytes, context: str) ->
                                    _context_bytes("chunk", context))
     except (InvalidTag, ValueError) as exc:
         raise CryptoError("chunk does not open") from exc
+
+
+# -- signatures: Ed25519 + ML-DSA-65 -------------------------------------
+
+
+def generate_signing_key() -> bytes:
+    """A fresh hybrid signing key: 64 bytes (Ed25519 seed | ML-DSA-65 seed)."""
+    return os.urandom(SIGNING_KEY_SIZE)
+
+
+@functools.lru_cache(maxsize=8)
+def _signing_keys(private: bytes) -> tuple[ed25519.Ed25519PrivateKey, mldsa.MLDSA65PrivateKey]:
+    """Expanded once per process (ML-DSA's expansion from the seed is most of the work). A
+    key that does not expand raises, which is not cached."""
+    if len(private) != SIGNING_KEY_SIZE:
+        raise CryptoError("malformed signing key")
+    try:
+        return (ed25519.Ed25519PrivateKey.from_private_bytes(private[:32]),
+                mldsa.MLDSA65PrivateKey.from_seed_bytes(private[32:]))
+    except (ValueError, TypeError) as exc:
+        raise CryptoError("malformed signing key") from exc
+
+
+def signing_public_key(private: bytes) -> bytes:
+    """The public half of a signing key from :func:`generate_signing_key` (1,985 bytes)."""
+    ed, ml = _signing_keys(bytes(private))
+    return _V + ed.public_key().public_bytes_raw() + ml.public_key().public_bytes_raw()
+
+
+def sign(private: bytes, message: bytes) -> bytes:
+    """Both signatures over ``message``: 0x01 | Ed25519 (64) | ML-DSA-65 (3,309)."""
+    ed, ml = _signing_keys(bytes(private))
+    signed = _SIGNED + message
+    try:
+        return _V + ed.sign(signed) + ml.sign(signed, _MLDSA_CONTEXT)
+    except Exception as exc:  # noqa: BLE001 - the young ML-DSA API raises several types
+        raise CryptoError("cannot sign") from exc
+
+
+@functools.lru_cache(maxsize=8)
+def _verifying_keys(public: bytes
+                    ) -> tuple[ed25519.Ed25519PublicKey, mldsa.MLDSA65PublicKey] | None:
+    if len(public) != SIGNING_PUBLIC_SIZE or public[:1] != _V:
+        return None
+    try:
+        return (ed25519.Ed25519PublicKey.from_public_bytes(public[1:33]),
+                mldsa.MLDSA65PublicKey.from_public_bytes(public[33:]))
+    except (ValueError, TypeError):
+        return None
+
+
+def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
+    """True only if both halves of ``signature`` verify ``message`` under ``public``.
+    Never raises: a malformed key or signature is simply False."""
+    try:
+        found = _verifying_keys(bytes(public))
+        signature = bytes(signature)
+        if found is None or len(signature) != SIGNATURE_SIZE or signature[:1] != _V:
+            return False
+        signed = _SIGNED + bytes(message)
+        found[0].verify(signature[1:65], signed)
+        found[1].verify(signature[65:], signed, _MLDSA_CONTEXT)
+    except Exception:  # noqa: BLE001 - InvalidSignature, or anything odd about the input
+        return False
+    return True

@@ -20,6 +20,7 @@ from flask_mail import Message as MailMessage
 from sqlalchemy import DateTime, String, bindparam, exists, false, insert, literal_column, select
 from sqlalchemy.orm import Session
 
+from whistle import crypto
 from whistle.store.models import OutboxMail, utcnow
 from whistle.store.prepared import Prepared
 
@@ -44,7 +45,33 @@ TEMPLATES = {
         "A case on Whistle needs administrator attention (routing or deadlines).\n\n"
         "Please sign in to the administration pages. This message never contains case details.\n",
     ),
+    "roster_change": (
+        "Whistle: a change to who may read concerns waits for approval",
+        "Someone proposed a change to who may read concerns on Whistle (an account, its "
+        "roles or its password). It takes effect only when a second person approves it.\n\n"
+        "Please sign in to review it. This message never contains case details.\n",
+    ),
 }
+
+# Mail that carries a one-time link (enrolment, password reset): the link is sealed in the
+# outbox row (``secret_ct``) under a key derived from the instance secret, and erased once
+# sent. ``{link}`` is replaced at delivery.
+LINK_TEMPLATES = {
+    "enrol": (
+        "Whistle: choose your password",
+        "You have been given an account on Whistle, the organisation's channel for "
+        "concerns.\n\nChoose your own password here (the link works once, for a limited "
+        "time):\n\n{link}\n\nNobody else ever sees or sets your password. If you did not "
+        "expect this message, tell your Whistle administrators.\n",
+    ),
+    "reset": (
+        "Whistle: choose a new password",
+        "A new password for your Whistle account was approved by two people.\n\nChoose it "
+        "here (the link works once, for a limited time):\n\n{link}\n\nIf you did not ask "
+        "for this, tell your Whistle administrators.\n",
+    ),
+}
+_LINK_CONTEXT = "outbox:link"
 
 
 # Queue one mail unless the same one is already pending, in one statement (run as an
@@ -58,6 +85,34 @@ _QUEUE = Prepared(insert(OutboxMail).from_select(
                OutboxMail.recipient == bindparam("recipient", type_=String),
                OutboxMail.template == bindparam("template", type_=String),
                OutboxMail.sent.is_(None), OutboxMail.failed.is_(False)))))
+
+
+def queue_link(session: Session, secret_key: bytes, recipient: str, template: str,
+               link: str) -> None:
+    """Queue a one-time link (``LINK_TEMPLATES``), sealed in the row; an earlier pending
+    link of the same kind to the same person is dropped (its code no longer works)."""
+    if template not in LINK_TEMPLATES:
+        raise ValueError(f"unknown link template {template}")
+    for old in session.scalars(select(OutboxMail).where(
+            OutboxMail.recipient == recipient, OutboxMail.template == template,
+            OutboxMail.sent.is_(None))):
+        session.delete(old)
+    now = utcnow()
+    session.add(OutboxMail(recipient=recipient, template=template, created=now,
+                           next_attempt=now, attempts=0, failed=False,
+                           secret_ct=crypto.seal(crypto.derive_key(secret_key, _LINK_CONTEXT),
+                                                 link.encode(), _LINK_CONTEXT)))
+
+
+def _compose(item: OutboxMail, secret_key: bytes | None) -> tuple[str, str]:
+    if item.template in LINK_TEMPLATES:
+        if item.secret_ct is None or secret_key is None:
+            raise crypto.CryptoError("a link mail without its link")
+        link = crypto.open_sealed(crypto.derive_key(secret_key, _LINK_CONTEXT), item.secret_ct,
+                                  _LINK_CONTEXT).decode()
+        subject, body = LINK_TEMPLATES[item.template]
+        return subject, body.replace("{link}", link)
+    return TEMPLATES[item.template]
 
 
 def queue(session: Session, recipient: str, template: str) -> None:
@@ -140,13 +195,22 @@ def deliver_pending(session: Session, app: Flask, now: dt.datetime | None = None
     if not due:
         return report
     state: Any = app.extensions["mail"]
+    keys = app.extensions.get("whistle_keys")
+    secret_key = keys.secret_key if keys is not None else None
     try:
         with app.app_context(), state.connect() as conn:
             for item in due:
-                subject, body = TEMPLATES[item.template]
+                try:
+                    subject, body = _compose(item, secret_key)
+                except crypto.CryptoError:  # sealed under another instance secret: unusable
+                    item.failed = True
+                    report.given_up += 1
+                    session.commit()
+                    continue
                 conn.send(MailMessage(subject=subject, recipients=[item.recipient], body=body,
                                       sender=app.config["MAIL_DEFAULT_SENDER"]))
                 item.sent = now
+                item.secret_ct = None  # the link leaves the database with the mail
                 report.sent += 1
                 session.commit()
     except (OSError, smtplib.SMTPException):

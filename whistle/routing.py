@@ -5,7 +5,18 @@ Policy, in order:
    passes only active reviewers).
 2. A concern about a senior person needs at least one ``independent``
    reviewer (outside the line-management chain); the most suitable
-   independent reviewer is chosen first.
+   independent reviewer is chosen first. It goes to no senior reviewer of
+   the concern's own unit (a ``senior`` candidate whose units include the
+   concern's unit) unless fewer than ``min_reviewers`` could be chosen
+   without them; then as many of them as needed are taken (an independent
+   one first if no independent reviewer was chosen yet) and the route is
+   under-routed, with a reason saying so. Senior reviewers of other units
+   are eligible as usual. A concern about a senior person with no unit
+   treats *every* senior reviewer as one of its unit: the unit is unknown,
+   so any senior could be in the subject's line of management. An
+   independent reviewer who is a senior of the concern's unit does not
+   satisfy the independence rule while others can be chosen (the route is
+   then under-routed for want of an independent reviewer instead).
 3. Administrators who also review are chosen only when no one else is
    eligible (administration and case access stay apart where possible).
    The rest are preferred by covering the concern's unit, then its category,
@@ -31,6 +42,7 @@ class Candidate:
     independent: bool = False
     open_load: int = 0
     admin: bool = False
+    senior: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,36 @@ class Route:
     reasons: list[str] = field(default_factory=list)
 
 
+NO_INDEPENDENT = "no independent reviewer for a concern about a senior person"
+SENIOR_OF_UNIT = ("a senior reviewer of the concern's unit was chosen for a concern about a "
+                  "senior person: too few other reviewers are eligible")
+
+
 def _preference(need: Need, c: Candidate, tiebreak: float) -> tuple[bool, int, int, int, float]:
     covers_unit = 1 if need.unit and need.unit in c.units else 0
     covers_category = 1 if not c.categories or need.category in c.categories else 0
     return (c.admin, -covers_unit, -covers_category, c.open_load, tiebreak)
+
+
+def senior_of_unit(need: Need, c: Candidate) -> bool:
+    """Whether ``c`` is a senior reviewer of the unit of ``need`` (a concern about a senior
+    person), to be avoided unless no one else is eligible. With no unit, every senior is."""
+    return need.about_senior and c.senior and (need.unit is None or need.unit in c.units)
+
+
+def _fill(chosen: list[Candidate], ranked: list[Candidate], need: Need,
+          min_reviewers: int) -> None:
+    """Add reviewers from ``ranked`` (best first) to ``chosen`` up to ``min_reviewers``, the
+    best independent one first when the concern is about a senior and none is chosen yet."""
+    if need.about_senior and not any(c.independent for c in chosen):
+        independent = [c for c in ranked if c.independent]
+        if independent and len(chosen) < min_reviewers:
+            chosen.append(independent[0])
+    for c in ranked:
+        if len(chosen) >= min_reviewers:
+            break
+        if c not in chosen:
+            chosen.append(c)
 
 
 def route(need: Need, candidates: Iterable[Candidate], min_reviewers: int,
@@ -59,24 +97,24 @@ def route(need: Need, candidates: Iterable[Candidate], min_reviewers: int,
     """Choose ``min_reviewers`` reviewers for ``need`` from ``candidates``.
 
     Never returns an excluded reviewer. Returns fewer than ``min_reviewers``
-    ids only when fewer are eligible, and then ``under_routed`` is True.
+    ids only when fewer are eligible, and then ``under_routed`` is True. A
+    senior reviewer of the concern's unit is chosen for a concern about a
+    senior person only when the others are too few, and then ``under_routed``
+    is True too.
     """
     rng = rng or random.SystemRandom()
     eligible = [c for c in candidates if c.id not in need.excluded]
     ranked = sorted(eligible, key=lambda c: _preference(need, c, rng.random()))
     chosen: list[Candidate] = []
     reasons: list[str] = []
-    if need.about_senior:
-        independent = [c for c in ranked if c.independent]
-        if independent:
-            chosen.append(independent[0])
-        else:
-            reasons.append("no independent reviewer for a concern about a senior person")
-    for c in ranked:
-        if len(chosen) >= min_reviewers:
-            break
-        if c not in chosen:
-            chosen.append(c)
+    _fill(chosen, [c for c in ranked if not senior_of_unit(need, c)], need, min_reviewers)
+    if len(chosen) < min_reviewers:
+        before = len(chosen)
+        _fill(chosen, [c for c in ranked if senior_of_unit(need, c)], need, min_reviewers)
+        if len(chosen) > before:
+            reasons.append(SENIOR_OF_UNIT)
+    if need.about_senior and not any(c.independent for c in chosen):
+        reasons.append(NO_INDEPENDENT)
     if len(chosen) < min_reviewers:
         reasons.append(f"only {len(chosen)} eligible reviewers, {min_reviewers} required")
     return Route([c.id for c in chosen], bool(reasons), reasons)

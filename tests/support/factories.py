@@ -49,7 +49,7 @@ def make_reviewer(app: Flask, name: str | None = None, email: str | None = None,
     email = email or f"{secrets.token_hex(4)}@example.org"
     with db.new_session(app) as s:
         r = accounts.enrol(s, settings_of(app), name, email, password, units, senior, independent,
-                         admin, reviews)
+                           admin, reviews, keys=app.extensions["whistle_keys"])
         return {"id": r.id, "name": r.name, "email": r.email, "password": password}
 
 

@@ -65,7 +65,7 @@ def html_login(app: Flask, reviewer: dict[str, str], client: FlaskClient | None 
 def build_paths(app: Flask, method: str, api: bool, values: dict[str, str]) -> list[str]:
     """One concrete path for every route taking ``method`` (API routes or the others)."""
     adapter = app.url_map.bind("localhost")
-    defaults = {"attachment_id": "0" * 32, "filename": "style.css"} | values
+    defaults = {"attachment_id": "0" * 32, "change_id": "0" * 32, "filename": "style.css"} | values
     paths = set()
     for rule in app.url_map.iter_rules():
         if method not in (rule.methods or ()) or rule.rule.startswith("/api/") != api:

@@ -71,3 +71,14 @@ def deliver_mail(app: Flask) -> int:
 
 def all_mail_bytes(smtp: Any) -> bytes:
     return b"\n".join(m.as_bytes() for m in smtp.messages)
+
+
+def enrol_code(smtp: Any, app: Flask, address: str) -> str:
+    """The one-time code from the newest enrolment or reset mail that reached ``address``."""
+    deliver_mail(app)
+    for message in reversed(smtp.messages):
+        if address in message["To"]:
+            found = re.search(r"/enrol\?code=([A-Za-z0-9_\-]+)", message.get_content())
+            if found:
+                return found.group(1)
+    raise AssertionError(f"no enrolment mail reached {address}")

@@ -3,6 +3,11 @@
 The flow of a submission (see DESIGN.md): validate -> route -> seal -> one
 transaction (case, ciphertext, wrapped keys, token hash, exclusions, audit
 event, outbox rows) -> receipt with the token, shown once.
+
+Routing considers only reviewers whose row matches their signed roster entry
+(``whistle.keys.may_receive``): a key swapped or a reviewer inserted in the database
+receives nothing; the concern is flagged under-routed and administrators are alerted.
+The first concern stored seals the roster (whistle.people.roster).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import datetime as dt
 import functools
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +27,7 @@ from whistle.config import Settings
 from whistle import crypto, notify, routing, tokens, validation
 from whistle.cases import audit, workflow
 from whistle.cases import keys as casekeys
+from whistle import keys as instancekeys
 from whistle.keys import InstanceKeys
 from whistle.store import counts, db, options
 from whistle.store.models import (
@@ -61,6 +68,9 @@ class Submission:
     exclude_reviewers: tuple[str, ...] = ()
     identity: Identity | None = None
     attachments: tuple[Any, ...] = field(default=())  # whistle.attachments.Upload
+    # Read with the intake lists (``parse_submission``): once the roster is sealed, storing a
+    # concern does not look again. False: not known, so the store step checks.
+    roster_sealed: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ def parse_submission(data: Any, session: Session, settings: Settings) -> Submiss
         raise InvalidInput(f"unknown field: {sorted(unknown)[0]}", sorted(unknown)[0])
     max_line = settings.max_field_chars
     category = validation.line(data.get("category"), "category", 64, required=True)
-    categories, units = options.intake_lists(session)
+    categories, units, roster_sealed = options.intake_state(session)
     if category not in {c["id"] for c in categories}:
         raise InvalidInput("unknown category", "category")
     unit = validation.line(data.get("unit"), "unit", max_line)
@@ -113,6 +123,7 @@ def parse_submission(data: Any, session: Session, settings: Settings) -> Submiss
         category=category or "", details=details or "", unit=unit,
         about_senior=validation.boolean(data.get("about_senior"), "about_senior"),
         exclude_reviewers=tuple(dict.fromkeys(excluded)), identity=identity,
+        roster_sealed=roster_sealed,
     )
 
 
@@ -133,8 +144,11 @@ _OPEN_LOAD = (select(func.coalesce(func.sum(InboxCount.n), 0))
                      InboxCount.status.in_(constants(workflow.OPEN_STATUSES)))
               .correlate(Reviewer).scalar_subquery())
 # What routing and sealing use of each eligible reviewer (columns, not entities).
+# The signed roster entry's columns too: no key is wrapped for a row that does not match it.
 _ROUTING_COLUMNS = (Reviewer.id, Reviewer.units, Reviewer.categories, Reviewer.is_independent,
-                    Reviewer.is_admin, Reviewer.email, Reviewer.public_key)
+                    Reviewer.is_senior, Reviewer.is_admin, Reviewer.email, Reviewer.public_key,
+                    Reviewer.name, Reviewer.is_reviewer, Reviewer.state,
+                    Reviewer.roster_signature)
 _ACTIVE_REVIEWERS = PreparedQuery(select(*_ROUTING_COLUMNS, _OPEN_LOAD).where(
     Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.id))
 
@@ -160,7 +174,7 @@ def _candidates(session: Session, rows: list[Any] | None = None) -> list[routing
         routing.Candidate(
             id=r.id, units=_name_set(r.units),
             categories=_name_set(r.categories), independent=r.is_independent,
-            open_load=r[-1] or 0, admin=r.is_admin,
+            senior=r.is_senior, open_load=r[-1] or 0, admin=r.is_admin,
         )
         for r in (rows if rows is not None else _active_reviewers(session))
     ]
@@ -196,14 +210,29 @@ class _Sealed:
     exclusions: list[bytes]  # keyed tags of the reviewers the reporter excluded
 
 
+UNVERIFIED = ("an active reviewer's key does not match their signed roster entry: left out "
+              "(see `flask --app app roster verify`)")
+
+
+def _trusted(rows: list[Any], signing_public: bytes) -> tuple[list[Any], bool]:
+    """The rows that may receive keys (``whistle.keys.may_receive``: a cached lookup per row,
+    no signature verified again for an unchanged entry), and whether an active one was left
+    out for not matching its signed entry."""
+    trusted = [r for r in rows if instancekeys.may_receive(r, signing_public)]
+    return trusted, len(trusted) < sum(1 for r in rows if r.state == instancekeys.ACTIVE)
+
+
 def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submission,
           today: dt.date, idempotency_key: bytes | None) -> _Sealed:
     active = _active_reviewers(session)
+    trusted, lost = _trusted(active, keys.signing_public)
     route = routing.route(
         routing.Need(sub.category, sub.unit, sub.about_senior, frozenset(sub.exclude_reviewers)),
-        _candidates(session, active), settings.min_reviewers,
+        _candidates(session, trusted), settings.min_reviewers,
     )
-    reviewers = {r.id: r for r in active}  # route only picks among these
+    if lost:  # a concern that loses a reviewer this way is under-routed: administrators look
+        route = routing.Route(route.reviewer_ids, True, [*route.reasons, UNVERIFIED])
+    reviewers = {r.id: r for r in trusted}  # route only picks among these
     case_ref = new_case_ref()
     token, entropy = tokens.new_token()
     ck = casekeys.CaseKeys.fresh()
@@ -234,7 +263,8 @@ def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submiss
 
 
 def submit(session: Session, keys: InstanceKeys, settings: Settings, sub: Submission,
-           idempotency_key: bytes | None = None, now: dt.datetime | None = None) -> Receipt:
+           idempotency_key: bytes | None = None, now: dt.datetime | None = None,
+           on_sealed: Callable[[Session], None] | None = None) -> Receipt:
     """Store a concern, sealed for its reviewers and the recovery key, in one transaction.
 
     Never rejects for lack of reviewers: an under-routed concern is stored for
@@ -247,6 +277,9 @@ def submit(session: Session, keys: InstanceKeys, settings: Settings, sub: Submis
     again and, if anything routing or sealing used changed meanwhile, the concern is
     routed and sealed again there. So the lock is held for the inserts and the commit
     only, and two workers seal side by side.
+
+    The first concern stored seals the roster, in its own transaction; ``on_sealed`` (the
+    web layer passes whistle.people.roster's) then logs it, in that transaction too.
     """
     now = now or utcnow()
     today = now.date()
@@ -256,11 +289,11 @@ def submit(session: Session, keys: InstanceKeys, settings: Settings, sub: Submis
         raise AlreadySubmitted()
     if [tuple(r) for r in _ROUTED.all(session.connection(), {})] != sealed.snapshot:
         sealed = _seal(session, keys, settings, sub, today, idempotency_key)
-    return _store(session, settings, sub, sealed, today)
+    return _store(session, settings, sub, sealed, today, on_sealed)
 
 
 def _store(session: Session, settings: Settings, sub: Submission, sealed: _Sealed,
-           today: dt.date) -> Receipt:
+           today: dt.date, on_sealed: Callable[[Session], None] | None = None) -> Receipt:
     """The write: Core inserts, one statement per table, while the lock is held."""
     case_ref, route, reviewers = sealed.case_ref, sealed.route, sealed.reviewers
     concern = sealed.concern
@@ -296,6 +329,10 @@ def _store(session: Session, settings: Settings, sub: Submission, sealed: _Seale
     if route.under_routed:
         notify.queue_many(session, list(session.scalars(select(Reviewer.email).where(
             Reviewer.is_admin.is_(True), Reviewer.active.is_(True)))), "admin_attention")
+    if not sub.roster_sealed and options.put_once(
+            session, options.ROSTER_SEALED, {"at": day.date().isoformat(), "by": "first_concern"}):
+        if on_sealed is not None:
+            on_sealed(session)
     session.commit()
     return Receipt(case_ref, sealed.token, concern["status"], len(route.reviewer_ids),
                    concern["acknowledge_by"], route.under_routed, notes)

@@ -5,7 +5,8 @@ Every case's keys are also wrapped for the recovery public key (see
 password), whoever holds the offline private half re-shares it with a current
 reviewer: unwrap with the recovery key, wrap for the reviewer, assign, audit.
 The same rules as sharing between reviewers apply: never to a reviewer the
-reporter excluded, never to a disabled account.
+reporter excluded, never to a disabled account, never to an account whose key does
+not match its signed roster entry (``unverified_key``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def waiting_for_keys(session: Session, reviewer_id: str) -> list[str]:
 
 
 def rewrap(session: Session, case_ref: str, reviewer_id: str, recovery_private: bytes,
-           now: dt.datetime) -> bool:
+           now: dt.datetime, *, instance: InstanceKeys) -> bool:
     """Wrap one case's keys again for an assigned reviewer's current key. Commits.
 
     Returns False (and changes nothing) if the reviewer already holds keys
@@ -103,8 +104,12 @@ def rewrap(session: Session, case_ref: str, reviewer_id: str, recovery_private: 
         raise RecoveryError("not_found", f"no case {case_ref} or reviewer {reviewer_id}")
     if sharing.holds_keys(session, case_ref, reviewer_id):
         return False
-    sharing.rewrap_for(session, concern, _keys_for(session, concern, recovery_private), target,
-                      ACTOR, now)
+    try:
+        sharing.rewrap_for(session, concern, _keys_for(session, concern, recovery_private),
+                           target, ACTOR, now, instance=instance)
+    except errors.Refused as exc:
+        session.rollback()
+        raise RecoveryError(exc.code, exc.message) from exc
     session.commit()
     return True
 

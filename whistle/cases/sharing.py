@@ -1,4 +1,8 @@
-"""Giving a case to another reviewer: exclusions, wrapping the keys again, candidates."""
+"""Giving a case to another reviewer: exclusions, wrapping the keys again, candidates.
+
+No key is wrapped for an account whose row does not match its signed roster entry
+(``whistle.keys.may_receive``): ``check_may_receive`` refuses with 409 ``unverified_key``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from whistle.cases import audit
 from whistle.cases import keys as casekeys
 from whistle.cases.reading import Reader, case_keys
 from whistle.errors import Refused
+from whistle import keys as instancekeys
 from whistle.keys import InstanceKeys
 from whistle.store.models import (
     Assignment,
@@ -27,9 +32,19 @@ from whistle.store.models import (
 )
 
 
+def check_may_receive(target: Reviewer, instance: InstanceKeys) -> None:
+    """Refuse (409 ``unverified_key``) to wrap for an account whose stored public key, roles
+    or state do not match the entry the instance signing key signed."""
+    if not instancekeys.may_receive(target, instance.signing_public):
+        raise Refused("unverified_key", "this reviewer's key does not match their signed "
+                      "roster entry: nothing is shared with them (see `flask --app app "
+                      "roster verify`)")
+
+
 def rewrap_for(session: Session, concern: Concern, ck: casekeys.CaseKeys, target: Reviewer,
-               actor: str, now: dt.datetime) -> None:
+               actor: str, now: dt.datetime, *, instance: InstanceKeys) -> None:
     """Give an assigned reviewer who holds no key (after a reset) the case's keys again."""
+    check_may_receive(target, instance)
     casekeys.wrap(session, concern.id, ck, "reviewer", target.id, target.public_key)
     audit.record(session, concern.id, "rewrapped", actor, now, {"reviewer": target.id})
     notify.queue(session, target.email, "activity")
@@ -58,8 +73,10 @@ def add_to_case(session: Session, instance: InstanceKeys, concern: Concern,
     if session.get(Assignment, (concern.id, target.id)) is not None:
         if holds_keys(session, concern.id, target.id):
             raise Refused("already_assigned", "this reviewer already has the case")
-        rewrap_for(session, concern, ck, target, actor, now)  # back after a password reset
+        rewrap_for(session, concern, ck, target, actor, now,  # back after a password reset
+                   instance=instance)
         return target
+    check_may_receive(target, instance)
     casekeys.wrap(session, concern.id, ck, "reviewer", target.id, target.public_key)
     session.add(Assignment(concern_id=concern.id, reviewer_id=target.id, status=concern.status,
                            created=concern.created, overdue=concern.overdue))
@@ -89,4 +106,5 @@ def share_candidates(session: Session, instance: InstanceKeys, case_ref: str,
     rows = session.scalars(select(Reviewer).where(
         Reviewer.active.is_(True), Reviewer.is_reviewer.is_(True)).order_by(Reviewer.name))
     return [{"id": r.id, "name": r.name} for r in rows
-            if r.id not in assigned and not is_excluded(session, instance, case_ref, r.id)]
+            if r.id not in assigned and instancekeys.may_receive(r, instance.signing_public)
+            and not is_excluded(session, instance, case_ref, r.id)]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from whistle.cli import operations, recovery, reviewers
+from whistle.cli import operations, recovery, reviewers, roster
 
 
 def init_app(app: Flask) -> None:
-    for module in (operations, reviewers, recovery):
+    for module in (operations, reviewers, recovery, roster):
         for command in module.COMMANDS:
             app.cli.add_command(command)

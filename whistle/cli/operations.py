@@ -1,8 +1,10 @@
-"""Running an instance: ``init``, ``outbox``, ``deadlines``, ``audit verify``, ``inbox recount``."""
+"""Running an instance: ``init``, ``outbox``, ``deadlines``, ``audit verify``, ``inbox recount``,
+``sessions purge``."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -11,7 +13,7 @@ from sqlalchemy import func, select
 
 from whistle import current_settings, instance_keys, keys, notify
 from whistle.cases import audit, deadlines
-from whistle.people import adminlog
+from whistle.people import adminlog, roster, sessions
 from whistle.store import counts, db, migrate
 from whistle.store.models import Reviewer, utcnow
 
@@ -23,10 +25,14 @@ from whistle.store.models import Reviewer, utcnow
                    "named after the key's fingerprint).")
 def init_command(recovery_out: str | None) -> None:
     """Create or migrate the schema and create missing key material. Never destroys data."""
-    for line in keys.create_missing(current_settings().keys_dir, recovery_out):
+    keys_dir = current_settings().keys_dir
+    new_signing_key = not (Path(keys_dir) / keys.SIGNING_KEY).exists()
+    for line in keys.create_missing(keys_dir, recovery_out):
         click.echo(line)
     migrate.upgrade(db.engine_for(current_app))
     click.echo("database schema is up to date")
+    if new_signing_key:
+        _sign_existing_roster(keys_dir)
     with db.new_session(current_app) as s:
         reviewers = s.scalar(select(func.count()).select_from(Reviewer)) or 0
         admins = s.scalar(select(func.count()).select_from(Reviewer)
@@ -46,6 +52,17 @@ def init_command(recovery_out: str | None) -> None:
                    f"in the browser): {code}")
 
 
+def _sign_existing_roster(keys_dir: str) -> None:
+    """An instance made before roster entries were signed gets its signing key: sign every
+    account as it stands, once (trust on first use; ``roster verify`` checks them later)."""
+    with db.new_session(current_app) as s:
+        adopted = roster.adopt(s, keys.load(keys_dir))
+        s.commit()
+    if adopted:
+        click.echo(f"signed the roster entries of {len(adopted)} existing account(s) with the "
+                   "new signing key: check the names and fingerprints on /roster")
+
+
 @click.command("outbox")
 @with_appcontext
 def outbox_command() -> None:
@@ -58,11 +75,16 @@ def outbox_command() -> None:
 @click.command("deadlines")
 @with_appcontext
 def deadlines_command() -> None:
-    """Send due deadline reminders and escalate overdue cases once (for cron)."""
+    """Send due deadline reminders and escalate overdue cases once, and delete expired
+    reviewer sessions (for cron)."""
+    with db.new_session(current_app) as s:
+        # First, so that a failure in the deadlines never keeps a session's key material.
+        purged = sessions.purge_expired(s, current_settings(), utcnow())
     with db.new_session(current_app) as s:
         report = deadlines.run(s, current_settings(), instance_keys(), utcnow())
     click.echo(f"reminders sent for {len(report.reminded)} case(s); "
                f"{len(report.escalated)} case(s) escalated; {report.overdue} case(s) overdue")
+    click.echo(f"{purged} expired session(s) removed")
 
 
 audit_group = click.Group("audit", help="The hash-chained audit trail.")
@@ -89,6 +111,19 @@ def audit_verify() -> None:
         sys.exit(1)
 
 
+sessions_group = click.Group("sessions", help="Reviewer sign-in sessions.")
+
+
+@sessions_group.command("purge")
+@with_appcontext
+def sessions_purge_command() -> None:
+    """Delete every expired or revoked reviewer session and its sealed key (for cron;
+    ``deadlines`` does it too)."""
+    with db.new_session(current_app) as s:
+        purged = sessions.purge_expired(s, current_settings(), utcnow())
+    click.echo(f"{purged} expired session(s) removed")
+
+
 inbox_group = click.Group("inbox", help="The per-reviewer inbox counts.")
 
 
@@ -110,4 +145,5 @@ def inbox_recount_command(check: bool) -> None:
     click.echo(f"inbox counts rebuilt: {rows} row(s), {len(wrong)} were wrong")
 
 
-COMMANDS = (init_command, outbox_command, deadlines_command, audit_group, inbox_group)
+COMMANDS = (init_command, outbox_command, deadlines_command, audit_group, inbox_group,
+            sessions_group)

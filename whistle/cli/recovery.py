@@ -97,7 +97,8 @@ def rewrap_command(reviewer_id: str, key_file: str) -> None:
         with click.progressbar(refs, label="re-wrapping cases", show_pos=True) as bar:
             for case_ref in bar:
                 try:
-                    done += recovery.rewrap(s, case_ref, reviewer_id, private, utcnow())
+                    done += recovery.rewrap(s, case_ref, reviewer_id, private, utcnow(),
+                                            instance=instance_keys())
                 except recovery.RecoveryError as exc:
                     raise click.ClickException(exc.message) from exc
     click.echo(f"{reviewer.name} holds the keys of {done} more case(s); "

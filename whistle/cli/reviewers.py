@@ -1,19 +1,23 @@
-"""``reviewer add | list | disable | reset-password``: accounts from the command line."""
+"""``reviewer add | enable | list | disable | reset-password``: accounts from the command line.
+
+Once the roster is sealed the command line proposes; it never approves (a shell on the
+server is one person)."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from whistle import current_settings
+from whistle import current_settings, instance_keys
 from whistle.errors import InvalidInput, NotFound
-from whistle.people import accounts
+from whistle.people import accounts, adminlog, approvals, roster
 from whistle.store import db
-from whistle.store.models import Reviewer
+from whistle.store.models import Reviewer, utcnow
 
 
 reviewer_group = click.Group("reviewer", help="Enrol, list and disable reviewers.")
@@ -31,19 +35,66 @@ reviewer_group = click.Group("reviewer", help="Enrol, list and disable reviewers
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def reviewer_add(name: str, email: str, units: tuple[str, ...], senior: bool,
                  independent: bool, admin: bool, admin_only: bool, password_stdin: bool) -> None:
-    """Enrol a reviewer; the new id is the last line printed."""
+    """Enrol a reviewer; the new id is the last line printed.
+
+    Once the roster is sealed this only proposes the account: it waits for a second
+    person's approval, and the person then chooses their own password from a mailed link
+    (``--password-stdin`` is for setting up an instance, before sealing)."""
+    with db.new_session(current_app) as s:
+        if roster.is_sealed(s):
+            if password_stdin:
+                sys.stdin.readline()  # read and dropped: nobody sets a password for another
+            _propose_account(s, name, email, list(units), senior, independent,
+                             admin or admin_only, not admin_only)
+            return
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with db.new_session(current_app) as s:
         try:
-            r = accounts.enrol(s, current_settings(), name, email, password, list(units), senior,
-                             independent, admin or admin_only, reviews=not admin_only)
+            r = accounts.enrol(s, current_settings(), name, email, password, list(units),
+                               senior, independent, admin or admin_only, reviews=not admin_only,
+                               keys=instance_keys())
         except InvalidInput as exc:
             raise click.ClickException(exc.message) from exc
         click.echo(f"enrolled {r.name} <{r.email}>")
         click.echo(r.id)
+
+
+def _context() -> approvals.Context:
+    return approvals.Context(current_settings(), instance_keys(), utcnow())
+
+
+def _propose_account(s: Any, name: str, email: str, units: list[str], senior: bool,
+                     independent: bool, admin: bool, reviews: bool) -> None:
+    try:
+        r, change = approvals.add_account(s, _context(), name, email, units, senior,
+                                          independent, admin, reviews, adminlog.OPERATOR)
+    except InvalidInput as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"proposed {r.name} <{r.email}>: state {r.state}; change "
+               f"{change.id if change else '-'} waits for a second person's approval; then "
+               "they choose their own password from a mailed link")
+    click.echo(r.id)
+
+
+def _propose(kind: str, reviewer_id: str, payload: dict[str, Any]) -> None:
+    with db.new_session(current_app) as s:
+        try:
+            change = approvals.propose_for(s, kind, reviewer_id, payload, adminlog.OPERATOR)
+        except NotFound as exc:
+            raise click.ClickException(f"no reviewer {reviewer_id}") from exc
+    click.echo(f"proposed: change {change.id} ({kind}) waits for a second person's approval")
+    click.echo(change.id)
+
+
+@reviewer_group.command("enable")
+@with_appcontext
+@click.argument("reviewer_id")
+def reviewer_enable(reviewer_id: str) -> None:
+    """Propose re-enabling a disabled account (a second person approves it)."""
+    _propose(approvals.REENABLE, reviewer_id, {})
 
 
 @reviewer_group.command("list")
@@ -68,7 +119,7 @@ def reviewer_disable(reviewer_id: str) -> None:
     """Disable a reviewer; report cases left with too few active reviewers."""
     with db.new_session(current_app) as s:
         try:
-            report = accounts.disable(s, current_settings(), reviewer_id)
+            report = accounts.disable(s, current_settings(), reviewer_id, keys=instance_keys())
         except NotFound as exc:
             raise click.ClickException(f"no reviewer {reviewer_id}") from exc
         click.echo(f"disabled {report.reviewer.name}; their sessions are ended")
@@ -88,15 +139,25 @@ def reviewer_reset_password(reviewer_id: str, password_stdin: bool) -> None:
 
     Their cases come back when a co-reviewer shares them again, or with
     `recovery rewrap --reviewer ID --key-file PATH`. They must change this
-    password at their next sign-in.
+    password at their next sign-in. Once the roster is sealed this only proposes the
+    reset: after a second person approves, the reviewer chooses the new password from a
+    mailed link.
     """
+    with db.new_session(current_app) as s:
+        sealed = roster.is_sealed(s)
+    if sealed:
+        if password_stdin:
+            sys.stdin.readline()  # read and dropped
+        _propose(approvals.RESET, reviewer_id, {})
+        return
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     with db.new_session(current_app) as s:
         try:
-            waiting = accounts.reset_password(s, current_settings(), reviewer_id, password)
+            waiting = accounts.reset_password(s, current_settings(), reviewer_id, password,
+                                             keys=instance_keys())
         except NotFound as exc:
             raise click.ClickException(f"no reviewer {reviewer_id}") from exc
         except InvalidInput as exc:

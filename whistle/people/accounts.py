@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from whistle.config import Settings
 from whistle import crypto
 from whistle.cases import audit, workflow
-from whistle.errors import AuthError, InvalidInput, NotFound
-from whistle.people import adminlog
+from whistle.errors import InvalidInput, NotFound
+from whistle.keys import InstanceKeys
+from whistle.people import adminlog, roster
 from whistle.store.models import (
     Assignment,
     Concern,
@@ -39,11 +40,15 @@ def check_password_strength(password: str) -> None:
 
 def enrol(session: Session, settings: Settings, name: str, email: str, password: str,
           units: list[str] | None = None, senior: bool = False, independent: bool = False,
-          admin: bool = False, reviews: bool = True, actor: str = "operator") -> Reviewer:
+          admin: bool = False, reviews: bool = True, actor: str = "operator", *,
+          keys: InstanceKeys) -> Reviewer:
     """Create an account with a fresh hybrid key pair locked under ``password``; recorded in
-    the administration log as done by ``actor`` (see whistle.people.adminlog)."""
+    the administration log as done by ``actor`` (see whistle.people.adminlog), and its
+    roster entry signed with the instance signing key in ``keys`` (whistle.people.roster)."""
     from whistle import validation
 
+    # The name is shown to reporters choosing whom to exclude: no look-alikes (validation.line).
+    name = validation.line(name, "name", settings.max_field_chars, required=True) or ""
     # The address becomes a mail header: one line, no control characters (no CR/LF).
     email = (validation.line(email, "email", 254, required=True) or "").lower()
     if "@" not in email:
@@ -57,6 +62,7 @@ def enrol(session: Session, settings: Settings, name: str, email: str, password:
         name=name.strip(), email=email, units=json.dumps(units or []), is_senior=senior,
         is_independent=independent, is_admin=admin, is_reviewer=reviews,
         public_key=pair.public, locked_private_key=locked, password_check=check,
+        state="active", joined=utcnow(),
     )
     session.add(reviewer)
     session.flush()
@@ -64,27 +70,9 @@ def enrol(session: Session, settings: Settings, name: str, email: str, password:
         "reviewer": reviewer.id,
         "roles": adminlog.roles(reviews, admin, senior, independent),
         "units": sorted(set(units or []))})
+    roster.sign_entry(reviewer, keys, session=session)
     session.commit()
     return reviewer
-
-
-def change_password(session: Session, settings: Settings, reviewer: Reviewer,
-                    old: str, new: str) -> None:
-    """Re-lock the private key under the new password and end every session."""
-    check_password_strength(new)
-    try:
-        private = crypto.unlock_private_key(reviewer.locked_private_key, old,
-                                            reviewer.password_check)
-    except crypto.CryptoError as exc:
-        raise AuthError() from exc
-    reviewer.locked_private_key, reviewer.password_check = crypto.lock_private_key(
-        private, new, settings.kdf)
-    reviewer.credentials_version += 1
-    session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
-    flag = session.get(Setting, _PASSWORD_SET_BY_ADMIN + reviewer.id)
-    if flag is not None:
-        session.delete(flag)
-    session.commit()
 
 
 # An administrator who chose a reviewer's first password knows it: until the
@@ -94,7 +82,8 @@ _PASSWORD_SET_BY_ADMIN = "password_set_by_admin:"  # nosec B105
 
 
 def reset_password(session: Session, settings: Settings, reviewer_id: str,
-                   new_password: str, actor: str = "operator") -> list[str]:
+                   new_password: str, actor: str = "operator", *,
+                   keys: InstanceKeys) -> list[str]:
     """An administrator's reset for a reviewer who lost their password. Commits.
 
     The old private key is lost with the old password, so the reviewer gets a
@@ -125,6 +114,7 @@ def reset_password(session: Session, settings: Settings, reviewer_id: str,
     require_password_change(session, reviewer_id)
     adminlog.record(session, "password_reset", actor,
                     {"reviewer": reviewer_id, "cases_waiting": len(waiting)})
+    roster.sign_entry(reviewer, keys, actor, session)  # the new key, before sealing only
     session.commit()
     return waiting
 
@@ -158,7 +148,7 @@ class DisableReport:
 
 
 def disable(session: Session, settings: Settings, reviewer_id: str,
-            actor: str = "admin") -> DisableReport:
+            actor: str = "admin", *, keys: InstanceKeys) -> DisableReport:
     """Disable an account and end its sessions; report open cases left short of reviewers.
 
     A case left with fewer than MIN_REVIEWERS active reviewers is marked
@@ -167,7 +157,7 @@ def disable(session: Session, settings: Settings, reviewer_id: str,
     reviewer = session.get(Reviewer, reviewer_id)
     if reviewer is None:
         raise NotFound()
-    reviewer.active = False
+    reviewer.active, reviewer.state = False, "disabled"
     reviewer.credentials_version += 1
     session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
     short: list[tuple[str, int]] = []
@@ -185,6 +175,10 @@ def disable(session: Session, settings: Settings, reviewer_id: str,
                 concern.under_routed = True
     adminlog.record(session, "reviewer_disabled", _log_actor(actor),
                     {"reviewer": reviewer_id, "cases_left_short": len(short)})
+    try:
+        roster.sign_entry(reviewer, keys, session=session)  # the entry in force: disabled
+    except roster.UnverifiedEntry:
+        pass  # a tampered row is not blessed; disabled, it receives nothing anyway
     session.commit()
     return DisableReport(reviewer, short)
 

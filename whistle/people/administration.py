@@ -21,7 +21,7 @@ from whistle import errors, validation
 from whistle.cases import keys as casekeys
 from whistle.cases import sharing
 from whistle.keys import InstanceKeys
-from whistle.people import accounts, adminlog, firstrun
+from whistle.people import accounts, adminlog, firstrun, roster
 from whistle.store import options
 from whistle.store.models import Concern, Exclusion, Reviewer
 from whistle.errors import InvalidInput
@@ -62,8 +62,8 @@ def generated_password() -> str:
     return "-".join(secrets.token_urlsafe(6) for _ in range(4))
 
 
-def enrol(session: Session, settings: Settings, acc: NewAccount, actor: str
-          ) -> tuple[Reviewer, str | None]:
+def enrol(session: Session, settings: Settings, acc: NewAccount, actor: str, *,
+          keys: InstanceKeys) -> tuple[Reviewer, str | None]:
     """Enrol an account for someone else. Returns (reviewer, generated password or None).
 
     The administrator knows this first password, so the account must replace
@@ -71,17 +71,20 @@ def enrol(session: Session, settings: Settings, acc: NewAccount, actor: str
     """
     _check_account(session, settings, acc)
     password = acc.password if acc.password is not None else generated_password()
-    r = accounts.enrol(session, settings, acc.name, acc.email, password, list(acc.units), acc.senior,
-                     acc.independent, acc.admin, acc.reviews, actor=actor)
+    r = accounts.enrol(session, settings, acc.name, acc.email, password, list(acc.units),
+                       acc.senior, acc.independent, acc.admin, acc.reviews, actor=actor,
+                       keys=keys)
     accounts.require_password_change(session, r.id)
     session.commit()
     return r, (password if acc.password is None else None)
 
 
 def update_reviewer(session: Session, settings: Settings, reviewer_id: str,
-                    units: list[str], senior: bool, independent: bool, actor: str) -> Reviewer:
+                    units: list[str], senior: bool, independent: bool, actor: str, *,
+                    keys: InstanceKeys) -> Reviewer:
     """Change routing attributes. Existing cases keep their reviewers (no retroactive routing).
-    A change (not a save of the same values) goes into the administration log."""
+    A change (not a save of the same values) goes into the administration log, and the
+    account's roster entry is signed again."""
     r = session.get(Reviewer, reviewer_id)
     if r is None:
         raise errors.NotFound()
@@ -96,6 +99,8 @@ def update_reviewer(session: Session, settings: Settings, reviewer_id: str,
     if before != after:
         adminlog.record(session, "reviewer_changed", actor,
                         {"reviewer": r.id, "before": before, "after": after})
+        if r.state == "active":
+            roster.sign_entry(r, keys, session=session)
     session.commit()
     return r
 
@@ -105,7 +110,7 @@ def disable(session: Session, settings: Settings, keys: InstanceKeys, admin: Rev
     """Disable an account; the cases left short that this administrator may know of."""
     if reviewer_id == admin.id:
         raise InvalidInput("you cannot disable your own account", "reviewer")
-    report = accounts.disable(session, settings, reviewer_id, actor=admin.id)
+    report = accounts.disable(session, settings, reviewer_id, actor=admin.id, keys=keys)
     return [(case_ref, left) for case_ref, left in report.understaffed
             if not sharing.is_excluded(session, keys, case_ref, admin.id)]
 
@@ -222,8 +227,10 @@ class SetupRefused(errors.DomainError):
 
 
 def first_run(session: Session, settings: Settings, keys_dir: str, code: Any,
-              admin: NewAccount, reviewers: list[NewAccount]) -> list[tuple[Reviewer, str | None]]:
-    """Enrol the first administrator (and reviewers) with the one-time code from ``init``.
+              admin: NewAccount, reviewers: list[NewAccount], *, keys: InstanceKeys
+              ) -> list[tuple[Reviewer, str | None]]:
+    """Enrol the first administrator (and reviewers) with the one-time code from ``init``,
+    then seal the roster: from now on two people add a reader.
 
     Everything is checked before the code is used up, so a typo in a form
     field does not burn it. Reviewers enrolled here get a first password to
@@ -244,9 +251,11 @@ def first_run(session: Session, settings: Settings, keys_dir: str, code: Any,
     if not accepted:
         raise SetupRefused()
     first = accounts.enrol(session, settings, admin.name, admin.email, admin.password,
-                         list(admin.units), admin.senior, admin.independent, True, admin.reviews,
-                         actor=adminlog.SETUP)
+                           list(admin.units), admin.senior, admin.independent, True,
+                           admin.reviews, actor=adminlog.SETUP, keys=keys)
     done: list[tuple[Reviewer, str | None]] = [(first, None)]
     for acc in reviewers:
-        done.append(enrol(session, settings, acc, adminlog.SETUP))
+        done.append(enrol(session, settings, acc, adminlog.SETUP, keys=keys))
+    roster.seal(session, adminlog.SETUP)
+    session.commit()
     return done

@@ -93,3 +93,17 @@ def roles(is_reviewer: bool, is_admin: bool, senior: bool, independent: bool) ->
     """A reviewer's roles as the log names them."""
     return [name for name, on in (("reviewer", is_reviewer), ("admin", is_admin),
                                   ("senior", senior), ("independent", independent)) if on]
+
+
+# The events that change who may read concerns: every reviewer is shown them on their home
+# page until they say they have seen them.
+ROSTER_EVENTS = ("reviewer_enrolled", "reviewer_invited", "reviewer_changed",
+                 "reviewer_disabled", "password_reset", "password_chosen", "key_rotated",
+                 "change_proposed", "change_approved", "change_rejected", "roster_sealed")
+
+
+def roster_changes(session: Session, after: int, limit: int = 50) -> list[AdminEvent]:
+    """Changes to the roster after sequence number ``after``, oldest first."""
+    return list(session.scalars(select(AdminEvent).where(
+        AdminEvent.seq > after, AdminEvent.type.in_(ROSTER_EVENTS))
+        .order_by(AdminEvent.seq).limit(limit)))

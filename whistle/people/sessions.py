@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import (
     bindparam,
     delete,
+    exists,
     literal,
+    or_,
     select,
     update,
 )
@@ -71,6 +73,7 @@ def login(session: Session, settings: Settings, email: Any, password: Any,
     _verify_totp(reviewer, private, otp, now)
     if settings.require_totp and reviewer.totp_secret_ct is None:
         pass  # signed in, but the web layers send them to set up two-factor first
+    _purge(session, settings, now)  # abandoned sessions go at anyone's sign-in
     secret = secrets.token_bytes(32)
     sid = crypto.digest(secret)
     session.add(ReviewerSession(
@@ -80,6 +83,10 @@ def login(session: Session, settings: Settings, email: Any, password: Any,
                            "session:" + sid.hex()),
     ))
     session.commit()
+    if reviewer.rotating_key is not None:  # a password change was interrupted: finish it
+        from whistle.people import credentials
+
+        credentials.rewrap_all(session, reviewer, private)
     return _b64(secret), reviewer
 
 
@@ -160,6 +167,37 @@ def authenticate(session: Session, settings: Settings, token: Any,
         session.execute(_SEEN, {"sid": sid, "now": now})
         session.commit()
     return SignedIn(session, found, secret)
+
+
+# Every row ``authenticate`` would refuse, in one statement: idle too long, too old, created
+# in the future, or its reviewer gone, not active or with other credentials since.
+_PURGE = delete(ReviewerSession).where(or_(
+    ReviewerSession.last_seen < bindparam("idle_before"),
+    ReviewerSession.created < bindparam("born_before"),
+    ReviewerSession.created > bindparam("now"),
+    ~exists().where(Reviewer.id == ReviewerSession.reviewer_id,
+                    Reviewer.active.is_(True),
+                    Reviewer.credentials_version == ReviewerSession.credentials_version),
+))
+
+
+def _purge(session: Session, settings: Settings, now: dt.datetime) -> int:
+    """Delete the sessions that can no longer sign anyone in (caller's transaction)."""
+    result = session.connection().execute(_PURGE, {
+        "idle_before": now - dt.timedelta(minutes=settings.session_idle_minutes),
+        "born_before": now - dt.timedelta(hours=settings.session_max_hours),
+        "now": now})
+    return max(result.rowcount, 0)
+
+
+def purge_expired(session: Session, settings: Settings, now: dt.datetime | None = None) -> int:
+    """Delete every session row (and its sealed key) that ``authenticate`` would refuse:
+    idle longer than SESSION_IDLE_MINUTES, older than SESSION_MAX_HOURS, created in the
+    future, or whose reviewer is not active or has changed credentials. Commits; returns
+    how many rows went."""
+    removed = _purge(session, settings, now or utcnow())
+    session.commit()
+    return removed
 
 
 def logout(session: Session, signed: SignedIn) -> None:

@@ -135,7 +135,8 @@ def run(database: Database, mode: Mode, work: Callable[[], T],
     error handlers can still roll back; ``end`` closes it."""
     attempt = 0
     while True:
-        end()
+        if _current.get() is not None:
+            end()
         unit = Unit(database, mode, attempt)
         _current.set(unit)
         try:

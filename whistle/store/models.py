@@ -59,6 +59,52 @@ class Reviewer(Base):
     totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
     credentials_version: Mapped[int] = mapped_column(Integer, default=1)
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # pending (a proposal waits for a second person), invited (approved: the person has
+    # not chosen a password yet), active, disabled. Only active accounts sign in, are
+    # routed and are on the roster. Pending and invited accounts have no key pair yet
+    # (empty public_key, locked_private_key and password_check).
+    state: Mapped[str] = mapped_column(String(16), default="active",
+                                       server_default="active")
+    # The instance signing key's signature over this account's roster entry in force
+    # (whistle.people.roster): no key is wrapped for an account whose entry does not verify.
+    roster_signature: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    joined: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # The administration log's seq up to which this reviewer has seen the roster's changes.
+    roster_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # While a password change re-wraps the reviewer's case keys for the new key pair: the
+    # old private key, locked under the new password (whistle.people.accounts.rotate).
+    rotating_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class Change(Base):
+    """A proposal that takes effect only when a different person approves it (two-person
+    control: whistle.people.approvals). ``payload`` is JSON: ids, roles, units; never a
+    password, a key or case content."""
+
+    __tablename__ = "changes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    proposed_by: Mapped[str] = mapped_column(String(40))
+    proposed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class EnrolmentCode(Base):
+    """A one-time link for a person to choose their own password (enrolment or reset).
+    Only a hash of the code is kept; ``used`` is set when it is spent."""
+
+    __tablename__ = "enrolment_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    reviewer_id: Mapped[str] = mapped_column(ForeignKey("reviewers.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    expires: Mapped[dt.datetime] = mapped_column(DateTime)
+    used: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Concern(Base):
@@ -251,6 +297,9 @@ class OutboxMail(Base):
     next_attempt: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     sent: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An enrolment link, sealed under a key derived from the instance secret in keys/ (never
+    # readable from the database alone); erased once the mail is sent.
+    secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
     __table_args__ = (Index("ix_outbox_pending", "sent", "failed", "next_attempt"),)
 

@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, literal_column, select
 from sqlalchemy.orm import Session
 
 from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
+from whistle.store import db
 from whistle.store.models import Setting
 from whistle.store.prepared import PreparedQuery
 
@@ -40,18 +41,43 @@ def units(session: Session) -> list[str]:
     return value
 
 
-# Both lists a submission is checked against, in one read (compiled once: whistle.store.prepared).
+# Set once, never unset: the roster is sealed (whistle.people.roster). Its value says when
+# and by what (the first concern, /setup or the command line).
+ROSTER_SEALED = "roster_sealed"
+# Both lists a submission is checked against, and whether the roster is sealed (the first
+# concern seals it), in one read (compiled once: whistle.store.prepared).
 _INTAKE = PreparedQuery(select(Setting.key, Setting.value).where(
-    Setting.key.in_([literal_column("'categories'"), literal_column("'units'")])))
+    Setting.key.in_([literal_column("'categories'"), literal_column("'units'"),
+                     literal_column("'" + ROSTER_SEALED + "'")])))
+# PostgreSQL: orders concurrent ``put_once`` calls ("whon" in ASCII; SQLite has one writer).
+_ONCE_LOCK = 0x77686F6E
 
 
 def intake_lists(session: Session) -> tuple[list[dict[str, str]], list[str]]:
     """``categories`` and ``units`` together (one query: every submission needs both)."""
+    cats, units, _sealed = intake_state(session)
+    return cats, units
+
+
+def intake_state(session: Session) -> tuple[list[dict[str, str]], list[str], bool]:
+    """``categories``, ``units`` and whether the roster is sealed, in one query."""
     session.flush()
     found = dict(_INTAKE.all(session.connection(), {}))
     cats = (json.loads(found["categories"]) if "categories" in found
             else [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES])
-    return cats, (json.loads(found["units"]) if "units" in found else list(DEFAULT_UNITS))
+    return (cats, json.loads(found["units"]) if "units" in found else list(DEFAULT_UNITS),
+            ROSTER_SEALED in found)
+
+
+def put_once(session: Session, key: str, value: Any) -> bool:
+    """Set ``key`` unless it is set already (caller's transaction). True if this call set it.
+    Concurrent callers: one sets it (PostgreSQL: an advisory lock orders them; SQLite: the
+    write lock, or a busy error for a loser that read first)."""
+    db.serialize_appends(session, _ONCE_LOCK)
+    if get(session, key, None) is not None:
+        return False
+    put(session, key, value)
+    return True
 
 
 def advice(session: Session) -> str:

@@ -12,7 +12,10 @@ csrf = CSRFProtect()
 
 def init_app(app: Flask) -> None:
     from whistle import i18n
-    from whistle.web import admin, adminlog_page, api, errors, pages, report, reviewer, transactions, uploads
+    from whistle.web import (
+        admin, adminlog_page, api, changes_api, enrol, errors, pages, report, reviewer,
+        transactions, uploads,
+    )
     from whistle.web import setup as setup_web
 
     app.request_class = uploads.WhistleRequest
@@ -23,8 +26,9 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     transactions.init_app(app)
     csrf.exempt(api.bp)
-    for blueprint in (api.bp, pages.bp, report.bp, reviewer.bp, admin.bp, adminlog_page.bp,
-                      setup_web.bp):
+    csrf.exempt(changes_api.bp)
+    for blueprint in (api.bp, changes_api.bp, pages.bp, report.bp, reviewer.bp, admin.bp,
+                      adminlog_page.bp, setup_web.bp, enrol.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
 

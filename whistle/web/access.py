@@ -24,7 +24,8 @@ PROTECTED_PREFIXES = ("/reviewer", "/admin", "/api/")
 PUBLIC = frozenset({
     "reviewer.login_form", "reviewer.login",
     "api.intake_options", "api.submit_concern", "api.status", "api.reporter_message",
-    "api.rotate_token", "api.reporter_attachments", "api.login",
+    "api.rotate_token", "api.reporter_attachments", "api.login", "changes_api.enrol",
+    "api.public_roster",
 })
 
 # Pages a reviewer may reach while their account still needs setting up.
@@ -34,6 +35,10 @@ SETUP_PAGES = {
     "totp": ("reviewer.totp_form", {"reviewer.totp_form", "reviewer.totp_enable",
                                     "reviewer.logout"}),
 }
+
+
+# API calls a reviewer may make while their account still needs setting up.
+_WHILE_SETTING_UP = frozenset({"api.logout", "changes_api.change_password"})
 
 
 def protected(path: str, endpoint: str | None) -> bool:
@@ -56,7 +61,7 @@ def _api_guard() -> None:
         raise ApiError(401, "unauthorized", "sign in first",
                        headers={"WWW-Authenticate": "Bearer"})
     g.signed = signed
-    if request.endpoint != "api.logout" and signed.setup_needed(current_settings()):
+    if request.endpoint not in _WHILE_SETTING_UP and signed.setup_needed(current_settings()):
         raise ApiError(403, "account_setup_required", "finish setting up your account "
                        "(your own password, or two-factor sign-in) on the reviewer pages")
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from whistle import current_settings, instance_keys, validation
-from whistle.people import administration
+from whistle.people import administration, approvals, roster
 from whistle.store import db, options
-from whistle.store.models import Reviewer
+from whistle.store.models import Reviewer, utcnow
 from whistle.errors import InvalidInput
 from whistle.web import common
 
@@ -62,9 +62,17 @@ def enrol() -> tuple[str, int]:
         senior=form.get("senior") == "yes", independent=form.get("independent") == "yes",
         admin=form.get("admin") == "yes" or form.get("admin_only") == "yes",
         reviews=form.get("admin_only") != "yes")
+    session = db.session()
     try:
-        r, password = administration.enrol(db.session(), current_settings(), acc,
-                                           g.signed.reviewer_id)
+        if roster.is_sealed(session):  # a proposal: a second person approves it
+            r, _change = approvals.add_account(
+                session, approvals.Context(current_settings(), instance_keys(), utcnow()),
+                acc.name, acc.email, list(acc.units), acc.senior, acc.independent, acc.admin,
+                acc.reviews, g.signed.reviewer_id)
+            return render_template("admin/proposed.html", me=g.signed.reviewer,
+                                   account=r), 202
+        r, password = administration.enrol(session, current_settings(), acc,
+                                           g.signed.reviewer_id, keys=instance_keys())
     except InvalidInput as exc:
         return _enrol_form(exc.message, form, exc.status)
     return render_template("admin/enrolled.html", me=g.signed.reviewer, enrolled=r,
@@ -83,11 +91,18 @@ def edit_form(reviewer_id: str) -> str:
 def edit(reviewer_id: str) -> Any:
     r = _reviewer_or_404(reviewer_id)
     form = common.form_fields(multi=("units",))
+    units, senior = form.get("units", []), form.get("senior") == "yes"
+    independent = form.get("independent") == "yes"
     try:
-        administration.update_reviewer(db.session(), current_settings(), r.id,
-                                       form.get("units", []), form.get("senior") == "yes",
-                                       form.get("independent") == "yes",
-                                       g.signed.reviewer_id)
+        if roster.is_sealed(db.session()):  # a grant waits for a second person
+            approvals.propose_for(db.session(), approvals.GRANT, r.id,
+                                  {"units": sorted(set(units)), "senior": senior,
+                                   "independent": independent}, g.signed.reviewer_id)
+            flash(gettext("Proposed: the change takes effect when a second person approves "
+                          "it."), "ok")
+            return redirect(url_for("admin.home"))
+        administration.update_reviewer(db.session(), current_settings(), r.id, units, senior,
+                                       independent, g.signed.reviewer_id, keys=instance_keys())
     except InvalidInput as exc:
         return render_template("admin/reviewer.html", me=g.signed.reviewer, r=r,
                                r_units=json.loads(r.units), units=options.units(db.session()),

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, g, render_template
 from flask_babel import gettext, ngettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from whistle.people import adminlog
@@ -37,6 +38,32 @@ def _changes(before: list[str], after: list[str], what: str) -> list[str]:
 
 def _yes_no(value: bool) -> str:
     return gettext("yes") if value else gettext("no")
+
+
+_ROSTER_WORDS = {
+    "reviewer_invited": _l("Account invited to choose a password"),
+    "password_chosen": _l("Password chosen by the account's owner"),
+    "key_rotated": _l("Password changed and key pair replaced"),
+    "change_proposed": _l("Change proposed (waits for a second person)"),
+    "change_approved": _l("Change approved by a second person"),
+    "change_rejected": _l("Change rejected"),
+    "roster_sealed": _l("Roster sealed: from now on, adding a reader takes two people"),
+    "roster_entry_signed": _l("Roster entry signed"),
+}
+
+
+def _roster_event(type_: str, data: dict[str, Any], who: str,
+                  names: dict[str, str]) -> tuple[str, str]:
+    subject = data.get("subject")
+    parts = [who or names.get(subject or "", subject or "")]
+    if data.get("type"):
+        parts.append(gettext("kind: %(kind)s", kind=data["type"]))
+    if data.get("proposed_by"):
+        parts.append(gettext("proposed by %(who)s",
+                             who=names.get(data["proposed_by"], data["proposed_by"])))
+    if data.get("fingerprint"):
+        parts.append(gettext("key %(fp)s", fp=data["fingerprint"][:16]))
+    return str(_ROSTER_WORDS[type_]), "; ".join(p for p in parts if p)
 
 
 def describe(event: Any, names: dict[str, str]) -> tuple[str, str]:
@@ -74,6 +101,8 @@ def describe(event: Any, names: dict[str, str]) -> tuple[str, str]:
             parts.append(gettext("relabelled: %(items)s", items="; ".join(relabelled)))
         parts += _changes(b["units"], a["units"], gettext("units"))
         return gettext("Report form changed"), "; ".join(parts)
+    if event.type in _ROSTER_WORDS:
+        return _roster_event(event.type, data, who, names)
     if event.type == "advice_changed":
         return gettext("Advice text changed"), ngettext(
             "now %(num)d character", "now %(num)d characters", data["characters"])

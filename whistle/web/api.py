@@ -25,6 +25,13 @@ def intake_options() -> Response:
     return jsonify(shared.intake_options(db.session()))
 
 
+@bp.get("/roster")
+def public_roster() -> Response:
+    """Who can receive a concern now, each key's fingerprint, and the signed head (public:
+    no account, no cookie; see whistle.people.roster)."""
+    return jsonify(shared.roster_json(db.session()))
+
+
 @bp.post("/concerns")
 def submit_concern() -> tuple[Response, int]:
     if request.mimetype == "multipart/form-data":

@@ -111,6 +111,16 @@ def json_body() -> dict[str, Any]:
     return data
 
 
+def optional_json_body() -> dict[str, Any]:
+    """``json_body`` for calls whose body is optional: none at all is ``{}``; anything sent
+    must be a well-formed JSON object like any other body."""
+    if request.content_length == 0 or (request.content_length is None
+                                       and "chunked" not in request.headers.get(
+                                           "Transfer-Encoding", "").lower()):
+        return {}
+    return json_body()
+
+
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 

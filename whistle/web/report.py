@@ -91,6 +91,12 @@ def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str
                            dropped_files=[f.filename for f in files]), 200
 
 
+@bp.get("/roster")
+def roster_page() -> str:
+    """The public roster as a page: who can receive a concern now (no JavaScript needed)."""
+    return render_template("report/roster.html", roster=shared.roster_json(db.session()))
+
+
 @bp.get("/status")
 def status_form() -> str:
     return render_template("report/status_login.html", error=None)

@@ -15,16 +15,18 @@ from flask import (
     session,
     url_for,
 )
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from whistle import current_settings, instance_keys
 from whistle.cases import inbox as case_list
 from whistle.cases import sharing, workflow
 from whistle.cases import stats as stats_mod
-from whistle.people import accounts, sessions, twofactor
+from whistle.people import accounts, adminlog, credentials, sessions, twofactor
 from whistle.store import db, options
+from whistle.store.models import Reviewer
 from whistle.errors import AuthError, DomainError, InvalidInput
-from whistle.web import common, shared
+from whistle.web import adminlog_page, common, shared
 
 bp = Blueprint("reviewer", __name__, url_prefix="/reviewer")
 
@@ -70,7 +72,29 @@ def inbox() -> str:
                            me=g.signed.reviewer,
                            counts=stats_mod.inbox_counts(db.session(), g.signed.reviewer_id),
                            category_labels={c["id"]: c["label"]
-                                            for c in options.categories(db.session())})
+                                            for c in options.categories(db.session())},
+                           roster_notices=_roster_notices())
+
+
+def _roster_notices() -> list[tuple[str, str, str]]:
+    """Changes to who may read concerns that this reviewer has not yet said they saw."""
+    session = db.session()
+    events = adminlog.roster_changes(session, g.signed.reviewer.roster_seen)
+    if not events:
+        return []
+    names = dict(session.execute(select(Reviewer.id, Reviewer.name)).tuples().all())
+    return [(e.at.date().isoformat(), *adminlog_page.describe(e, names)) for e in events]
+
+
+@bp.post("/roster-seen")
+def roster_seen() -> Response:
+    """The reviewer has seen the roster's changes up to now."""
+    me = g.signed.reviewer
+    latest = adminlog.roster_changes(db.session(), me.roster_seen, limit=10_000)
+    if latest:
+        me.roster_seen = latest[-1].seq
+        db.session().commit()
+    return redirect(url_for("reviewer.inbox"))
 
 
 @bp.get("/cases/<case_ref>")
@@ -140,8 +164,8 @@ def account() -> tuple[str, int]:
 def change_password() -> Any:
     form = common.form_fields()
     try:
-        accounts.change_password(db.session(), current_settings(), g.signed.reviewer,
-                               form.get("old", ""), form.get("new", ""))
+        credentials.change_password(db.session(), current_settings(), instance_keys(),
+                                    g.signed.reviewer, form.get("old", ""), form.get("new", ""))
     except (AuthError, InvalidInput) as exc:
         return _account_page(exc.message, 400)
     session.clear()

@@ -87,7 +87,7 @@ def screen() -> None:
     keys = [k for k, _v in query]
     if len(keys) != len(set(keys)):
         raise ApiError(400, "invalid_request", "a parameter was sent more than once")
-    if request.method != "POST" or request.blueprint == "api":
+    if request.method != "POST" or request.path.startswith("/api/"):  # JSON: checked there
         return
     if request.mimetype not in FORM_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the form as a web form")

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template
 
-from whistle import current_settings
+from whistle import current_settings, instance_keys
 from whistle.people import administration
 from whistle.store import db
 from whistle.errors import InvalidInput
@@ -59,7 +59,7 @@ def setup_submit() -> tuple[str, int]:
     try:
         done = administration.first_run(db.session(), current_settings(),
                                         current_settings().keys_dir, form.get("code"),
-                                        admin, reviewers)
+                                        admin, reviewers, keys=instance_keys())
     except InvalidInput as exc:
         return _form(exc.message, form, exc.status)
     except administration.SetupRefused:

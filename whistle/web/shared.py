@@ -6,16 +6,16 @@ Views in both layers stay short: parse, call one function here, render.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Response
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from whistle import crypto, current_settings, instance_keys
 from whistle.cases import actions, intake, reading, reporter, sharing, workflow
-from whistle.people import sessions
+from whistle.people import roster, sessions
 from whistle.ratelimit import limiter
 from whistle.store import db, options
 from whistle.store.models import Reviewer
@@ -58,11 +58,26 @@ def _fixed_options() -> dict[str, Any]:
     }
 
 
-def reviewer_choices(session: Any) -> list[dict[str, str]]:
-    rows = session.scalars(select(Reviewer).where(Reviewer.active.is_(True),
-                                                  Reviewer.is_reviewer.is_(True))
-                           .order_by(Reviewer.name))
-    return [{"id": r.id, "name": r.name} for r in rows]
+def reviewer_choices(session: Any) -> list[dict[str, Any]]:
+    """Who may receive a concern now (verified active reviewers, whistle.people.roster), with
+    their roles and units: what a reporter needs to choose whom to exclude."""
+    return [{"id": x.id, "name": x.name, "units": x.units, "independent": x.independent,
+             "senior": x.senior, "admin": x.admin, "fingerprint": x.fingerprint}
+            for x in roster.listing(session, instance_keys())]
+
+
+def roster_json(session: Any) -> dict[str, Any]:
+    """``GET /api/v1/roster``: who can receive a concern now, and the signed head."""
+    keys = instance_keys()
+    listed = roster.listing(session, keys)
+    sealed = roster.is_sealed(session)
+    head, signature = roster.head(session, keys, listed, sealed)
+    return {"sealed": sealed,
+            "reviewers": [x.public() | {"public_key": base64.b64encode(x.public_key).decode()}
+                          for x in listed],
+            "head": head, "signature": base64.b64encode(signature).decode(),
+            "signing_key": base64.b64encode(keys.signing_public).decode(),
+            "signing_key_fingerprint": crypto.digest(keys.signing_public).hex()}
 
 
 def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
@@ -86,7 +101,8 @@ def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
             existing = intake.replay(session, keys, idempotency_key)
             if existing is not None:
                 raise intake.AlreadySubmitted()
-        return intake.submit(session, keys, current_settings(), sub, idempotency_key)
+        return intake.submit(session, keys, current_settings(), sub, idempotency_key,
+                             on_sealed=roster.sealed_by_first_concern)
     except OperationalError as exc:
         session.rollback()
         raise errors.Unavailable(errors.NOT_SAVED) from exc

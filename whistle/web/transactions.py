@@ -17,6 +17,7 @@ from flask import Flask, current_app, request
 
 from whistle.store import db
 from whistle.store.db import Mode
+from whistle.web import access
 
 MODES: dict[str, Mode] = {
     # The status check: a lookup and, once a day, its own short write.
@@ -52,14 +53,12 @@ class WhistleFlask(Flask):
     _checkpointing_in: int | None = None
 
     def dispatch_request(self) -> Any:
-        from whistle.web import access
-
         self._ensure_checkpointer()
+        view = super().dispatch_request
 
         def work() -> Any:
             refused = access.check()
-            return refused if refused is not None else super(WhistleFlask,
-                                                              self).dispatch_request()
+            return refused if refused is not None else view()
 
         return db.run(db.database_of(self), mode_for(request.endpoint, request.method), work,
                       before_again=_rewind_uploads)
