@@ -210,6 +210,9 @@ def test_a_password_change_rotates_the_key_pair_so_an_old_backup_opens_nothing_n
                           json={"password": cat["password"], "new_password": NEW_PASSWORD})
     assert changed.status_code == 200, changed.get_data(as_text=True)
     assert changed.get_json()["fingerprint"] != crypto.digest(backup[2]).hex()
+    published = {r["id"]: r["fingerprint"]
+                 for r in client.get("/api/v1/roster").get_json()["reviewers"]}
+    assert published[cat["id"]] == changed.get_json()["fingerprint"]
     after = submit_concern(client)["case_ref"]
     old_private = crypto.unlock_private_key(backup[0], cat["password"], backup[1])
     with db.new_session(app) as s:

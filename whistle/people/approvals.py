@@ -28,26 +28,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from whistle import notify, validation
+from whistle.cases import proposals
 from whistle.config import Settings
-from whistle.errors import DomainError, InvalidInput, NotFound, Refused
+from whistle.errors import InvalidInput, NotFound, Refused
 from whistle.keys import InstanceKeys
 from whistle.people import adminlog, credentials, roster
 from whistle.store import options
 from whistle.store.models import Change, EnrolmentCode, Reviewer, utcnow
 
-PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+PENDING, APPROVED, REJECTED = proposals.PENDING, proposals.APPROVED, proposals.REJECTED
+SecondPersonRequired = proposals.SecondPersonRequired
 ENROL, REENABLE, GRANT, RESET = "enrol", "reenable", "grant", "reset_password"
 ROSTER_TYPES = (ENROL, REENABLE, GRANT, RESET)
 
 
-class SecondPersonRequired(Refused):
-    def __init__(self) -> None:
-        super().__init__("second_person_required", "a different person must approve this: "
-                         "not the one who proposed it, nor the account it concerns")
-
-
-class NotAllowed(DomainError):
-    code, status = "not_allowed", 403
+class NotAllowed(proposals.NotAllowed):
     message = "only an active administrator (or, where there is no other, a reviewer) may " \
               "approve this"
 
@@ -59,10 +54,7 @@ def is_sealed(session: Session) -> bool:
 def propose(session: Session, type_: str, subject: str | None, payload: dict[str, Any],
             proposer: str) -> Change:
     """Record a proposal (caller's transaction) and tell the people who may approve it."""
-    change = Change(type=type_, subject=subject, payload=json.dumps(payload, sort_keys=True),
-                    proposed_by=proposer, proposed_at=utcnow(), state=PENDING)
-    session.add(change)
-    session.flush()
+    change = proposals.create(session, type_, subject, payload, proposer, utcnow())
     adminlog.record(session, "change_proposed", proposer,
                     {"change": change.id, "type": type_, "subject": subject})
     _tell_approvers(session, change)
@@ -82,26 +74,21 @@ def _tell_approvers(session: Session, change: Change) -> None:
 
 
 def pending(session: Session) -> list[Change]:
-    return list(session.scalars(select(Change).where(Change.state == PENDING)
-                                .order_by(Change.proposed_at, Change.id)))
+    """Pending roster changes."""
+    return proposals.pending(session, ROSTER_TYPES)
 
 
 def _pending_change(session: Session, change_id: Any) -> Change:
-    change = session.get(Change, change_id) if isinstance(change_id, str) and \
-        len(change_id) <= 64 else None
-    if change is None:
-        raise NotFound("no such change")
-    if change.state != PENDING:
-        raise Refused("already_decided", f"this change was already {change.state}")
-    return change
+    return proposals.open_change(session, change_id, ROSTER_TYPES)
 
 
 def check_approver(session: Session, change: Change, approver_id: str) -> None:
     """The two-person guard; raises ``SecondPersonRequired`` (409) or ``NotAllowed`` (403)."""
-    if approver_id in (change.proposed_by, change.subject):
-        raise SecondPersonRequired()
-    if approver_id not in {r.id for r in _approvers(session, change)}:
-        raise NotAllowed()
+    try:
+        proposals.guard(change, approver_id, [change.subject or ""],
+                        {r.id for r in _approvers(session, change)})
+    except proposals.NotAllowed as exc:
+        raise NotAllowed() from exc
 
 
 @dataclass
@@ -118,7 +105,7 @@ def approve(session: Session, ctx: Context, change_id: Any, approver_id: str) ->
     """Approve and apply a pending change. Commits."""
     change = _pending_change(session, change_id)
     check_approver(session, change, approver_id)
-    change.state, change.decided_by, change.decided_at = APPROVED, approver_id, ctx.now
+    proposals.decide(change, APPROVED, approver_id, ctx.now)
     _APPLY[change.type](session, Context(ctx.settings, ctx.keys, ctx.now, approver_id), change)
     adminlog.record(session, "change_approved", approver_id,
                     {"change": change.id, "type": change.type, "subject": change.subject,
@@ -136,7 +123,7 @@ def reject(session: Session, change_id: Any, decider_id: str, now: dt.datetime) 
             raise SecondPersonRequired()
         if decider_id not in {r.id for r in _approvers(session, change)}:
             raise NotAllowed()
-    change.state, change.decided_by, change.decided_at = REJECTED, decider_id, now
+    proposals.decide(change, REJECTED, decider_id, now)
     if change.type == ENROL and change.subject:
         account = session.get(Reviewer, change.subject)
         if account is not None and account.state == "pending":
@@ -275,7 +262,4 @@ def propose_for(session: Session, type_: str, reviewer_id: Any, payload: dict[st
     return change
 
 
-def describe(change: Change) -> dict[str, Any]:
-    return {"id": change.id, "type": change.type, "subject": change.subject,
-            "proposed_by": change.proposed_by, "at": change.proposed_at.isoformat(),
-            "state": change.state, "details": json.loads(change.payload)}
+describe = proposals.describe
