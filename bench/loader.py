@@ -34,14 +34,20 @@ from types import SimpleNamespace
 from typing import Any
 
 from mnemonic import Mnemonic
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, insert, select, text
 
 from whistle import crypto, tokens  # noqa: E402
-from whistle.cases import audit, intake, workflow  # noqa: E402
+from whistle.cases import audit, intake, registry, workflow  # noqa: E402
 from whistle.cases import keys as casekeys  # noqa: E402
 from whistle.keys import InstanceKeys  # noqa: E402
 from whistle.store import counts  # noqa: E402
-from whistle.store.models import Assignment, AuditEvent, Concern, WrappedKey  # noqa: E402
+from whistle.store.models import (  # noqa: E402
+    Assignment,
+    AuditEvent,
+    CaseRegistry,
+    Concern,
+    WrappedKey,
+)
 
 SPAN_DAYS = 5 * 365
 OUTCOMES = ("substantiated", "partially_substantiated", "not_substantiated", "referred")
@@ -241,6 +247,7 @@ def load(engine: Engine, plan: Plan, count: int, samples: Samples, processes: in
             with engine.begin() as conn:
                 for name, model in _TABLES:
                     conn.execute(insert(model.__table__), result["rows"][name])
+                _register(conn, result["rows"]["concerns"])
             samples.tokens += result["tokens"]
             samples.heavy_cases += result["heavy_cases"]
             samples.heavy_count += len(result["heavy_cases"])
@@ -250,6 +257,21 @@ def load(engine: Engine, plan: Plan, count: int, samples: Samples, processes: in
                 rate = done / max(1e-9, time.monotonic() - started)
                 print(f"  loaded {done}/{count} cases ({rate:.0f}/s)", flush=True)
     return samples
+
+
+def _register(conn: Any, concerns: list[dict[str, Any]]) -> None:
+    """The registry entries a submission writes (whistle.cases.registry), in load order."""
+    last = conn.execute(select(CaseRegistry.seq, CaseRegistry.hash)
+                        .order_by(CaseRegistry.seq.desc()).limit(1)).first()
+    seq, prev = (last[0], bytes(last[1])) if last else (0, registry.GENESIS)
+    rows = []
+    for c in concerns:
+        seq += 1
+        digest = registry.link(prev, seq, c["id"], c["created"])
+        rows.append({"seq": seq, "concern_id": c["id"], "created": c["created"],
+                     "prev_hash": prev, "hash": digest})
+        prev = digest
+    conn.execute(insert(CaseRegistry), rows)
 
 
 def settle(engine: Engine) -> None:

@@ -50,9 +50,11 @@ def days(n: int) -> dt.datetime:
 
 @pytest.fixture
 def people(app: Flask) -> dict[str, dict[str, str]]:
+    # Ann and Bob cover the concern's unit, so routing picks them and Ida, the one
+    # independent reviewer not excluded, is the escalation reviewer (issue 19).
     return {
-        "ann": make_reviewer(app, "Ann Reviewer"),
-        "bob": make_reviewer(app, "Bob Reviewer"),
+        "ann": make_reviewer(app, "Ann Reviewer", units=["Education"]),
+        "bob": make_reviewer(app, "Bob Reviewer", units=["Education"]),
         "ida": make_reviewer(app, "Ida Independent", independent=True),
         "xen": make_reviewer(app, "Xen Independent but excluded", independent=True),
         "adm": make_reviewer(app, "Ada Admin", admin=True, reviews=False),
@@ -61,8 +63,9 @@ def people(app: Flask) -> dict[str, dict[str, str]]:
 
 
 def submit_about(client: FlaskClient, people: dict[str, dict[str, str]]) -> dict[str, Any]:
-    # Exclude both independents but Ida so routing picks ann, bob or ida; exclude axe too.
-    return submit_concern(client, exclude_reviewers=[people["xen"]["id"], people["axe"]["id"]])
+    # Exclude both independents but Ida, and axe too: routing picks ann and bob (their unit).
+    return submit_concern(client, unit="Education",
+                          exclude_reviewers=[people["xen"]["id"], people["axe"]["id"]])
 
 
 def test_reminders_go_to_the_assigned_reviewers_once_shortly_before_the_deadline(
@@ -93,18 +96,25 @@ def test_an_overdue_case_is_escalated_once_to_independent_reviewers_and_admins_n
 
     report = run(app, days(8))
     assert report.escalated == [ref] and report.overdue == 1
-    assert sorted(pending(app)) == sorted([(people["ida"]["email"], "escalation"),
-                                           (people["adm"]["email"], "admin_attention")])
+    # Issue 19: tier 1 gives the case to the escalation reviewer (Ida) with access; the
+    # administrators are alerted at tier 2 (or at tier 1 when no one could be given it).
+    assert pending(app) == [(people["ida"]["email"], "escalation")]
     with db.new_session(app) as s:
         concern = s.get(Concern, ref)
         assert concern is not None and concern.overdue and concern.escalated_ack
+        assert concern.escalation_tier == 1
         overdue_events = s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.concern_id == ref, AuditEvent.type == "acknowledge_overdue"))
     assert overdue_events == 1
 
-    # Not on every run: the next runs add no mail and no event.
+    # Not on every run: the next runs add no mail and no event (until tier 2 is due).
     sent_everything(app)
-    assert run(app, days(9)).escalated == [] and run(app, days(30)).escalated == []
+    assert run(app, days(9)).escalated == [] and run(app, days(15)).escalated == []
+    assert pending(app) == []
+    assert run(app, days(16)).escalated == [ref]  # tier 2: nobody acted for 7 days
+    assert pending(app) == [(people["adm"]["email"], "admin_attention")]
+    sent_everything(app)
+    assert run(app, days(17)).escalated == [] and run(app, days(30)).escalated == []
     assert pending(app) == []
     with db.new_session(app) as s:
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
@@ -120,6 +130,7 @@ def test_escalation_mail_is_content_free_and_never_reaches_the_excluded(
         app: Flask, client: FlaskClient, smtp: Any, people: dict[str, dict[str, str]]) -> None:
     receipt = submit_about(client, people)
     run(app, days(8))
+    run(app, days(16))  # tier 2 alerts the administrators (issue 19)
     sent = deliver_mail(app)
     smtp.wait_for(sent)
     recipients = {r for _, rcpts in smtp.envelopes for r in rcpts}

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from tests.support import services
-from tests.support.factories import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, share_case, submit_concern
 from tests.support.webflow import post_form
 from whistle import crypto, instance_keys, keys, settings_of
 from whistle.cases import intake
@@ -82,9 +82,8 @@ def test_inbox_totals_stay_exact_through_the_whole_workflow(app: Flask,
     # Share a case with the one reviewer who does not hold it yet (a new assignment).
     outsider = next((r for r in (ann, bob, cat) if r["id"] not in holders[refs[1]]), None)
     if outsider is not None:
-        holder = holders[refs[1]][0]
-        shared = client.post(f"/api/v1/cases/{refs[1]}/reviewers",
-                             json={"reviewer_id": outsider["id"]}, headers=heads[holder])
+        holder, approver = holders[refs[1]][:2]  # proposed by one, approved by the other
+        shared = share_case(client, refs[1], outsider["id"], heads[holder], heads[approver])
         assert shared.status_code == 201, shared.get_data(as_text=True)
 
     assert no_mismatches(app) == []

@@ -21,7 +21,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, insert, select, update
 
 from tests.support import services
-from tests.support.factories import build_app, login, make_reviewer, submit_concern
+from tests.support.factories import (
+    build_app,
+    login,
+    make_reviewer,
+    share_case,
+    submit_concern,
+)
 from whistle import settings_of
 from whistle.cases import deadlines, inbox, stats, workflow
 from whistle.people import administration
@@ -131,8 +137,8 @@ def test_the_overdue_copy_follows_the_case_through_deadlines_steps_and_sharing(
     assert kept == {inbox_of_many["ann"]["id"]: 7, inbox_of_many["bob"]["id"]: 7}
     move(client, headers, refs[8], "acknowledged")  # the owed step: no longer overdue
     carl = make_reviewer(app, "Carl Reviewer")
-    shared = client.post(f"/api/v1/cases/{refs[9]}/reviewers", json={"reviewer_id": carl["id"]},
-                         headers=headers)
+    shared = share_case(client, refs[9], carl["id"], headers,
+                        login(client, inbox_of_many["bob"]))
     assert shared.status_code == 201, shared.get_data(as_text=True)
     assert drifted(app) == 0
     carl_sees = client.get("/api/v1/cases?status=overdue", headers=login(client, carl))

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.support.factories import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, share_case, submit_concern
 from tests.support.services import SmtpServer
 from tests.support.webflow import enrol_code
 from whistle.store import db
@@ -70,9 +70,20 @@ def test_a_co_reviewer_sharing_again_gives_the_keys_back(app: Flask, client: Fla
                                                          smtp: SmtpServer) -> None:
     ann, bob = make_reviewer(app), make_reviewer(app)
     receipt = submit_concern(client, details="still readable")
+    ref = receipt["case_ref"]
+    # A third reader, shared the two-person way (issue 19), to approve the re-share below.
+    carol = make_reviewer(app)
+    assert share_case(client, ref, carol["id"], login(client, bob),
+                      login(client, ann)).status_code == 201
     ann = reset(app, ann, smtp)
-    shared = client.post(f"/api/v1/cases/{receipt['case_ref']}/reviewers",
-                         headers=login(client, bob), json={"reviewer_id": ann["id"]})
+    proposed = client.post(f"/api/v1/cases/{ref}/reviewers", headers=login(client, bob),
+                           json={"reviewer_id": ann["id"]})
+    assert proposed.status_code == 202, proposed.get_data(as_text=True)
+    own = client.post(f"/api/v1/cases/{ref}/reviewers/{ann['id']}/approve",
+                      headers=login(client, ann))  # the reviewer concerned cannot approve
+    assert own.status_code == 409 and own.get_json()["error"] == "second_person_required"
+    shared = client.post(f"/api/v1/cases/{ref}/reviewers/{ann['id']}/approve",
+                         headers=login(client, carol))
     assert shared.status_code == 201
     case = client.get(f"/api/v1/cases/{receipt['case_ref']}", headers=login(client, ann))
     assert case.status_code == 200 and case.get_json()["details"] == "still readable"

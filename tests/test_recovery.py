@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
-from tests.support.factories import login, make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, share_case, submit_concern
 from tests.support.webflow import marker
 from whistle import crypto
 from whistle.store import db
@@ -104,8 +104,7 @@ def test_recovery_reshare_all_moves_a_departed_reviewers_cases_skipping_exclusio
     with db.new_session(app) as s:
         s.execute(update(Reviewer).where(Reviewer.id == carol["id"]).values(active=True))
         s.commit()
-    shared = client.post(f"/api/v1/cases/{already}/reviewers", json={"reviewer_id": carol["id"]},
-                         headers=login(client, ann))
+    shared = share_case(client, already, carol["id"], login(client, ann), login(client, bob))
     assert shared.status_code == 201
     disable(app, ann["id"])
 
@@ -121,7 +120,6 @@ def test_recovery_reshare_all_moves_a_departed_reviewers_cases_skipping_exclusio
     assert client.get(f"/api/v1/cases/{already}", headers=carol_api).status_code == 200
     assert client.get(f"/api/v1/cases/{excluded}", headers=carol_api).status_code == 404
     assert client.get("/api/v1/cases", headers=carol_api).get_json()["total"] == 2
-    del bob
 
 
 def test_recovery_reshare_all_checks_its_reviewers(app: Flask, recovery_key_file: Path) -> None:

@@ -13,7 +13,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy import text as sql
 
-from tests.support.factories import database_bytes, login, make_reviewer, submit_concern
+from tests.support.factories import (
+    database_bytes,
+    login,
+    make_reviewer,
+    share_case,
+    submit_concern,
+)
 from tests.support.webflow import (
     all_mail_bytes,
     deliver_mail,
@@ -336,9 +342,9 @@ def test_sharing_by_api_and_html_gives_the_reviewer_the_case(
     details = marker("DETAILS")
     ref = submit_concern(client, details=details)["case_ref"]
     carol, dave = make_reviewer(app, "Carol Third"), make_reviewer(app, "Dave Fourth")
-    ann = login(client, two[0])
-    shared = client.post(f"/api/v1/cases/{ref}/reviewers", json={"reviewer_id": carol["id"]},
-                         headers=ann)
+    ann, bob = login(client, two[0]), login(client, two[1])
+    # Sharing is proposed by one assigned reviewer and approved by another (issue 19).
+    shared = share_case(client, ref, carol["id"], ann, bob)
     assert shared.status_code == 201 and shared.get_json()["reviewer"]["id"] == carol["id"]
     assert client.get(f"/api/v1/cases/{ref}",
                       headers=login(client, carol)).get_json()["details"] == details
@@ -349,12 +355,20 @@ def test_sharing_by_api_and_html_gives_the_reviewer_the_case(
     browser, page = sign_in(app, two[1]), f"/reviewer/cases/{ref}"
     assert f'value="{dave["id"]}"' in browser.get(page).get_data(as_text=True)
     post_form(browser, f"{page}/share", {"reviewer_id": dave["id"]}, page)
-    assert "Case shared." in browser.get(page).get_data(as_text=True)
+    proposed = browser.get(page).get_data(as_text=True)
+    assert "Sharing proposed" in proposed
+    assert f"/reviewers/{dave['id']}/approve" not in proposed  # not by the proposer
+    assert client.get(f"/api/v1/cases/{ref}", headers=login(client, dave)).status_code == 404
+    other = sign_in(app, two[0])
+    assert f"/reviewers/{dave['id']}/approve" in other.get(page).get_data(as_text=True)
+    post_form(other, f"{page}/reviewers/{dave['id']}/approve", {}, page)
+    assert "Case shared." in other.get(page).get_data(as_text=True)
     dave_case = client.get(f"/api/v1/cases/{ref}", headers=login(client, dave)).get_json()
     assert dave_case["details"] == details
     assert {r["id"] for r in dave_case["reviewers"]} == {
         two[0]["id"], two[1]["id"], carol["id"], dave["id"]}
-    assert [e["type"] for e in dave_case["events"]].count("shared") == 2
+    types = [e["type"] for e in dave_case["events"]]
+    assert types.count("share_proposed") == 2 and types.count("share_approved") == 2
 
 
 def test_an_excluded_reviewer_is_refused_and_never_learns_the_case_exists(
@@ -405,7 +419,7 @@ def test_every_action_is_an_event_without_plaintext_and_reviewers_see_the_trail(
     client.post(f"/api/v1/cases/{ref}/messages", json={"body": msg}, headers=ann)
     client.post(f"/api/v1/cases/{ref}/notes", json={"body": note}, headers=ann)
     client.post("/api/v1/status/messages", json={"token": token, "body": reply})
-    client.post(f"/api/v1/cases/{ref}/reviewers", json={"reviewer_id": carol["id"]}, headers=bob)
+    assert share_case(client, ref, carol["id"], bob, ann).status_code == 201
     move(client, ann, ref, to="closed", outcome="substantiated", feedback=feedback)
     move(client, bob, ref, to="closed")
     move(client, bob, ref, to="investigating", note=reason)
@@ -414,7 +428,8 @@ def test_every_action_is_an_event_without_plaintext_and_reviewers_see_the_trail(
     events = client.get(f"/api/v1/cases/{ref}", headers=ann).get_json()["events"]
     types = [e["type"] for e in events]
     for expected in ("received", "assigned", "opened", "acknowledged", "investigating",
-                     "reviewer_message", "note", "reporter_message", "shared",
+                     "reviewer_message", "note", "reporter_message", "share_proposed",
+                     "share_approved",
                      "closure_proposed", "closed", "reopened", "token_replaced"):
         assert expected in types, expected
     assert all(text not in str(events) for text in texts)

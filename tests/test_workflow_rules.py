@@ -160,6 +160,100 @@ def test_a_single_reviewer_can_never_reach_closed_by_any_sequence() -> None:
     assert {status for status, _ in seen} == {REC, ACK, INV, PROP}
 
 
+# -- the confirmer is someone the proposer did not bring (issue 19, item 4) ----------------
+
+BEFORE = frozenset({"ann", "bob"})  # assigned when Ann proposed the closure
+
+
+def test_a_reviewer_added_after_the_proposal_cannot_confirm_it() -> None:
+    assert refusal(PROP, CLO, Ask("carol", proposed_by="ann", assigned_before=BEFORE)) == (
+        "second_reviewer_required", 409,
+        "only a reviewer assigned before the closure was proposed may confirm it")
+
+
+def test_a_reviewer_assigned_before_the_proposal_confirms_it() -> None:
+    step = decide(PROP, CLO, Ask("bob", proposed_by="ann", assigned_before=BEFORE))
+    assert (step.status, step.event) == (CLO, "closed")
+
+
+def test_the_proposer_is_refused_as_the_proposer_even_though_assigned_before() -> None:
+    assert refusal(PROP, CLO, Ask("ann", proposed_by="ann", assigned_before=BEFORE)) == (
+        "second_reviewer_required", 409, "a different assigned reviewer must confirm the closure")
+
+
+def test_with_no_one_assigned_before_no_one_can_confirm() -> None:
+    for actor in ("ann", "bob", "carol"):
+        assert refusal(PROP, CLO, Ask(actor, proposed_by="ann",
+                                      assigned_before=frozenset()))[0] == \
+            "second_reviewer_required"
+
+
+def test_rejecting_a_proposal_is_open_to_any_other_reviewer_even_one_added_later() -> None:
+    # Turning a closure down keeps the case open: nothing to arrange, so no such limit.
+    step = decide(PROP, INV, Ask("carol", proposed_by="ann", assigned_before=BEFORE))
+    assert (step.status, step.event) == (INV, "closure_rejected")
+
+
+def test_the_proposer_and_whoever_they_bring_never_reach_closed() -> None:
+    """Exhaustive: Ann proposes, then only Ann and Carol (shared in after the proposal) act."""
+    for actor in ("ann", "carol"):
+        for note in (None, "why"):
+            for outcome in (None, "substantiated"):
+                with pytest.raises(WorkflowError):
+                    decide(PROP, CLO, Ask(actor, "ann", note, outcome, BEFORE))
+
+
+def trail(*events: tuple[str, str, dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    return list(events)
+
+
+INTAKE = (("received", "reporter", {}), ("assigned", "system", {"reviewer": "ann"}),
+          ("assigned", "system", {"reviewer": "bob"}))
+
+
+def test_assigned_at_proposal_reads_who_was_assigned_when_closure_was_proposed() -> None:
+    events = trail(*INTAKE, ("share_proposed", "ann", {"reviewer": "carol"}),
+                   ("closure_proposed", "ann", {"outcome": "withdrawn"}),
+                   ("share_approved", "bob", {"reviewer": "carol", "proposed_by": "ann"}))
+    assert workflow.assigned_at_proposal(events) == BEFORE
+
+
+def test_a_share_approved_before_the_proposal_counts_and_a_mere_proposal_does_not() -> None:
+    events = trail(*INTAKE, ("share_proposed", "ann", {"reviewer": "dave"}),
+                   ("share_approved", "bob", {"reviewer": "carol"}),
+                   ("shared", "recovery", {"reviewer": "erin"}),
+                   ("closure_proposed", "ann", {}))
+    assert workflow.assigned_at_proposal(events) == {"ann", "bob", "carol", "erin"}
+
+
+def test_the_latest_proposal_is_the_one_that_counts() -> None:
+    events = trail(*INTAKE, ("closure_proposed", "ann", {}), ("closure_rejected", "bob", {}),
+                   ("share_approved", "bob", {"reviewer": "carol"}),
+                   ("closure_proposed", "ann", {}))
+    assert workflow.assigned_at_proposal(events) == {"ann", "bob", "carol"}
+
+
+def test_a_recusal_takes_the_reviewer_out_and_brings_the_replacement_in() -> None:
+    events = trail(*INTAKE, ("assigned", "bob", {"reviewer": "carol", "replacing": "bob"}),
+                   ("recused", "bob", {"note": "m1", "replacements": ["carol"]}),
+                   ("closure_proposed", "ann", {}),
+                   ("escalated", "system", {"tier": 1, "reviewers": ["dave"]}))
+    assert workflow.assigned_at_proposal(events) == {"ann", "carol"}
+
+
+def test_escalation_that_names_its_reviewers_before_the_proposal_counts() -> None:
+    events = trail(*INTAKE, ("escalated", "system", {"tier": 1, "reviewers": ["dave", 5]}),
+                   ("escalated", "system", {"tier": 2, "reviewers": [],
+                                            "awaiting_keys": ["erin"]}),
+                   ("escalation_keys", "bob", {"reviewers": ["erin"], "withheld": ["fay"]}),
+                   ("closure_proposed", "ann", {}))
+    assert workflow.assigned_at_proposal(events) == {"ann", "bob", "dave", "erin"}
+
+
+def test_without_a_proposal_in_the_trail_no_one_was_assigned_before_it() -> None:
+    assert workflow.assigned_at_proposal(trail(*INTAKE)) == frozenset()
+
+
 # -- the other guards -------------------------------------------------------------------
 
 

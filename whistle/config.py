@@ -39,6 +39,11 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "ACK_DEADLINE_DAYS": 7,
         "FEEDBACK_DEADLINE_DAYS": 90,
         "REMINDER_DAYS_BEFORE": 2,
+        # Escalation with access (issue 19): independent reviewers who also get withheld copies
+        # of a concern's keys at submission, released when a deadline passes untouched; and
+        # how many days they have to act before the next tier.
+        "ESCALATION_REVIEWERS": 2,
+        "ESCALATION_DAYS": 7,
         "MAX_DETAILS_CHARS": 100_000,
         "MAX_FIELD_CHARS": 200,
         "MAX_CONTENT_LENGTH": 110 * 1024 * 1024,
@@ -88,6 +93,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
 
 _INT_KEYS = {
     "MIN_REVIEWERS", "ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "REMINDER_DAYS_BEFORE",
+    "ESCALATION_REVIEWERS", "ESCALATION_DAYS",
     "MAX_DETAILS_CHARS", "MAX_FIELD_CHARS", "MAX_CONTENT_LENGTH", "MAX_JSON_BYTES",
     "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
     "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ENROL_CODE_HOURS", "ARGON2_MEMORY_KIB",
@@ -122,10 +128,12 @@ def check(config: dict[str, Any]) -> None:
         config[key] = _as_bool(key, config.get(key))
     if config["MIN_REVIEWERS"] < 2:
         raise ConfigError("MIN_REVIEWERS must be at least 2: no concern may rest on one person")
+    if config["ESCALATION_REVIEWERS"] < 0:
+        raise ConfigError("ESCALATION_REVIEWERS must be 0 or more")
     if config["DEBUG"] and config.get("ENV") == "production" and not config["TESTING"]:
         raise ConfigError("DEBUG is on in production: refusing to start")
     for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "SQLITE_CACHE_MIB", "ENROL_CODE_HOURS",
-                "SQLITE_WAL_MAX_PAGES"):
+                "SQLITE_WAL_MAX_PAGES", "ESCALATION_DAYS"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1")
     if isinstance(config.get("TRUSTED_HOSTS"), str):
@@ -143,6 +151,8 @@ class Settings:
     ack_deadline_days: int
     feedback_deadline_days: int
     reminder_days_before: int
+    escalation_reviewers: int
+    escalation_days: int
     max_details_chars: int
     max_field_chars: int
     max_content_length: int

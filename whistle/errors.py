@@ -9,6 +9,28 @@ person can read. A leaf module (no imports from Whistle), so that the pure leave
 
 from __future__ import annotations
 
+from typing import Any
+
+
+class Text(str):
+    """A message with values in it, that a page can say in the reader's language.
+
+    ``str(text)`` is the English sentence, exactly as an f-string would have made it: what
+    the JSON API's ``message`` and the logs carry. ``pattern`` is the same sentence with
+    ``%(name)s`` placeholders and ``params`` the values; ``whistle.i18n.translate`` (the
+    pages' ``tr`` filter) looks the pattern up in ``whistle.wording`` and the catalogue.
+    A message that can reach a person is a ``Text`` or a fixed string, never an f-string
+    (``tests/test_i18n_reporter.py`` checks the reporter's path).
+    """
+
+    pattern: str
+    params: dict[str, Any]
+
+    def __new__(cls, pattern: str, **params: Any) -> Text:
+        text = super().__new__(cls, pattern % params if params else pattern)
+        text.pattern, text.params = pattern, params
+        return text
+
 
 class DomainError(Exception):
     """Something Whistle refuses, with the answer it gives."""

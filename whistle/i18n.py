@@ -22,6 +22,7 @@ from flask import Flask, has_request_context, request
 from flask_babel import Babel, format_date, get_locale
 from flask_babel import lazy_gettext as _l
 
+from whistle import wording
 from whistle.store.models import today
 
 
@@ -126,6 +127,8 @@ EVENT_LABELS = {
     "feedback": _l("The reviewers gave you feedback."),
     "acknowledge_overdue": _l("The date to acknowledge your concern passed. It was escalated."),
     "feedback_overdue": _l("The date for feedback passed. It was escalated."),
+    "escalated": _l("Your concern was passed to more independent reviewers, who can now read "
+                    "it and act on it."),
     "token_replaced": _l("You replaced your token."),
     "attachment_added": _l("You added files."),
 }
@@ -148,6 +151,9 @@ KNOWN_TEXTS = [
     _l("Message sent to the reporter."),
     _l("Note saved."),
     _l("Case shared."),
+    _l("Sharing proposed: another reviewer of this case must approve it."),
+    _l("Sharing rejected."),
+    _l("You have stepped off the case; another reviewer has it now."),
     _l("wrong email or password"),
     _l("too many failed sign-ins: wait and try again"),
     _l("This form expired or did not come from Whistle. Go back, reload and send it again."),
@@ -211,12 +217,18 @@ TRAIL_LABELS = {
     "feedback": _l("Feedback for the reporter"),
     "note": _l("Internal note"),
     "shared": _l("Shared with another reviewer"),
+    "share_proposed": _l("Sharing proposed (waits for a second reviewer)"),
+    "share_approved": _l("Sharing approved by a second reviewer"),
+    "share_rejected": _l("Sharing rejected"),
+    "recused": _l("A reviewer stepped off the case (conflict of interest)"),
     "attachment_added": _l("File added by the reporter"),
     "attachment_downloaded": _l("File downloaded by a reviewer"),
     "token_replaced": _l("Reporter replaced their token"),
     "acknowledge_overdue": _l("Acknowledgement deadline passed"),
     "feedback_overdue": _l("Feedback deadline passed"),
     "deadline_reminder": _l("Deadline reminder sent"),
+    "escalated": _l("Escalated: further reviewers given the case"),
+    "escalation_keys": _l("Keys handed over for escalation"),
     "reviewer_disabled": _l("A reviewer's account was disabled"),
     "reviewer_key_reset": _l("A reviewer's password was reset"),
     "rewrapped": _l("A reviewer's access was restored"),
@@ -230,6 +242,10 @@ def translate(text: Any) -> Any:
     found = DOMAIN_TEXTS.get(str(text))
     if found is not None:
         return str(found)
+    if current().code != DEFAULT:  # English pages keep the domain's English, as the API does
+        said = wording.say(text)  # refusals with values in them (whistle.errors.Text)
+        if said is not None:
+            return said
     from flask_babel import gettext
 
     return gettext(str(text)) if isinstance(text, str) and text else text

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import pikepdf
 from PIL import Image, UnidentifiedImageError
 
+from whistle.errors import Text
+
 # Pillow's own guard against decompression bombs, tightened from its default
 # (about 89 megapixels, an error only at twice that). ``clean`` checks the
 # caller's limit explicitly as well.
@@ -237,8 +239,10 @@ def _clean_image(data: bytes, fmt: str, max_pixels: int) -> Cleaned:
             with Image.open(io.BytesIO(data), formats=[fmt]) as src:
                 width, height = src.size
                 if width * height > max_pixels:
-                    raise TooManyPixels(f"the image is too large ({width} x {height} pixels; "
-                                        f"at most {max_pixels:,} pixels can be cleaned)")
+                    raise TooManyPixels(Text(
+                        "the image is too large (%(width)s x %(height)s pixels; at most "
+                        "%(most)s pixels can be cleaned)", width=width, height=height,
+                        most=f"{max_pixels:,}"))
                 if getattr(src, "n_frames", 1) > 1:
                     return Cleaned(None, "kept as sent: hidden information cannot be removed "
                                          "from animated or multi-page images")

@@ -118,3 +118,47 @@ def route(need: Need, candidates: Iterable[Candidate], min_reviewers: int,
     if len(chosen) < min_reviewers:
         reasons.append(f"only {len(chosen)} eligible reviewers, {min_reviewers} required")
     return Route([c.id for c in chosen], bool(reasons), reasons)
+
+
+def replacements(need: Need, staying: Iterable[Candidate], candidates: Iterable[Candidate],
+                 wanted: int, preferred: frozenset[str] = frozenset(),
+                 rng: random.Random | None = None) -> list[str]:
+    """Up to ``wanted`` reviewers to join ``staying`` on a case (when one recuses), by the
+    same rules: never an excluded one nor one already staying; not a senior of the unit of
+    a concern about a senior person while anyone else will do; an independent one while
+    none stays on such a concern; then ``preferred`` (the case's escalation reviewers),
+    then as ``route`` prefers. Fewer only when fewer are eligible."""
+    rng = rng or random.SystemRandom()
+    chosen = list(staying)
+    taken = {c.id for c in chosen} | set(need.excluded)
+    left = [c for c in candidates if c.id not in taken]
+    picked: list[str] = []
+    while left and len(picked) < wanted:
+        want_independent = need.about_senior and not any(c.independent for c in chosen)
+
+        def rank(c: Candidate) -> tuple[bool, bool, bool, bool, int, int, int, float]:
+            return (senior_of_unit(need, c), want_independent and not c.independent,
+                    c.id not in preferred, *_preference(need, c, rng.random()))
+
+        best = min(left, key=rank)
+        chosen.append(best)
+        picked.append(best.id)
+        left.remove(best)
+    return picked
+
+
+def escalation_reviewers(need: Need, candidates: Iterable[Candidate], chosen: Iterable[str],
+                         count: int, rng: random.Random | None = None) -> list[str]:
+    """Up to ``count`` independent reviewers who get withheld copies of the concern's keys,
+    released if it escalates (whistle.cases.escalation): never excluded, never one of the
+    ``chosen`` reviewers, never a senior of the concern's unit for a concern about a senior
+    person (no exception here: escalation is the way around that desk). Preferred as
+    routing prefers: not administrators, covering the unit and the category, lightest load."""
+    if count <= 0:
+        return []
+    rng = rng or random.SystemRandom()
+    taken = set(chosen)
+    eligible = [c for c in candidates if c.independent and c.id not in need.excluded
+                and c.id not in taken and not senior_of_unit(need, c)]
+    ranked = sorted(eligible, key=lambda c: _preference(need, c, rng.random()))
+    return [c.id for c in ranked[:count]]

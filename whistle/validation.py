@@ -6,7 +6,7 @@ import re
 import unicodedata
 from typing import Any
 
-from whistle.errors import InvalidInput
+from whistle.errors import InvalidInput, Text
 
 _CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _CONTROL_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -32,27 +32,32 @@ def invisible(value: str) -> str | None:
     return None
 
 
+def _code(ch: str) -> str:
+    return f"U+{ord(ch):04X}"
+
+
 def _shown(ch: str) -> str:
-    return f"U+{ord(ch):04X} {unicodedata.name(ch, '')}".rstrip()
+    return f"{_code(ch)} {unicodedata.name(ch, '')}".rstrip()
 
 
 def _check_encoding(value: str, field: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InvalidInput(f"{field} contains invalid characters", field) from exc
+        raise InvalidInput(Text("%(field)s contains invalid characters", field=field),
+                           field) from exc
     if "\ufffd" in value:
-        raise InvalidInput(f"{field} is not valid UTF-8 text", field)
+        raise InvalidInput(Text("%(field)s is not valid UTF-8 text", field=field), field)
 
 
 def _present_text(value: Any, field: str, required: bool) -> str | None:
     """``value`` as checked text, or None when it is absent or blank (refused if required)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise InvalidInput(f"{field} is required", field)
+            raise InvalidInput(Text("%(field)s is required", field=field), field)
         return None
     if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be text", field)
+        raise InvalidInput(Text("%(field)s must be text", field=field), field)
     _check_encoding(value, field)
     return value
 
@@ -75,14 +80,17 @@ def line(value: Any, field: str, max_chars: int, required: bool = False) -> str 
     if value is None:
         return None
     if _CONTROL_LINE.search(value):
-        raise InvalidInput(f"{field} must be a single line without control characters", field)
+        raise InvalidInput(Text("%(field)s must be a single line without control characters",
+                                field=field), field)
     hidden = invisible(value)
     if hidden is not None:
-        raise InvalidInput(f"{field} contains an invisible or text-direction character "
-                           f"({_shown(hidden)}): remove it", field)
+        raise InvalidInput(Text("%(field)s contains an invisible or text-direction character "
+                                "(%(char)s): remove it", field=field, char=_shown(hidden),
+                                code=_code(hidden)), field)
     value = unicodedata.normalize("NFC", value).strip()
     if len(value) > max_chars:
-        raise InvalidInput(f"{field} is longer than {max_chars} characters", field)
+        raise InvalidInput(Text("%(field)s is longer than %(n)s characters", field=field,
+                                n=max_chars), field)
     return value
 
 
@@ -100,13 +108,16 @@ def text(value: Any, field: str, max_chars: int, required: bool = False) -> str 
         return None
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     if _CONTROL_TEXT.search(value):
-        raise InvalidInput(f"{field} contains control characters", field)
+        raise InvalidInput(Text("%(field)s contains control characters", field=field), field)
     override = _OVERRIDES.search(value)
     if override:
-        raise InvalidInput(f"{field} contains a character that reverses the text after it "
-                           f"({_shown(override.group())}): remove it", field)
+        raise InvalidInput(Text("%(field)s contains a character that reverses the text after "
+                                "it (%(char)s): remove it", field=field,
+                                char=_shown(override.group()), code=_code(override.group())),
+                           field)
     if len(value) > max_chars:
-        raise InvalidInput(f"{field} is longer than {max_chars} characters", field)
+        raise InvalidInput(Text("%(field)s is longer than %(n)s characters", field=field,
+                                n=max_chars), field)
     return value
 
 
@@ -115,17 +126,17 @@ def boolean(value: Any, field: str) -> bool:
         return False
     if isinstance(value, bool):
         return value
-    raise InvalidInput(f"{field} must be true or false", field)
+    raise InvalidInput(Text("%(field)s must be true or false", field=field), field)
 
 
 def id_list(value: Any, field: str, max_items: int = 100) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > max_items:
-        raise InvalidInput(f"{field} must be a list of ids", field)
+        raise InvalidInput(Text("%(field)s must be a list of ids", field=field), field)
     out: list[str] = []
     for item in value:
         if not isinstance(item, str) or not re.fullmatch(r"[0-9a-f]{32}", item):
-            raise InvalidInput(f"{field} must be a list of ids", field)
+            raise InvalidInput(Text("%(field)s must be a list of ids", field=field), field)
         out.append(item)
     return out

@@ -93,3 +93,16 @@ def database_bytes(app: Flask) -> bytes:
                     elif isinstance(value, str):
                         chunks.append(value.encode())
     return b"\n".join(chunks)
+
+
+def share_case(client: FlaskClient, case_ref: str, reviewer_id: str,
+               proposer: dict[str, str], approver: dict[str, str]) -> Any:
+    """Share a case the two-person way: ``proposer`` (bearer headers) proposes, asserting the
+    202, and ``approver`` (another assigned reviewer's headers) approves; returns the
+    approval's response (201 when the share took effect)."""
+    proposed = client.post(f"/api/v1/cases/{case_ref}/reviewers",
+                           json={"reviewer_id": reviewer_id}, headers=proposer)
+    assert proposed.status_code == 202, proposed.get_data(as_text=True)
+    assert proposed.get_json()["state"] == "pending"
+    return client.post(f"/api/v1/cases/{case_ref}/reviewers/{reviewer_id}/approve",
+                       headers=approver)

@@ -52,9 +52,11 @@ from whistle.config import Settings
 from whistle import crypto, metadata
 from whistle.cases import audit, notices
 from whistle.cases import keys as casekeys
-from whistle.cases.spool import CHUNK_SIZE, TAG, EncryptedSpool, mib, too_large
+from whistle.cases.spool import (CHUNK_SIZE, TAG, EncryptedSpool, file_too_large,
+                                 files_too_large, mebibytes, too_large,
+                                 too_many_files)
 from whistle.store.models import Attachment, AttachmentChunk, utcnow
-from whistle.errors import InvalidInput
+from whistle.errors import InvalidInput, Text
 
 # Chunks written or read per database statement / short transaction: 1 MiB of
 # ciphertext in memory at most, and 16 times fewer round trips.
@@ -163,11 +165,11 @@ def read_uploads(files: Sequence[Any], settings: Settings, clean: bool
         if size or getattr(f, "filename", None):
             sized.append((f, size))
     if len(sized) > max_files:
-        raise too_large(f"at most {max_files} files can be attached")
+        raise too_many_files(max_files)
     if any(size > max_bytes for _, size in sized):
-        raise too_large(f"a file is larger than {mib(max_bytes)}")
+        raise file_too_large(max_bytes)
     if sum(size for _, size in sized) > max_total:
-        raise too_large(f"the files together are larger than {mib(max_total)}")
+        raise files_too_large(max_total)
     return [_prepare(f, size, clean, max_pixels) for f, size in sized]
 
 
@@ -186,12 +188,14 @@ def _prepare(f: Any, size: int, clean: bool, max_pixels: int) -> Upload:
             try:
                 result = metadata.clean(data, detected, max_pixels)
             except metadata.TooManyPixels as exc:
-                raise too_large(f"{name}: {exc.reason}") from exc
+                raise too_large(Text("%(name)s: %(reason)s", name=name,
+                                     reason=exc.reason)) from exc
             except metadata.CannotClean as exc:
-                raise InvalidInput(
-                    f"Hidden information could not be removed from {name}: {exc.reason}. "
+                raise InvalidInput(Text(
+                    "Hidden information could not be removed from %(name)s: %(reason)s. "
                     "Send it without that file, or untick the box to keep files exactly as "
-                    "they are.", "attachment", code="cannot_clean") from exc
+                    "they are.", name=name, reason=exc.reason), "attachment",
+                    code="cannot_clean") from exc
             del data
             note = result.note
             if result.data is not None:
@@ -328,11 +332,11 @@ def add_later(session: Session, view: Any, uploads: Sequence[Upload],
     concern = view.concern
     files, used = usage(session, concern.id)
     if files + len(uploads) > settings.max_attachments:
-        raise too_large(f"at most {settings.max_attachments} files can be attached to a "
-                        f"concern; it has {files}")
+        raise too_large(Text("at most %(n)s files can be attached to a concern; it has "
+                             "%(files)s", n=settings.max_attachments, files=files))
     if used + sum(u.size for u in uploads) > settings.max_attachments_total:
-        raise too_large(f"the files of a concern together may not exceed "
-                        f"{mib(settings.max_attachments_total)}")
+        raise too_large(Text("the files of a concern together may not exceed %(mib)s MiB",
+                             mib=mebibytes(settings.max_attachments_total)))
     today = (now or utcnow()).date()
     day = dt.datetime.combine(today, dt.time())
     for upload in uploads:

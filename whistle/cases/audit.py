@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,23 +105,43 @@ class Break:
 def verify(session: Session) -> tuple[int, Break | None]:
     """Check every chain. Returns (events checked, first broken link or None)."""
     checked = 0
-    current: str | None = None
-    prev = GENESIS
-    expected_seq = 1
-    # Rows, not ORM objects, fetched in batches: at a million cases the ORM version held
-    # every event at once, enough memory to kill a small server.
+    for _case, events in chains(session):
+        good, broken = chain_fault(events)
+        checked += good
+        if broken:
+            return checked, broken
+    return checked, None
+
+
+def chains(session: Session) -> Iterator[tuple[str, list[Any]]]:
+    """Every case's trail, one case at a time: (case reference, its events as rows of
+    ``_LINK_COLUMNS`` in order). Rows, not ORM objects, fetched in batches: at a million
+    cases the ORM version held every event at once, enough memory to kill a small server."""
     rows = session.execute(select(*_LINK_COLUMNS)
                            .order_by(AuditEvent.concern_id, AuditEvent.seq)
                            .execution_options(yield_per=_VERIFY_BATCH))
+    current: str | None = None
+    events: list[Any] = []
     for e in rows:
         if e.concern_id != current:
-            current, prev, expected_seq = e.concern_id, GENESIS, 1
-        fault = link_fault(e, expected_seq, prev, _record(e))
+            if events:
+                yield current or "", events
+            current, events = e.concern_id, []
+        events.append(e)
+    if events:
+        yield current or "", events
+
+
+def chain_fault(events: list[Any]) -> tuple[int, Break | None]:
+    """Check one case's trail (rows of ``_LINK_COLUMNS``, in order): (links that hold,
+    the first broken link or None)."""
+    prev, expected = GENESIS, 1
+    for e in events:
+        fault = link_fault(e, expected, prev, _record(e))
         if fault:
-            return checked, Break(e.concern_id, e.seq, fault)
-        prev, expected_seq = e.hash, expected_seq + 1
-        checked += 1
-    return checked, None
+            return expected - 1, Break(e.concern_id, e.seq, fault)
+        prev, expected = e.hash, expected + 1
+    return expected - 1, None
 
 
 def link_fault(event: Any, expected_seq: int, prev: bytes, record: bytes) -> str | None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from whistle.config import Settings
 from whistle import crypto, notify, routing, tokens, validation
-from whistle.cases import audit, workflow
+from whistle.cases import audit, registry, workflow
 from whistle.cases import keys as casekeys
 from whistle import keys as instancekeys
 from whistle.keys import InstanceKeys
@@ -40,7 +40,7 @@ from whistle.store.models import (
     utcnow,
 )
 from whistle.store.prepared import Prepared, PreparedQuery
-from whistle.errors import InvalidInput, Refused
+from whistle.errors import InvalidInput, Refused, Text
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -92,7 +92,8 @@ def parse_submission(data: Any, session: Session, settings: Settings) -> Submiss
                "idempotency_key", "clean_metadata"}
     unknown = set(data) - allowed
     if unknown:
-        raise InvalidInput(f"unknown field: {sorted(unknown)[0]}", sorted(unknown)[0])
+        raise InvalidInput(Text("unknown field: %(name)s", name=sorted(unknown)[0]),
+                           sorted(unknown)[0])
     max_line = settings.max_field_chars
     category = validation.line(data.get("category"), "category", 64, required=True)
     categories, units, roster_sealed = options.intake_state(session)
@@ -226,10 +227,14 @@ def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submiss
           today: dt.date, idempotency_key: bytes | None) -> _Sealed:
     active = _active_reviewers(session)
     trusted, lost = _trusted(active, keys.signing_public)
-    route = routing.route(
-        routing.Need(sub.category, sub.unit, sub.about_senior, frozenset(sub.exclude_reviewers)),
-        _candidates(session, trusted), settings.min_reviewers,
-    )
+    need = routing.Need(sub.category, sub.unit, sub.about_senior,
+                        frozenset(sub.exclude_reviewers))
+    candidates = _candidates(session, trusted)
+    route = routing.route(need, candidates, settings.min_reviewers)
+    # From the same read: the escalation reviewers, whose copies are withheld until the case
+    # escalates (whistle.cases.escalation; never assigned, listed, counted or mailed before).
+    standby = routing.escalation_reviewers(need, candidates, route.reviewer_ids,
+                                           settings.escalation_reviewers)
     if lost:  # a concern that loses a reviewer this way is under-routed: administrators look
         route = routing.Route(route.reviewer_ids, True, [*route.reasons, UNVERIFIED])
     reviewers = {r.id: r for r in trusted}  # route only picks among these
@@ -240,6 +245,10 @@ def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submiss
         id=case_ref, category=sub.category, unit=sub.unit, about_senior=sub.about_senior,
         status=workflow.RECEIVED, created=today,
         acknowledge_by=today + dt.timedelta(days=settings.ack_deadline_days),
+        # Owed from submission (Directive 2019/1937 Art. 9(1)(f)): from the end of the
+        # acknowledgement window; acknowledging moves it (workflow._start_feedback_clock).
+        feedback_by=today + dt.timedelta(
+            days=settings.ack_deadline_days + settings.feedback_deadline_days),
         under_routed=route.under_routed,
         details_ct=crypto.seal(ck.case, sub.details.encode(), casekeys.part(case_ref, "details")),
         identity_ct=(crypto.seal(ck.case, json.dumps(sub.identity.__dict__).encode(),
@@ -252,6 +261,9 @@ def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submiss
     wrapped: list[dict[str, Any]] = []
     for rid in route.reviewer_ids:
         wrapped += casekeys.wrapped_rows(case_ref, ck, "reviewer", rid, reviewers[rid].public_key)
+    for rid in standby:  # a reviewer's copy, stored withheld
+        wrapped += casekeys.wrapped_rows(case_ref, ck, "reviewer", rid, reviewers[rid].public_key,
+                                         stored_as=casekeys.ESCALATION)
     wrapped += casekeys.wrapped_rows(case_ref, ck, "recovery", "org", keys.recovery_public)
     reporter = crypto.reporter_keypair(entropy, keys.reporter_pepper)
     wrapped += casekeys.wrapped_rows(case_ref, ck, "reporter", "reporter", reporter.public,
@@ -326,13 +338,15 @@ def _store(session: Session, settings: Settings, sub: Submission, sealed: _Seale
     if route.under_routed:
         events.append(("under_routed", "system", day, None))
     audit.record_many(session, case_ref, events, audit.NEW_CHAIN)
-    if route.under_routed:
+    if route.under_routed:  # never to an administrator the reporter excluded (DESIGN promise 3)
         notify.queue_many(session, list(session.scalars(select(Reviewer.email).where(
-            Reviewer.is_admin.is_(True), Reviewer.active.is_(True)))), "admin_attention")
+            Reviewer.is_admin.is_(True), Reviewer.active.is_(True),
+            Reviewer.id.not_in(sub.exclude_reviewers)))), "admin_attention")
     if not sub.roster_sealed and options.put_once(
             session, options.ROSTER_SEALED, {"at": day.date().isoformat(), "by": "first_concern"}):
         if on_sealed is not None:
             on_sealed(session)
+    registry.register(session, case_ref, today)  # last: PostgreSQL orders appends till COMMIT
     session.commit()
     return Receipt(case_ref, sealed.token, concern["status"], len(route.reviewer_ids),
                    concern["acknowledge_by"], route.under_routed, notes)

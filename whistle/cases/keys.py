@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from whistle import crypto
@@ -21,6 +21,10 @@ THREAD = "thread"
 # recipient instead of two. Reviewers and the recovery key get this; the reporter gets
 # the thread key alone. Cases wrapped before it (a CASE and a THREAD row) still open.
 BOTH = "case+thread"
+# The recipient kind of a reviewer's copy withheld until the case escalates
+# (whistle.cases.escalation). It is wrapped with the context of that reviewer's own copy
+# (recipient kind "reviewer"), so releasing it changes the row's kind and nothing else.
+ESCALATION = "escalation"
 
 
 def part(case_ref: str, name: str) -> str:
@@ -49,12 +53,15 @@ def wrap(session: Session, case_ref: str, keys: CaseKeys, recipient_kind: str,
 
 
 def wrapped_rows(case_ref: str, keys: CaseKeys, recipient_kind: str, recipient_id: str,
-                 public: bytes, thread_only: bool = False) -> list[dict[str, Any]]:
-    """The ``wrapped_keys`` rows ``wrap`` adds, as dicts (for one bulk INSERT of many)."""
+                 public: bytes, thread_only: bool = False, stored_as: str | None = None
+                 ) -> list[dict[str, Any]]:
+    """The ``wrapped_keys`` rows ``wrap`` adds, as dicts (for one bulk INSERT of many).
+    ``stored_as``: the row's recipient kind when it is not the one wrapped for (a withheld
+    ``ESCALATION`` copy of a ``reviewer`` one)."""
     kinds = [(THREAD, keys.thread)] if thread_only else [(BOTH, keys.case + keys.thread)]
     blobs = crypto.wrap_keys([(key, wrap_context(case_ref, kind, recipient_kind, recipient_id))
                               for kind, key in kinds], public)
-    return [{"concern_id": case_ref, "recipient_kind": recipient_kind,
+    return [{"concern_id": case_ref, "recipient_kind": stored_as or recipient_kind,
              "recipient_id": recipient_id, "key_kind": kind, "blob": blob}
             for (kind, _key), blob in zip(kinds, blobs)]
 
@@ -103,3 +110,18 @@ def unwrap_found(found: dict[str, bytes], case_ref: str, recipient_kind: str, re
 
 def exclusion_tag(index_pepper: bytes, case_ref: str, reviewer_id: str) -> bytes:
     return crypto.keyed_hash(index_pepper, "exclusion", f"{case_ref}:{reviewer_id}".encode())
+
+
+def withheld(session: Session, case_ref: str) -> list[str]:
+    """The reviewers holding a withheld (``ESCALATION``) copy of the case's keys, in id
+    order: released only when the case escalates (whistle.cases.escalation)."""
+    return list(session.scalars(select(WrappedKey.recipient_id).distinct().where(
+        WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == ESCALATION)
+        .order_by(WrappedKey.recipient_id)))
+
+
+def drop_withheld(session: Session, case_ref: str, reviewer_id: str) -> None:
+    """A reviewer given the case now holds their own copy: their withheld copy goes."""
+    session.execute(delete(WrappedKey).where(
+        WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == ESCALATION,
+        WrappedKey.recipient_id == reviewer_id))

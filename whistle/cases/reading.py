@@ -19,6 +19,7 @@ from whistle.cases import audit, workflow
 from whistle.cases import keys as casekeys
 from whistle.cases.inbox import summary
 from whistle.errors import KeysPending, NotFound
+from whistle.keys import InstanceKeys
 from whistle.store.models import (
     Assignment,
     Attachment,
@@ -53,6 +54,12 @@ def _assignment(session: Session, reviewer_id: str, case_ref: Any) -> Concern:
     if concern is None:
         raise NotFound()
     return concern
+
+
+def assigned_case(session: Session, reviewer_id: str, case_ref: Any) -> Concern:
+    """The case if it is assigned to this reviewer (no key needed); NotFound otherwise, as
+    for a case that does not exist."""
+    return _assignment(session, reviewer_id, case_ref)
 
 
 def case_keys(session: Session, signed: Reader, case_ref: Any) -> tuple[Concern, casekeys.CaseKeys]:
@@ -103,7 +110,7 @@ _OPEN = PreparedQuery(select(
     Concern.created, Concern.acknowledge_by, Concern.feedback_by, Concern.overdue,
     Concern.under_routed, Concern.acknowledged_on, Concern.closed_on, Concern.outcome,
     Concern.proposed_outcome, Concern.proposed_by, Concern.details_ct, Concern.identity_ct,
-    WrappedKey.key_kind, WrappedKey.blob,
+    Concern.handover_due, WrappedKey.key_kind, WrappedKey.blob,
     # Most cases have no messages or files yet: then their queries are skipped.
     select(Message.id).where(Message.concern_id == Concern.id).exists().label("has_messages"),
     select(Attachment.id).where(Attachment.concern_id == Concern.id).exists().label("has_files"),
@@ -133,11 +140,15 @@ def _open_keys(session: Session, signed: Reader, case_ref: Any
 
 
 def open_case(session: Session, signed: Reader, case_ref: Any,
-              now: dt.datetime | None = None) -> dict[str, Any]:
+              now: dt.datetime | None = None, instance: InstanceKeys | None = None
+              ) -> dict[str, Any]:
     """The whole case, decrypted for this reviewer, and recorded as read by them.
 
     NotFound unless assigned to them. Feedback waiting on a closure proposal
     is under ``closure.feedback``, not among the messages the reporter has seen.
+    With ``instance``, a case that escalated and waits for a key holder
+    (``Concern.handover_due``) has its keys handed over by this reader's session
+    (whistle.cases.escalation.hand_over).
     """
     concern, keys = _open_keys(session, signed, case_ref)
     case_ref = concern.id
@@ -185,7 +196,17 @@ def open_case(session: Session, signed: Reader, case_ref: Any,
             proposals = [e for e in trail if e.type == "closure_proposed"]
             pending = json.loads(proposals[-1].data).get("feedback") if proposals else None
             data["closure"]["feedback"] = drafts.get(pending) if pending else None
+    if instance is not None and concern.handover_due:
+        _hand_over(session, instance, case_ref, keys, signed.reviewer_id, now or utcnow())
     return data
+
+
+def _hand_over(session: Session, instance: InstanceKeys, case_ref: str,
+               keys: casekeys.CaseKeys, reviewer_id: str, now: dt.datetime) -> None:
+    from whistle.cases import escalation
+
+    session.commit()  # the reads end here: the hand-over is a transaction of its own
+    escalation.hand_over(session, instance, case_ref, keys, reviewer_id, now)
 
 
 def attachment_for(session: Session, signed: Reader, case_ref: Any, attachment_id: Any

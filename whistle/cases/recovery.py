@@ -60,6 +60,7 @@ class ReshareAllReport:
     shared: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    recused: list[str] = field(default_factory=list)  # the target declared a conflict on it
 
 
 def cases_of(session: Session, reviewer_id: str) -> list[str]:
@@ -72,13 +73,16 @@ def cases_of(session: Session, reviewer_id: str) -> list[str]:
 def reshare_one_of_many(session: Session, instance: InstanceKeys, case_ref: str, target_id: str,
                         recovery_private: bytes, now: dt.datetime,
                         report: ReshareAllReport) -> None:
-    """One step of ``recovery reshare-all``: an excluded or already assigned target is skipped."""
+    """One step of ``recovery reshare-all``: an excluded, recused or already assigned target
+    is skipped."""
     try:
         reshare(session, instance, case_ref, target_id, recovery_private, now)
         report.shared.append(case_ref)
     except RecoveryError as exc:
         if exc.code == "excluded":
             report.excluded.append(case_ref)
+        elif exc.code == "recused":
+            report.recused.append(case_ref)
         elif exc.code == "already_assigned":
             report.already.append(case_ref)
         else:

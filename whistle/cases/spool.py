@@ -14,7 +14,7 @@ import tempfile
 from typing import IO, Any, cast
 
 from whistle import crypto
-from whistle.errors import InvalidInput
+from whistle.errors import InvalidInput, Text
 
 CHUNK_SIZE = 64 * 1024
 TAG = 16
@@ -25,8 +25,23 @@ def too_large(message: str) -> InvalidInput:
     return InvalidInput(message, "attachment", code="too_large", status=413)
 
 
-def mib(n: int) -> str:
-    return f"{n / 1048576:g} MiB"
+def mebibytes(n: int) -> str:
+    """A size in MiB as people write it: ``10``, ``0.5``."""
+    return f"{n / 1048576:g}"
+
+
+# The limits as messages (whistle.errors.Text: the pages say them in the reader's language).
+def file_too_large(max_bytes: int) -> InvalidInput:
+    return too_large(Text("a file is larger than %(mib)s MiB", mib=mebibytes(max_bytes)))
+
+
+def files_too_large(max_total: int) -> InvalidInput:
+    return too_large(Text("the files together are larger than %(mib)s MiB",
+                          mib=mebibytes(max_total)))
+
+
+def too_many_files(max_files: int) -> InvalidInput:
+    return too_large(Text("at most %(n)s files can be attached", n=max_files))
 
 
 class Budget:
@@ -39,7 +54,7 @@ class Budget:
     def take(self, n: int) -> None:
         self.left -= n
         if self.left < 0:
-            raise too_large(f"the files together are larger than {mib(self.total)}")
+            raise files_too_large(self.total)
 
 
 class EncryptedSpool(io.RawIOBase):
@@ -93,7 +108,7 @@ class EncryptedSpool(io.RawIOBase):
             raise ValueError("the spool is read-only once reading has started")
         n = len(data)
         if self._max_bytes is not None and self._size + n > self._max_bytes:
-            raise too_large(f"a file is larger than {mib(self._max_bytes)}")
+            raise file_too_large(self._max_bytes)
         if self._budget is not None:
             self._budget.take(n)
         self._size += n

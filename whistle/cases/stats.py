@@ -10,8 +10,12 @@ reported only over at least ``THRESHOLD`` cases, as a median in whole days.
 
 There is no drill-down: nothing here names a case, a date finer than a
 quarter, a unit or a reviewer, and no breakdown is crossed with another.
-Cases the viewer was excluded from (DESIGN promise 3: no row in any list or
-count) are left out of every figure they see.
+
+Every viewer sees the same figures, over every case (issue 19, item 7). Figures that
+left out the viewer's excluded cases (as before) differed between viewers by exactly
+those cases: two colleagues comparing their pages found the exclusion. A figure that is
+the same for everyone says nothing about whom a case concerns; small counts stay
+suppressed. docs/design.md ("Excluded means invisible") gives the reasoning.
 
 Pure domain code: a SQLAlchemy session in, plain data out; no Flask.
 """
@@ -27,11 +31,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from whistle.config import Settings
-from whistle.cases import keys as casekeys
 from whistle.cases import workflow
-from whistle.keys import InstanceKeys
 from whistle.store import counts
-from whistle.store.models import Concern, Exclusion
+from whistle.store.models import Concern
 
 THRESHOLD = 5
 MAX_QUARTERS = 8
@@ -151,42 +153,26 @@ _COLUMNS = (Concern.status, Concern.category, Concern.created, Concern.acknowled
             Concern.closed_on)
 
 
-def excluded_cases(session: Session, keys: InstanceKeys, viewer_id: str) -> set[str]:
-    """The cases the reporter excluded ``viewer_id`` from (tags are keyed hashes: recompute)."""
-    out = set()
-    for concern_id, tag in session.execute(select(Exclusion.concern_id, Exclusion.tag)):
-        if tag == casekeys.exclusion_tag(keys.index_pepper, concern_id, viewer_id):
-            out.add(concern_id)
-    return out
-
-
-def _rows(session: Session, keys: InstanceKeys, viewer_id: str
+def _rows(session: Session
           ) -> list[tuple[str, str, dt.date, dt.date | None, dt.date | None, int]]:
-    """(status, category, created, acknowledged_on, closed_on, number of cases) groups.
-
-    Grouped in the database (a group per combination, far fewer than cases),
-    then the viewer's excluded cases are taken back out one by one.
-    """
-    grouped = Counter({tuple(r[:5]): int(r[5]) for r in session.execute(
-        select(*_COLUMNS, func.count()).group_by(*_COLUMNS))})
-    excluded = excluded_cases(session, keys, viewer_id)
-    if excluded:
-        for row in session.execute(select(*_COLUMNS).where(Concern.id.in_(excluded))):
-            grouped[tuple(row)] -= 1
-    return [(*k, n) for k, n in grouped.items() if n > 0]  # type: ignore[misc]
+    """(status, category, created, acknowledged_on, closed_on, number of cases) groups,
+    over every case, grouped in the database (a group per combination, far fewer than
+    cases). Nothing here depends on who looks."""
+    return [(*r[:5], int(r[5])) for r in session.execute(  # type: ignore[misc]
+        select(*_COLUMNS, func.count()).group_by(*_COLUMNS))]
 
 
-def overview(session: Session, keys: InstanceKeys, settings: Settings, viewer_id: str,
-             category_ids: Iterable[str], today: dt.date) -> Overview:
-    """Every figure the statistics page shows to ``viewer_id``, already suppressed."""
+def overview(session: Session, settings: Settings, category_ids: Iterable[str],
+             today: dt.date) -> Overview:
+    """Every figure the statistics page shows, already suppressed: the same for every
+    viewer, so it takes no viewer."""
     by_status: Counter[str] = Counter()
     by_category: Counter[str] = Counter()
     by_quarter: Counter[str] = Counter()
     ack_days: Counter[int] = Counter()
     close_days: Counter[int] = Counter()
     first: dt.date | None = None
-    for status, category, created, acknowledged_on, closed_on, n in _rows(session, keys,
-                                                                          viewer_id):
+    for status, category, created, acknowledged_on, closed_on, n in _rows(session):
         by_status[status] += n
         by_category[category] += n
         by_quarter[quarter_of(created)] += n

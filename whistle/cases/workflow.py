@@ -7,7 +7,9 @@
 * Any assigned reviewer may acknowledge, start investigating, message the
   reporter or propose closure (with an outcome).
 * No one closes alone: only a *different* assigned reviewer confirms a
-  proposal (``closed``) or rejects it (back to ``investigating``).
+  proposal (``closed``) or rejects it (back to ``investigating``), and only one
+  assigned before the closure was proposed may confirm it (the proposer cannot
+  bring their own confirmer by sharing the case).
 * Reopening a closed case needs a written reason.
 * Every change is an audit event; feedback for the reporter is sealed with
   the thread key, like a message.
@@ -15,8 +17,9 @@
   confirms: two people agree on what the reporter is told, and a rejected
   proposal never reaches them.
 * Deadlines: a ``received`` case owes acknowledgement by ``acknowledge_by``;
-  an acknowledged, open case owes feedback by ``feedback_by``. A case past the
-  deadline it owes is overdue (``deadlines`` escalates it once).
+  every open case owes feedback by ``feedback_by`` (set at submission, moved on
+  acknowledgement), whatever its state, until it is closed. A case past the
+  deadline it owes is overdue (``deadlines`` escalates it: whistle.cases.escalation).
 
 The moves are a table (``TRANSITIONS``), decided by ``decide`` from plain values, so that
 the whole policy can be read in one place and checked without a database.
@@ -26,12 +29,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from whistle.config import Settings
@@ -55,6 +58,7 @@ REPORTER_EVENTS = frozenset({
     "received", "acknowledged", "investigating", "closure_proposed", "closure_rejected",
     "closed", "reopened", "reviewer_message", "reporter_message", "feedback",
     "acknowledge_overdue", "feedback_overdue", "token_replaced", "attachment_added",
+    "escalated",
 })
 
 
@@ -152,6 +156,10 @@ class Ask:
     proposed_by: str | None = None
     note: str | None = None
     outcome: object = None  # unchecked input: the guard that needs one checks it
+    # Who was assigned when the pending closure was proposed (``assigned_at_proposal``).
+    # ``transition`` always gives it for a proposed closure; None only in pure tests of the
+    # other guards, where it is not consulted.
+    assigned_before: frozenset[str] | None = None
 
 
 @dataclass
@@ -198,6 +206,22 @@ def _not_the_proposer(message: str) -> Guard:
     return guard
 
 
+def _a_reviewer_the_proposer_did_not_bring(message: str) -> Guard:
+    """Closure is confirmed by someone the proposer did not bring: not the proposer, and
+    only a reviewer already assigned when the closure was proposed (a reviewer shared in
+    afterwards may have been chosen for the purpose)."""
+    not_the_proposer = _not_the_proposer(message)
+
+    def guard(ask: Ask) -> None:
+        not_the_proposer(ask)
+        if ask.assigned_before is not None and ask.actor_id not in ask.assigned_before:
+            raise WorkflowError("second_reviewer_required",
+                                "only a reviewer assigned before the closure was proposed "
+                                "may confirm it")
+
+    return guard
+
+
 def _with_a_reason(ask: Ask) -> None:
     """A closed case is reopened only for a reason the next reviewer can read."""
     if not ask.note:
@@ -212,10 +236,14 @@ def _with_an_outcome(ask: Ask) -> None:
 
 
 def _start_feedback_clock(move: Move) -> None:
-    """Acknowledging starts the deadline for the feedback the reporter is owed."""
-    move.concern.acknowledged_on = move.today
-    move.concern.feedback_by = move.today + dt.timedelta(
-        days=move.settings.feedback_deadline_days)
+    """Acknowledging moves the deadline for the feedback the reporter is owed (owed from
+    submission: received + the acknowledgement window + the feedback window) to
+    acknowledged + the feedback window. A moved deadline gets its own reminder and its own
+    escalation (whistle.cases.deadlines)."""
+    concern = move.concern
+    concern.acknowledged_on = move.today
+    concern.feedback_by = move.today + dt.timedelta(days=move.settings.feedback_deadline_days)
+    concern.reminded_feedback = concern.escalated_feedback = False
 
 
 def _start_investigating(move: Move) -> None:
@@ -275,11 +303,52 @@ TRANSITIONS: Mapping[tuple[str, str], Step] = MappingProxyType({
     (INVESTIGATING, CLOSED): _PROPOSE,
     (CLOSURE_PROPOSED, CLOSED): Step(
         CLOSED, "closed",
-        _not_the_proposer("a different assigned reviewer must confirm the closure"),
+        _a_reviewer_the_proposer_did_not_bring(
+            "a different assigned reviewer must confirm the closure"),
         _confirm_closure),
 })
 # What a reviewer may ask for; anything else is not a move at all (400, not 409).
 _TARGETS = frozenset(to for _, to in TRANSITIONS)
+
+
+# Trail events that give reviewers the case, and where their data names them; ``recused``
+# also takes the case from its actor. (``escalated`` names those it assigned with keys under
+# ``reviewers`` and those assigned to wait for a key holder under ``awaiting_keys``.)
+ASSIGNING_EVENTS = frozenset({"assigned", "shared", "share_approved", "escalated", "recused"})
+_NAMED_BY = ("reviewer", "reviewers", "replacements", "awaiting_keys")
+
+
+def assigned_at_proposal(events: Iterable[tuple[str, str, Mapping[str, Any]]]
+                         ) -> frozenset[str]:
+    """Who was assigned when the latest closure was proposed, from the case's trail as
+    (type, actor, data) in order; empty if no closure was proposed (nobody may confirm)."""
+    assigned: set[str] = set()
+    at_proposal: frozenset[str] = frozenset()
+    for type_, actor, data in events:
+        if type_ == "closure_proposed":
+            at_proposal = frozenset(assigned)
+        elif type_ in ASSIGNING_EVENTS:
+            if type_ == "recused":
+                assigned.discard(actor)
+            for key in _NAMED_BY:
+                named = data.get(key)
+                if isinstance(named, str):
+                    assigned.add(named)
+                elif isinstance(named, list):
+                    assigned.update(x for x in named if isinstance(x, str))
+    return at_proposal
+
+
+_ASSIGNING_TRAIL = select(AuditEvent.type, AuditEvent.actor, AuditEvent.data).where(
+    AuditEvent.concern_id == bindparam("cid"),
+    AuditEvent.type.in_(sorted(ASSIGNING_EVENTS | {"closure_proposed"}))).order_by(AuditEvent.seq)
+
+
+def _assigned_before(session: Session, concern: Concern) -> frozenset[str] | None:
+    if concern.status != CLOSURE_PROPOSED:
+        return None
+    rows = session.execute(_ASSIGNING_TRAIL, {"cid": concern.id}).tuples().all()
+    return assigned_at_proposal((t, a, json.loads(d)) for t, a, d in rows)
 
 
 def decide(current: str, to: object, ask: Ask) -> Step:
@@ -303,7 +372,8 @@ def transition(session: Session, concern: Concern, actor_id: str, to: str,
                feedback: str | None = None) -> str:
     """Apply one requested move; returns the new status or raises WorkflowError. Decided
     first, so a refused move leaves the case and its trail untouched."""
-    step = decide(concern.status, to, Ask(actor_id, concern.proposed_by, note, outcome))
+    step = decide(concern.status, to, Ask(actor_id, concern.proposed_by, note, outcome,
+                                          _assigned_before(session, concern)))
     today = now.date()
     move = Move(session, concern, actor_id, keys, settings, today, outcome,
                 {"from": concern.status})

@@ -1,18 +1,22 @@
-"""Running an instance: ``init``, ``outbox``, ``deadlines``, ``audit verify``, ``inbox recount``,
-``sessions purge``."""
+"""Running an instance: ``init``, ``outbox``, ``deadlines``, ``audit verify``, ``audit
+checkpoint``, ``audit checkpoints``, ``inbox recount``, ``sessions purge``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
 from pathlib import Path
+from typing import Any, TextIO
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from whistle import current_settings, instance_keys, keys, notify
-from whistle.cases import audit, deadlines
+from whistle.cases import checkpoints, deadlines, integrity
 from whistle.people import adminlog, roster, sessions
 from whistle.store import counts, db, migrate
 from whistle.store.models import Reviewer, utcnow
@@ -74,14 +78,32 @@ def outbox_command() -> None:
 
 @click.command("deadlines")
 @with_appcontext
-def deadlines_command() -> None:
+@click.option("--as-of", "as_of", default=None, metavar="YYYY-MM-DD",
+              help="Run as if today were this date (not earlier than today): to rehearse a "
+                   "policy. What it does is real: reminders, escalations and mail.")
+def deadlines_command(as_of: str | None) -> None:
     """Send due deadline reminders and escalate overdue cases once, and delete expired
     reviewer sessions (for cron)."""
+    real_now = utcnow()
+    now = real_now
+    if as_of is not None:
+        try:
+            day = dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise click.BadParameter(f"{as_of!r} is not a date (YYYY-MM-DD)",
+                                     param_hint="--as-of") from None
+        if day < real_now.date():
+            raise click.BadParameter(
+                f"{day.isoformat()} is earlier than today ({real_now.date().isoformat()}): "
+                "deadlines never run in the past", param_hint="--as-of")
+        now = dt.datetime.combine(day, real_now.time())
     with db.new_session(current_app) as s:
         # First, so that a failure in the deadlines never keeps a session's key material.
-        purged = sessions.purge_expired(s, current_settings(), utcnow())
+        # On the real clock: a rehearsal ahead of time does not end today's sessions.
+        purged = sessions.purge_expired(s, current_settings(), real_now)
     with db.new_session(current_app) as s:
-        report = deadlines.run(s, current_settings(), instance_keys(), utcnow())
+        report = deadlines.run(s, current_settings(), instance_keys(), now)
+    click.echo(_checkpoint()[0])  # after the run's changes, so that they are covered at once
     click.echo(f"reminders sent for {len(report.reminded)} case(s); "
                f"{len(report.escalated)} case(s) escalated; {report.overdue} case(s) overdue")
     click.echo(f"{purged} expired session(s) removed")
@@ -92,23 +114,106 @@ audit_group = click.Group("audit", help="The hash-chained audit trail.")
 
 @audit_group.command("verify")
 @with_appcontext
-def audit_verify() -> None:
-    """Check every case's chain and the administration log; exit 1 and name the first
-    broken link."""
+@click.option("--against", type=click.File("r"), default=None,
+              help="Checkpoints copied elsewhere (`audit checkpoints`, or GET "
+                   "/api/v1/admin/checkpoints): fail if this database no longer has them as "
+                   "they were (a rollback).")
+def audit_verify(against: TextIO | None) -> None:
+    """Check every case's chain, the registry of cases, the signed checkpoints, each case's
+    status, outcome and message senders against its trail, and the administration log;
+    exit 1 and name every case found wrong."""
+    kept = _kept_checkpoints(against.read()) if against is not None else None
     with db.new_session(current_app) as s:
-        checked, broken = audit.verify(s)
+        report = integrity.check(s, instance_keys().signing_public)
         admin_checked, admin_broken = adminlog.verify(s)
-    if broken:
-        click.echo(f"BROKEN: case {broken.concern_id} event {broken.seq}: {broken.reason}")
-    else:
-        click.echo(f"ok: {checked} events verified")
+        if kept is not None:
+            report.add(checkpoints.compare(s, kept))
+    for finding in report.findings:
+        click.echo(f"BROKEN: {finding.subject}: {finding.reason}")
+    if report.more:
+        click.echo(f"BROKEN: ... and {report.more} more")
+    state = "checked" if report.findings else "ok"
+    click.echo(f"{state}: {report.events} events verified")
+    latest = (f"the latest #{report.latest[0]} of {report.latest[1].isoformat()}Z"
+              if report.latest else "none yet (`flask --app app audit checkpoint`)")
+    click.echo(f"{state}: {report.registry} cases in the registry; {report.checkpoints} "
+               f"signed checkpoint(s), {latest}")
     if admin_broken:
         click.echo(f"BROKEN: administration log event {admin_broken.seq}: "
                    f"{admin_broken.reason}")
     else:
         click.echo(f"ok: {admin_checked} administration log events verified")
-    if broken or admin_broken:
+    if report.findings or report.more or admin_broken:
         sys.exit(1)
+
+
+def _kept_checkpoints(text: str) -> list[dict[str, Any]]:
+    """A copy of the checkpoints: the API's answers (``{"checkpoints": [...]}``, one or one
+    per line), or JSON lines as ``audit checkpoints`` prints them."""
+    try:
+        parsed = [json.loads(text)]
+    except ValueError:
+        try:
+            parsed = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError:
+            raise click.BadParameter("not JSON, nor JSON lines", param_hint="--against") \
+                from None
+    kept: list[dict[str, Any]] = []
+    for item in parsed:
+        if isinstance(item, dict) and isinstance(item.get("checkpoints"), list):
+            kept += item["checkpoints"]
+        elif isinstance(item, list):
+            kept += item
+        else:
+            kept.append(item)
+    kept = [e for e in kept if isinstance(e, dict) and "seq" in e and "hash" in e]
+    if not kept:
+        raise click.BadParameter("the copy holds no checkpoint", param_hint="--against")
+    return kept
+
+
+def _checkpoint() -> tuple[str, bool]:
+    """Take a checkpoint now: (what happened, whether it worked)."""
+    with db.new_session(current_app) as s:
+        try:
+            taken = checkpoints.take(s, instance_keys().signing_key, utcnow())
+        except checkpoints.Busy as exc:
+            return f"checkpoint: {exc}", False
+        except OperationalError:  # SQLite kept busy past its timeout: the next run takes it
+            return "checkpoint: the database stayed busy; none taken (run it again)", False
+    if taken.seq is None:
+        return f"checkpoint: nothing new since checkpoint #{taken.latest}", True
+    return (f"checkpoint #{taken.seq} signed: {taken.registry_seq} cases in the registry, "
+            f"{taken.heads} case head(s) recorded, administration log at "
+            f"{taken.admin_seq}"), True
+
+
+@audit_group.command("checkpoint")
+@with_appcontext
+def audit_checkpoint() -> None:
+    """Sign a checkpoint now over the registry, every case chain's head and the
+    administration log (``deadlines`` takes one at every run)."""
+    line, ok = _checkpoint()
+    click.echo(line)
+    if not ok:
+        sys.exit(1)
+
+
+@audit_group.command("checkpoints")
+@with_appcontext
+@click.option("--after", type=int, default=0, show_default=True,
+              help="Only checkpoints after this one (what a copy kept elsewhere lacks).")
+def audit_checkpoints(after: int) -> None:
+    """Print the signed checkpoints as JSON lines, oldest first, to keep a copy elsewhere
+    (``audit verify --against`` compares it with the database)."""
+    with db.new_session(current_app) as s:
+        while True:
+            rows = checkpoints.export(s, after, 500)
+            for row in rows:
+                click.echo(json.dumps(row, sort_keys=True))
+            if len(rows) < 500:
+                break
+            after = rows[-1]["seq"]
 
 
 sessions_group = click.Group("sessions", help="Reviewer sign-in sessions.")

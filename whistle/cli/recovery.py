@@ -73,6 +73,9 @@ def reshare_all_command(from_: str, to: str, key_file: str) -> None:
                f"{len(report.already)} already theirs")
     for case_ref in report.excluded:
         click.echo(f"NOT shared {case_ref}: the reporter excluded this reviewer; choose another")
+    for case_ref in report.recused:
+        click.echo(f"NOT shared {case_ref}: this reviewer recused from it (a conflict of "
+                   "interest); choose another")
 
 
 @recovery_group.command("rewrap")

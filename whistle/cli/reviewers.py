@@ -108,7 +108,8 @@ def reviewer_list() -> None:
             roles = [x for x, on in (("reviewer", r.is_reviewer), ("admin", r.is_admin),
                                      ("senior", r.is_senior), ("independent", r.is_independent))
                      if on]
-            click.echo(f"{r.id}  {'active ' if r.active else 'DISABLED'}  {r.name} <{r.email}>  "
+            state = "active " if r.active else "DISABLED" if r.state == "disabled" else r.state
+            click.echo(f"{r.id}  {state}  {r.name} <{r.email}>  "
                        f"roles={','.join(roles)}  units={','.join(json.loads(r.units))}")
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from whistle.config import Settings
 from whistle import crypto
 from whistle.cases import audit, workflow
+from whistle.cases import keys as casekeys
 from whistle.errors import InvalidInput, NotFound
 from whistle.keys import InstanceKeys
 from whistle.people import adminlog, roster
@@ -104,8 +105,10 @@ def reset_password(session: Session, settings: Settings, reviewer_id: str,
     reviewer.totp_secret_ct = None  # sealed under the old key: enrol two-factor again
     reviewer.credentials_version += 1
     session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer_id))
-    session.execute(delete(WrappedKey).where(WrappedKey.recipient_kind == "reviewer",
-                                             WrappedKey.recipient_id == reviewer_id))
+    # Their withheld escalation copies too: wrapped for the old key, they would never open.
+    session.execute(delete(WrappedKey).where(
+        WrappedKey.recipient_kind.in_(("reviewer", casekeys.ESCALATION)),
+        WrappedKey.recipient_id == reviewer_id))
     waiting = list(session.scalars(select(Assignment.concern_id).where(
         Assignment.reviewer_id == reviewer_id).order_by(Assignment.concern_id)))
     for case_ref in waiting:

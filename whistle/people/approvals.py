@@ -227,6 +227,9 @@ def add_account(session: Session, ctx: Context, name: Any, email: Any, units: li
             Reviewer.email == address)):
         raise InvalidInput("a reviewer with this email already exists", "email", "duplicate",
                            409)
+    unknown = set(units) - set(options.units(session))
+    if unknown:
+        raise InvalidInput(f"unknown unit {sorted(unknown)[0]}", "units")
     account = Reviewer(name=clean_name, email=address, units=json.dumps(sorted(set(units))),
                        is_senior=senior, is_independent=independent, is_admin=admin,
                        is_reviewer=reviews, active=False, state="pending", public_key=b"",

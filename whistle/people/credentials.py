@@ -158,12 +158,15 @@ def rewrap_all(session: Session, reviewer: Reviewer, private: bytes,
     older = _rotating(reviewer, private)
     if not older:
         return 0
+    # Their withheld escalation copies too (whistle.cases.escalation): released later,
+    # they must open with the key the reviewer has then.
     refs = list(session.scalars(select(WrappedKey.concern_id).distinct().where(
-        WrappedKey.recipient_kind == "reviewer", WrappedKey.recipient_id == reviewer.id)
+        WrappedKey.recipient_kind.in_(_HELD_KINDS), WrappedKey.recipient_id == reviewer.id)
         .order_by(WrappedKey.concern_id)))
     moved = 0
     for done, case_ref in enumerate(refs, 1):
-        moved += _rewrap_one(session, reviewer, case_ref, private, older)
+        for kind in _HELD_KINDS:
+            moved += _rewrap_one(session, reviewer, case_ref, private, older, kind)
         session.commit()
         if progress is not None:
             progress(done, len(refs))
@@ -172,9 +175,15 @@ def rewrap_all(session: Session, reviewer: Reviewer, private: bytes,
     return moved
 
 
+# A reviewer's own copies and their withheld escalation copies (wrapped alike).
+_HELD_KINDS = ("reviewer", casekeys.ESCALATION)
+
+
 def _rewrap_one(session: Session, reviewer: Reviewer, case_ref: str, private: bytes,
-                older: list[bytes]) -> int:
-    held = casekeys.held_keys(session, case_ref, "reviewer", reviewer.id)
+                older: list[bytes], stored_as: str = "reviewer") -> int:
+    held = casekeys.held_keys(session, case_ref, stored_as, reviewer.id)
+    if not held:
+        return 0
     try:
         casekeys.unwrap_found(held, case_ref, "reviewer", reviewer.id, private)
         return 0  # already wrapped for the current key
@@ -186,11 +195,11 @@ def _rewrap_one(session: Session, reviewer: Reviewer, case_ref: str, private: by
         except crypto.CryptoError:
             continue
         session.execute(delete(WrappedKey).where(
-            WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == "reviewer",
+            WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == stored_as,
             WrappedKey.recipient_id == reviewer.id))
-        casekeys.wrap(session, case_ref, casekeys.CaseKeys(found[casekeys.CASE],
-                                                           found[casekeys.THREAD]),
-                      "reviewer", reviewer.id, reviewer.public_key)
+        session.add_all([WrappedKey(**row) for row in casekeys.wrapped_rows(
+            case_ref, casekeys.CaseKeys(found[casekeys.CASE], found[casekeys.THREAD]),
+            "reviewer", reviewer.id, reviewer.public_key, stored_as=stored_as)])
         return 1
     return 0  # opens with none of them: left for a co-reviewer or the recovery key
 
@@ -205,7 +214,7 @@ def forget_keys(session: Session, reviewer: Reviewer, actor: str) -> list[str]:
     reviewer.active = False
     reviewer.credentials_version += 1
     session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
-    session.execute(delete(WrappedKey).where(WrappedKey.recipient_kind == "reviewer",
+    session.execute(delete(WrappedKey).where(WrappedKey.recipient_kind.in_(_HELD_KINDS),
                                              WrappedKey.recipient_id == reviewer.id))
     waiting = list(session.scalars(select(Assignment.concern_id).where(
         Assignment.reviewer_id == reviewer.id).order_by(Assignment.concern_id)))

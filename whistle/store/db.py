@@ -347,6 +347,15 @@ def serialize_appends(session: Session, lock_id: int) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
 
 
+def one_snapshot(session: Session) -> None:
+    """Let every read of the session's next transaction see the same snapshot (work that
+    compares several tables: ``audit verify``, a checkpoint). Call it before the
+    transaction's first statement. SQLite: its deferred transaction reads one snapshot
+    already; PostgreSQL: REPEATABLE READ instead of a snapshot per statement."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 # -- WAL checkpoints off the request path (SQLite) ----------------------
 
 # A checkpoint copies what the WAL holds back into the database file. By default the

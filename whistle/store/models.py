@@ -128,6 +128,13 @@ class Concern(Base):
     escalated_feedback: Mapped[bool] = mapped_column(Boolean, default=False)
     reminded_ack: Mapped[bool] = mapped_column(Boolean, default=False)
     reminded_feedback: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Escalation with access (whistle.cases.escalation): the tier reached (0 none, 1 the
+    # escalation reviewers, 2 every eligible independent reviewer and reviewing
+    # administrator), the day of the latest escalation step, and whether a key holder's
+    # next reading of the case should wrap copies for escalation people who lack one.
+    escalation_tier: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalated_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    handover_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     details_ct: Mapped[bytes] = mapped_column(LargeBinary)
     identity_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -194,7 +201,9 @@ class WrappedKey(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))  # led by the unique key below
-    recipient_kind: Mapped[str] = mapped_column(String(16))  # reviewer | recovery | reporter
+    # reviewer | recovery | reporter | escalation (a reviewer's copy withheld until the case
+    # escalates: wrapped with the reviewer context, see whistle.cases.escalation)
+    recipient_kind: Mapped[str] = mapped_column(String(16))
     recipient_id: Mapped[str] = mapped_column(String(64))
     key_kind: Mapped[str] = mapped_column(String(16))  # case+thread | thread (| case, older)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
@@ -324,3 +333,50 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class CaseRegistry(Base):
+    """One link per case created, in one hash chain for the whole instance (see
+    whistle.cases.registry): a case row deleted leaves its entry behind. No foreign key, on
+    purpose: the entry must outlive the case it names."""
+
+    __tablename__ = "case_registry"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    concern_id: Mapped[str] = mapped_column(String(40), unique=True)
+    created: Mapped[dt.date] = mapped_column(Date)  # day granularity: reporter-side time
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class Checkpoint(Base):
+    """A signed checkpoint (whistle.cases.checkpoints): the registry's head, the
+    administration log's head and the case chain heads recorded with it, chained to the
+    previous checkpoint and signed with the instance signing key (never in the database)."""
+
+    __tablename__ = "checkpoints"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    registry_seq: Mapped[int] = mapped_column(Integer)
+    registry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    admin_seq: Mapped[int] = mapped_column(Integer)
+    admin_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    heads: Mapped[int] = mapped_column(Integer)  # case heads recorded with this checkpoint
+    heads_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CheckpointHead(Base):
+    """A case chain's head (its last event's seq and hash) as a checkpoint recorded it: one
+    row per case whose chain grew since the checkpoint before. No foreign key: a head must
+    outlive a case deleted behind Whistle's back."""
+
+    __tablename__ = "checkpoint_heads"
+
+    concern_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    checkpoint: Mapped[int] = mapped_column(Integer, index=True)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))

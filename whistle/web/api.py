@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from whistle import current_settings, instance_keys
-from whistle.cases import attachments, inbox, reporter
+from whistle.cases import attachments, checkpoints, inbox, proposals, reporter
 from whistle.people import adminlog, sessions
 from whistle.store import db
 from whistle.web import common, shared, uploads
@@ -170,8 +170,33 @@ def note(case_ref: str) -> tuple[Response, int]:
 
 @bp.post("/cases/<case_ref>/reviewers")
 def share(case_ref: str) -> tuple[Response, int]:
-    target = shared.share(g.signed, case_ref, common.json_body().get("reviewer_id"))
-    return jsonify(case_ref=case_ref, reviewer={"id": target.id, "name": target.name}), 201
+    """A proposal: the share takes effect when a different assigned reviewer approves."""
+    change = shared.share(g.signed, case_ref, common.json_body().get("reviewer_id"))
+    return jsonify(case_ref=case_ref, state=change.state, change_id=change.id,
+                   reviewer={"id": proposals.payload(change)["reviewer"]}), 202
+
+
+@bp.post("/cases/<case_ref>/reviewers/<reviewer_id>/approve")
+def approve_share(case_ref: str, reviewer_id: str) -> tuple[Response, int]:
+    common.optional_json_body()
+    change, target = shared.approve_share(g.signed, case_ref, reviewer_id)
+    return jsonify(case_ref=case_ref, state=change.state, change_id=change.id,
+                   reviewer={"id": target.id, "name": target.name}), 201
+
+
+@bp.post("/cases/<case_ref>/reviewers/<reviewer_id>/reject")
+def reject_share(case_ref: str, reviewer_id: str) -> Response:
+    common.optional_json_body()
+    change = shared.reject_share(g.signed, case_ref, reviewer_id)
+    return jsonify(case_ref=case_ref, state=change.state, change_id=change.id,
+                   reviewer={"id": reviewer_id})
+
+
+@bp.post("/cases/<case_ref>/recuse")
+def recuse(case_ref: str) -> Response:
+    joined = shared.recuse(g.signed, case_ref, common.json_body().get("reason"))
+    return jsonify(case_ref=case_ref, recused=True,
+                   replacements=[{"id": r.id, "name": r.name} for r in joined])
 
 
 @bp.get("/me")
@@ -205,3 +230,18 @@ def admin_log() -> Response:
         chain={"events": checked, "intact": broken is None,
                "broken": None if broken is None else {"seq": broken.seq,
                                                       "reason": broken.reason}})
+
+
+@bp.get("/admin/checkpoints")
+def admin_checkpoints() -> Response:
+    """The signed checkpoints (whistle.cases.checkpoints), oldest first, ``after`` a
+    checkpoint's seq: for keeping a copy where the database administrator cannot write, so
+    that a rollback shows (``flask --app app audit verify --against``). Every reviewer may
+    read them, as the administration log; they name no case. The signing key's public half
+    is published with the roster (``GET /api/v1/roster``)."""
+    raw_after = request.args.get("after", "0")
+    limit = 500
+    if not raw_after.isdigit() or len(raw_after) > 12:
+        raise ApiError(400, "invalid_input", "after must be a whole number (a checkpoint's seq)")
+    rows = checkpoints.export(db.session(), int(raw_after), limit)
+    return jsonify(checkpoints=rows, next=rows[-1]["seq"] if len(rows) == limit else None)

@@ -11,7 +11,7 @@ from flask import g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from whistle import current_settings
-from whistle.errors import DomainError
+from whistle.errors import DomainError, Text
 
 
 class ApiError(DomainError):
@@ -27,13 +27,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ApiError(400, "invalid_json", f"duplicate key {key!r}")
+            raise ApiError(400, "invalid_json", Text("duplicate key %(key)s", key=repr(key)))
         out[key] = value
     return out
 
 
 def _reject_constant(name: str) -> None:
-    raise ApiError(400, "invalid_json", f"{name} is not allowed")
+    raise ApiError(400, "invalid_json", Text("%(name)s is not allowed", name=name))
 
 
 def parse_json_bytes(raw: bytes) -> Any:
@@ -144,7 +144,7 @@ def form_pairs() -> list[tuple[str, str]]:
         raise ApiError(413, "too_large", "the form has too many fields")
     for key, value in pairs:
         if "\ufffd" in key + value or "\x00" in key + value:
-            raise ApiError(400, "invalid_form", f"{key} is not valid text", key)
+            raise ApiError(400, "invalid_form", Text("%(key)s is not valid text", key=key), key)
     return pairs
 
 
@@ -158,7 +158,8 @@ def form_fields(multi: tuple[str, ...] = ()) -> dict[str, Any]:
         if key in multi:
             out.setdefault(key, []).append(value)
         elif key in out:
-            raise ApiError(400, "invalid_form", f"{key} was sent more than once", key)
+            raise ApiError(400, "invalid_form", Text("%(key)s was sent more than once", key=key),
+                           key)
         else:
             out[key] = value
     return out

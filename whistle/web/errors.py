@@ -32,6 +32,14 @@ NO_KEYS_JSON = "Whistle is not ready: key material is missing"
 NO_KEYS_HTML = "Whistle is not ready: its key material is missing."
 INTEGRITY = ("This case's data failed its integrity check; nothing was changed. "
              "Tell the administrators.")
+# What an HTML page says for Werkzeug's own answers (their descriptions are English only and
+# speak to developers); listed in whistle.wording.KNOWN, so the page says them translated.
+HTTP_PAGE_TEXTS = {
+    400: "Whistle could not read what your browser sent. Go back, reload the page and try "
+         "again.",
+    405: "This page cannot be used that way. Start again from Whistle's home page.",
+    413: "What you sent is too large. Check the limits on files and text, then try again.",
+}
 CASE_INTEGRITY = ("this case's data failed its integrity check or your key cannot open it; "
                   "the event was not changed")
 
@@ -89,6 +97,8 @@ def register(app: Flask) -> None:
             return Response("Bad request: unknown host\n", 400, mimetype="text/plain")
         error = (exc.name or "error").lower().replace(" ", "_")
         message = exc.description or (error if wants_json() else "")
+        if not wants_json() and exc.description == type(exc).description:
+            message = HTTP_PAGE_TEXTS.get(code, "Something went wrong.")
         if code == 400 and "CSRF" in (exc.description or ""):
             error, message = "csrf_failed", ("This form expired or did not come from "
                                              "Whistle. Go back, reload and send it again.")

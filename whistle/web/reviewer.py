@@ -102,9 +102,12 @@ def case(case_ref: str) -> str:
     data = shared.open_case(g.signed, case_ref)
     others = sharing.share_candidates(db.session(), instance_keys(), data["case_ref"],
                                      {x["id"] for x in data["reviewers"]})
+    names = {x["id"]: x["name"] for x in data["reviewers"]}
     return render_template("reviewer/case.html", case=data, me=g.signed.reviewer,
-                           outcomes=workflow.OUTCOMES, others=others,
-                           names={x["id"]: x["name"] for x in data["reviewers"]},
+                           outcomes=workflow.OUTCOMES, others=others, names=names,
+                           pending_shares=shared.pending_shares(data["case_ref"], names),
+                           may_confirm=g.signed.reviewer_id in workflow.assigned_at_proposal(
+                               (e["type"], e["actor"], e["data"]) for e in data["events"]),
                            category_labels={c["id"]: c["label"]
                                             for c in options.categories(db.session())})
 
@@ -129,8 +132,38 @@ def message(case_ref: str) -> Response:
 @bp.post("/cases/<case_ref>/share")
 def share(case_ref: str) -> Response:
     form = common.form_fields()
-    _act(lambda: shared.share(g.signed, case_ref, form.get("reviewer_id")), "Case shared.")
+    _act(lambda: shared.share(g.signed, case_ref, form.get("reviewer_id")),
+         "Sharing proposed: another reviewer of this case must approve it.")
     return redirect(url_for("reviewer.case", case_ref=case_ref))
+
+
+@bp.post("/cases/<case_ref>/reviewers/<reviewer_id>/approve")
+def approve_share(case_ref: str, reviewer_id: str) -> Response:
+    common.form_fields()
+    _act(lambda: shared.approve_share(g.signed, case_ref, reviewer_id), "Case shared.")
+    return redirect(url_for("reviewer.case", case_ref=case_ref))
+
+
+@bp.post("/cases/<case_ref>/reviewers/<reviewer_id>/reject")
+def reject_share(case_ref: str, reviewer_id: str) -> Response:
+    common.form_fields()
+    _act(lambda: shared.reject_share(g.signed, case_ref, reviewer_id), "Sharing rejected.")
+    return redirect(url_for("reviewer.case", case_ref=case_ref))
+
+
+@bp.post("/cases/<case_ref>/recuse")
+def recuse(case_ref: str) -> Response:
+    """Stepping off: on success the case is no longer theirs, so back to the inbox."""
+    form = common.form_fields()
+    try:
+        shared.recuse(g.signed, case_ref, form.get("reason"))
+    except DomainError as exc:
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for("reviewer.case", case_ref=case_ref))
+    flash("You have stepped off the case; another reviewer has it now.", "ok")
+    return redirect(url_for("reviewer.inbox"))
 
 
 @bp.get("/cases/<case_ref>/attachments/<attachment_id>")
@@ -216,14 +249,14 @@ def totp_disable() -> Any:
 
 @bp.get("/stats")
 def stats() -> str:
-    """Aggregate figures for reviewers and administrators: small counts suppressed, no cases."""
+    """Aggregate figures for reviewers and administrators: small counts suppressed, no cases.
+    The same figures for every viewer (nothing of the viewer goes in: issue 19, item 7)."""
     from whistle import charts, i18n
     from whistle.store import models
 
     session = db.session()
     categories = options.categories(session)
-    figures = stats_mod.overview(session, instance_keys(), current_settings(),
-                                 g.signed.reviewer_id, [c["id"] for c in categories],
+    figures = stats_mod.overview(session, current_settings(), [c["id"] for c in categories],
                                  models.today())
     return render_template("stats.html", me=g.signed.reviewer, figures=figures,
                            chart=charts.breakdown_chart, small=stats_mod.SMALL,

@@ -14,11 +14,20 @@ from flask import Response
 from sqlalchemy.exc import OperationalError
 
 from whistle import crypto, current_settings, instance_keys
-from whistle.cases import actions, intake, reading, reporter, sharing, workflow
+from whistle.cases import (
+    actions,
+    intake,
+    proposals,
+    reading,
+    recusal,
+    reporter,
+    sharing,
+    workflow,
+)
 from whistle.people import roster, sessions
 from whistle.ratelimit import limiter
 from whistle.store import db, options
-from whistle.store.models import Reviewer
+from whistle.store.models import Change, Reviewer
 from whistle.errors import AuthError, InvalidInput
 from whistle.web import errors
 from whistle.web.common import ApiError
@@ -188,7 +197,7 @@ def list_args(args: Mapping[str, str]) -> tuple[str | None, int, int]:
 
 def open_case(signed: sessions.SignedIn, case_ref: str) -> dict[str, Any]:
     with errors.case_integrity():
-        return reading.open_case(db.session(), signed, case_ref)
+        return reading.open_case(db.session(), signed, case_ref, instance=instance_keys())
 
 
 def transition(signed: sessions.SignedIn, case_ref: str, data: Mapping[str, Any]) -> str:
@@ -204,10 +213,41 @@ def post_message(signed: sessions.SignedIn, case_ref: str, body: Any, internal: 
                                     internal)
 
 
-def share(signed: sessions.SignedIn, case_ref: str, reviewer_id: Any) -> Reviewer:
+def share(signed: sessions.SignedIn, case_ref: str, reviewer_id: Any) -> Change:
+    """Propose sharing the case (a second assigned reviewer approves)."""
+    return sharing.propose_share(db.session(), signed, instance_keys(), case_ref, reviewer_id)
+
+
+def approve_share(signed: sessions.SignedIn, case_ref: str, reviewer_id: str
+                  ) -> tuple[Change, Reviewer]:
     with errors.case_integrity():
-        return sharing.share(db.session(), signed, instance_keys(), case_ref, reviewer_id, None,
-                             current_settings().min_reviewers)
+        return sharing.approve_share(db.session(), signed, instance_keys(), case_ref,
+                                     reviewer_id, None, current_settings().min_reviewers)
+
+
+def reject_share(signed: sessions.SignedIn, case_ref: str, reviewer_id: str) -> Change:
+    return sharing.reject_share(db.session(), signed, case_ref, reviewer_id)
+
+
+def pending_shares(case_ref: str, names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The case's shares waiting for a second reviewer, for its page (the caller has read
+    the case, so it is theirs)."""
+    session = db.session()
+    out = []
+    for change in sharing.pending_shares(session, case_ref):
+        target = session.get(Reviewer, proposals.payload(change).get("reviewer"))
+        if target is not None:
+            out.append({"change_id": change.id, "reviewer_id": target.id,
+                        "reviewer": target.name, "proposed_by": change.proposed_by,
+                        "proposer": names.get(change.proposed_by, change.proposed_by),
+                        "at": change.proposed_at.date().isoformat()})
+    return out
+
+
+def recuse(signed: sessions.SignedIn, case_ref: str, reason: Any) -> list[Reviewer]:
+    with errors.case_integrity():
+        return recusal.recuse(db.session(), signed, instance_keys(), current_settings(),
+                              case_ref, reason)
 
 
 def download(signed: sessions.SignedIn, case_ref: str, attachment_id: str) -> Response:

@@ -39,8 +39,7 @@ class WhistleRequest(Request):
         if filename:
             self._upload_parts += 1
             if self._upload_parts > cfg.max_attachments:
-                raise spool.too_large(
-                    f"at most {cfg.max_attachments} files can be attached")
+                raise spool.too_many_files(cfg.max_attachments)
         part = spool.EncryptedSpool(max_bytes=cfg.max_attachment_bytes,
                                     budget=self._upload_budget)
         return cast(IO[bytes], part)
