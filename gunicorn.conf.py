@@ -12,11 +12,20 @@ filtered too: it names the client address of every malformed request.
 
 import os
 import resource
+from typing import Any
 
 bind = os.environ.get("WHISTLE_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("WHISTLE_WORKERS", os.environ.get("WEB_CONCURRENCY", "2")))
+# Sync workers: Whistle's requests are CPU-bound (sealing, cleaning, Argon2id), and behind
+# the shipped nginx configurations a worker never waits for a slow client: nginx takes the
+# whole request body first (proxy_request_buffering on, kept in memory) and hands it over at
+# loopback speed, so a reporter's upload over Tor costs an nginx connection, not a worker.
+# The timeout then bounds only Whistle's own work on a request: reading a buffered body of
+# MAX_CONTENT_LENGTH (110 MiB) from loopback, sealing it and cleaning its images and PDFs.
+# Keep nginx's proxy_read_timeout above it (deploy/nginx/*.conf: 150 s). Straight to
+# gunicorn with no buffering proxy, a slow client ties a sync worker up to this long.
 worker_class = "sync"
-timeout = 60
+timeout = int(os.environ.get("WHISTLE_GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 
 logger_class = "whistle.logs.GunicornLogger"
@@ -44,6 +53,36 @@ raw_env = ["WHISTLE_SQLITE_CHECKPOINT_THREAD="
 
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 umask = 0o077
+
+
+# A request refused before its body was read (413 for a declared Content-Length over a
+# limit, 415, 400 ...) is drained after the answer went out, before the socket closes:
+# closing with unread bytes in the receive buffer makes the kernel send a reset, and the
+# client, still sending, never reads the 413. Bounded like nginx's lingering close: at most
+# DRAIN_BYTES, DRAIN_SECONDS in all, and no read waits longer than DRAIN_IDLE_SECONDS.
+DRAIN_BYTES = 128 * 1024 * 1024  # over MAX_CONTENT_LENGTH: any body Whistle accepts at all
+DRAIN_SECONDS = 10.0
+DRAIN_IDLE_SECONDS = 2.0
+
+
+def post_request(worker: object, req: Any, environ: dict[str, Any], resp: object) -> None:
+    body = getattr(req, "body", None)
+    sock = environ.get("gunicorn.socket") if environ else None
+    if body is None or sock is None:
+        return
+    import time
+
+    deadline = time.monotonic() + DRAIN_SECONDS
+    drained = 0
+    try:
+        sock.settimeout(DRAIN_IDLE_SECONDS)
+        while drained < DRAIN_BYTES and time.monotonic() < deadline:
+            chunk = body.read(min(1024 * 1024, DRAIN_BYTES - drained))
+            if not chunk:
+                break
+            drained += len(chunk)
+    except Exception:  # noqa: BLE001, S110 - a timed-out, reset or malformed rest ends the drain
+        pass
 
 
 def on_starting(server: object) -> None:

@@ -103,6 +103,7 @@ def build(cases: int, url: str | None = None, **config: Any) -> Fixture:
     engine.dispose()
 
     app = create_app({"DATABASE_URL": url, "KEYS_DIR": keys_dir, "MIN_REVIEWERS": 3,
+                      "SUBMISSION_LIMIT": "1000000 per minute",  # load on purpose
                       **ARGON2, **config}).wsgi_app
     status, body = call(app, "POST", "/api/v1/auth/login", json.dumps(
         {"email": reviewers[0][1], "password": PASSWORD}).encode())

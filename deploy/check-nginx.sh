@@ -10,8 +10,10 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=whistle.example.org 
     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
 sed -e "s|/etc/letsencrypt/live/whistle.example.org/fullchain.pem|$tmp/cert.pem|" \
     -e "s|/etc/letsencrypt/live/whistle.example.org/privkey.pem|$tmp/key.pem|" \
+    -e "s|/run/whistle-nginx-body|$tmp/body|" \
     -e "s|/var/log/nginx/|$tmp/logs/|g" "$here/nginx/whistle.conf" > "$tmp/whistle.conf"
-sed -e "s|/var/log/nginx/|$tmp/logs/|g" "$here/nginx/whistle-onion.conf" > "$tmp/whistle-onion.conf"
+sed -e "s|/var/log/nginx/|$tmp/logs/|g" -e "s|/run/whistle-nginx-body|$tmp/body|" \
+    "$here/nginx/whistle-onion.conf" > "$tmp/whistle-onion.conf"
 cat > "$tmp/nginx.conf" <<EOF
 pid $tmp/nginx.pid;
 error_log $tmp/logs/error.log;

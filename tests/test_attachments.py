@@ -966,7 +966,7 @@ def test_later_files_can_be_turned_off(app: Flask, client: FlaskClient,
     assert count(app, Attachment) == 0
     page = client.post("/status", data={"csrf_token": csrf(client, "/status"),
                                         "token": receipt["token"]})
-    assert 'value="attach"' not in page.get_data(as_text=True)
+    assert 'type="file"' not in page.get_data(as_text=True)
 
 
 def test_a_reporter_adds_files_later_from_the_status_page(
@@ -975,7 +975,7 @@ def test_a_reporter_adds_files_later_from_the_status_page(
     receipt = submit_concern(client)
     token = csrf(client, "/status")
     page = client.post("/status", data={"csrf_token": token, "token": receipt["token"]})
-    assert 'value="attach"' in page.get_data(as_text=True)
+    assert 'type="file" id="attachment"' in page.get_data(as_text=True)
     body, ctype = multipart({"csrf_token": token, "token": receipt["token"],
                              "action": "attach"},
                             [("attachment", "later.txt", b"more evidence")])

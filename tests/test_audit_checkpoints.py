@@ -249,7 +249,7 @@ def test_rewriting_a_trail_consistently_after_a_checkpoint_names_the_case(
             prev = e.hash
         s.commit()
     with db.new_session(app) as s:
-        assert audit.verify(s) == (sum(1 for _ in s.scalars(select(AuditEvent.id))), None)
+        assert audit.verify(s) == (sum(1 for _ in s.scalars(select(AuditEvent.seq))), None)
     out = fails_naming(app, f"case {ref}")
     assert "is not the one checkpoint 1 recorded" in out
 

@@ -34,7 +34,8 @@ def run(app: Flask, now: dt.datetime) -> deadlines.DeadlineReport:
 def pending(app: Flask) -> list[tuple[str, str]]:
     with db.new_session(app) as s:
         rows = s.execute(select(OutboxMail.recipient, OutboxMail.template)
-                         .where(OutboxMail.sent.is_(None)).order_by(OutboxMail.id))
+                         .where(OutboxMail.sent.is_(None))
+                         .order_by(OutboxMail.recipient, OutboxMail.template))
         return [(r, t) for r, t in rows]
 
 

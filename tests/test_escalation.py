@@ -107,11 +107,17 @@ def trail(app: Flask, ref: str, type_: str | None = None) -> list[tuple[str, str
         return [(t, a, json.loads(d)) for t, a, d in s.execute(query)]
 
 
+# The outbox keeps no queueing order (random ids, issue 20): list each person's mail in the
+# order these tests' steps cause them.
+_STEP = {"activity": 0, "escalation": 1, "admin_attention": 2}
+
+
 def mailed(app: Flask) -> list[tuple[str, str]]:
     """Every mail queued so far, sent or not: (recipient, template)."""
     with db.new_session(app) as s:
-        return [(r, t) for r, t in s.execute(
-            select(OutboxMail.recipient, OutboxMail.template).order_by(OutboxMail.id))]
+        rows = [(r, t) for r, t in s.execute(
+            select(OutboxMail.recipient, OutboxMail.template))]
+    return sorted(rows, key=lambda row: (row[0], _STEP.get(row[1], 9), row[1]))
 
 
 def mail_to(app: Flask, person: dict[str, str]) -> list[str]:
@@ -120,7 +126,7 @@ def mail_to(app: Flask, person: dict[str, str]) -> list[str]:
 
 def no_recovery_key_used(app: Flask) -> bool:
     with db.new_session(app) as s:
-        return s.scalars(select(AuditEvent.id).where(
+        return s.scalars(select(AuditEvent.seq).where(
             AuditEvent.actor == recovery.ACTOR)).first() is None
 
 

@@ -126,7 +126,9 @@ def test_kill_9_at_random_moments_loses_and_duplicates_no_acknowledged_concern(
         tmp_path: Path, database_url: str) -> None:
     seed = int(os.environ.get("WHISTLE_KILL_SEED", secrets.randbits(32)))
     rng = random.Random(seed)  # noqa: S311 - timing only
-    instance = server.new_instance(tmp_path / "instance", database_url)
+    # A burst far beyond real traffic, on purpose: the cost limit would refuse it.
+    instance = server.new_instance(tmp_path / "instance", database_url,
+                                   {"WHISTLE_SUBMISSION_LIMIT": "1000000 per minute"})
     instance.add_reviewer("Ann Reviewer", "ann@example.org", PASSWORD)
     instance.add_reviewer("Bob Reviewer", "bob@example.org", PASSWORD)
     acked: dict[str, str] = {}

@@ -191,7 +191,7 @@ REFUSALS: list[tuple[str, Send, int, str]] = [
      "this form was sent from another site"),
     ("form expired (no CSRF token)",
      lambda c, lang, t: c.post(f"/report?lang={lang}", data={"details": "x"}), 400,
-     "This form expired"),
+     "could not confirm that this form came from its own page"),
     ("not a web form", lambda c, lang, t: _raw(c, lang, b"x", "text/plain"), 415,
      "send the form as a web form"),
     ("form not UTF-8",

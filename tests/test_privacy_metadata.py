@@ -219,7 +219,8 @@ def test_through_gunicorn_from_a_distinct_address_nothing_identifying_is_kept(
     except OSError as exc:
         need(f"loopback address {ADDRESS}", exc)
     instance = server.new_instance(tmp_path / "instance", database_url, {
-        "WHISTLE_MAIL_SERVER": smtp.host, "WHISTLE_MAIL_PORT": str(smtp.port)})
+        "WHISTLE_MAIL_SERVER": smtp.host, "WHISTLE_MAIL_PORT": str(smtp.port),
+        "WHISTLE_NOTIFY_INTERVAL_MINUTES": "0"})
     ann_id = instance.add_reviewer("Ann Reviewer", "ann@example.org", PASSWORD)
     instance.add_reviewer("Bob Reviewer", "bob@example.org", PASSWORD)
     # Debug logging, and an access log asked for on the command line with the address and
@@ -431,8 +432,9 @@ def test_with_redis_the_count_is_shared_by_two_app_instances(
 def test_with_memory_storage_each_instance_counts_alone(
         tmp_path: Path, database_url: str, smtp: services.SmtpServer,
         weak_kdf: dict[str, Any]) -> None:
-    """The control for the Redis test: without shared storage the count is not shared."""
-    config = weak_kdf | {"STATUS_LIMIT": "4 per minute"}
+    """The control for the Redis test: with per-process storage (no longer the default) the
+    count is not shared."""
+    config = weak_kdf | {"STATUS_LIMIT": "4 per minute", "RATELIMIT_STORAGE_URI": "memory://"}
     first = build_app(tmp_path, database_url, smtp, config)
     second = build_app(tmp_path, database_url, smtp, config)
     a, b = first.test_client(), second.test_client()

@@ -44,7 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     config_mod.check(app.config)
     app.extensions["whistle_settings"] = config_mod.Settings.from_config(app.config)
-    os.makedirs(app.instance_path, exist_ok=True)
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)  # owner-only (issue 20)
     app.jinja_env.globals.pop("config", None)
     logs.configure(app)
 

@@ -31,6 +31,31 @@ DEFAULT_CATEGORIES = [
 DEFAULT_UNITS = ["Children's services", "Education", "Health", "Adult social care"]
 
 
+# Limits (issue 20, whistle.ratelimit). Failure counters live in the database by default
+# (RATELIMIT_STORAGE_URI "database://"), shared by every worker and server; "redis://..."
+# for scale-out; "memory://" one process alone.
+LIMITS: dict[str, Any] = {
+    "RATELIMIT_STORAGE_URI": "database://",
+    "STATUS_LIMIT": "20 per minute",
+    "LOGIN_LIMIT": "10 per minute",  # failed sign-ins per account
+    "LOGIN_LIMIT_ALL": "30 per minute",  # failed sign-ins on the whole site (spraying)
+    # Per-account lockout: every LOGIN_LOCKOUT_FAILURES failures in a row lock the
+    # account, first for LOGIN_LOCKOUT_SECONDS, then twice as long each time, at most
+    # LOGIN_LOCKOUT_MAX_SECONDS; the account's owner gets a mail.
+    "LOGIN_LOCKOUT_FAILURES": 5,
+    "LOGIN_LOCKOUT_SECONDS": 60,
+    "LOGIN_LOCKOUT_MAX_SECONDS": 12 * 3600,
+    # Cost limits, counted for the whole site (no one is identified): concerns filed,
+    # and files uploaded (with a concern or later). Far above any real organisation's rate.
+    "SUBMISSION_LIMIT": "120 per minute",
+    "UPLOAD_LIMIT": "600 per minute",
+    # Image cleaning's memory ceiling: the decoded copies one cleaning holds at once
+    # (width x height x bytes per pixel, times the copies), estimated from the header
+    # before anything is decoded. The default admits every image under MAX_IMAGE_PIXELS.
+    "MAX_IMAGE_MEMORY_BYTES": 512 * 1024 * 1024,
+}
+
+
 def defaults(instance_path: str) -> dict[str, Any]:
     return {
         "DATABASE_URL": "sqlite:///" + os.path.join(instance_path, "whistle.db"),
@@ -54,6 +79,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MAX_ATTACHMENT_BYTES": 25 * 1024 * 1024,
         "MAX_ATTACHMENTS_TOTAL": 100 * 1024 * 1024,
         "ALLOW_LATER_ATTACHMENTS": True,
+        "KEPT_UPLOAD_HOURS": 6,  # files kept for a reporter's form (whistle.cases.kept)
         "MAX_IMAGE_PIXELS": 40_000_000,  # decompression-bomb guard for metadata cleaning
         "SESSION_IDLE_MINUTES": 30,
         "SESSION_MAX_HOURS": 12,
@@ -72,9 +98,6 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SQLITE_CHECKPOINT_THREAD": False,
         "SQLITE_WAL_MAX_PAGES": 16000,  # with the thread: requests checkpoint from here on
         "LOG_LEVEL": "WARNING",  # the root level when Whistle owns logging (gunicorn, CLI)
-        "RATELIMIT_STORAGE_URI": "memory://",
-        "STATUS_LIMIT": "20 per minute",
-        "LOGIN_LIMIT": "10 per minute",
         "TRUSTED_HOSTS": None,
         "MAIL_SERVER": "localhost",
         "MAIL_PORT": 25,
@@ -85,10 +108,14 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "MAIL_SUPPRESS_SEND": False,  # Flask-Mail would suppress in TESTING: tests use real SMTP
         "MAIL_TIMEOUT": 10,
         "OUTBOX_MAX_ATTEMPTS": 12,
+        # Notification mail goes out in batches at fixed boundaries of this many minutes (from
+        # midnight UTC), so that its delivery says nothing about when within the interval a
+        # reporter acted (issue 20). 0 sends at once: for tests and development only.
+        "NOTIFY_INTERVAL_MINUTES": 60,
         "ENV": "production",
         "DEBUG": False,
         "TESTING": False,
-    }
+    } | LIMITS
 
 
 _INT_KEYS = {
@@ -98,7 +125,10 @@ _INT_KEYS = {
     "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
     "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ENROL_CODE_HOURS", "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS", "ARGON2_LANES", "MAX_IMAGE_PIXELS", "MAIL_PORT", "MAIL_TIMEOUT", "OUTBOX_MAX_ATTEMPTS",
+    "NOTIFY_INTERVAL_MINUTES", "KEPT_UPLOAD_HOURS",
     "DB_BUSY_TIMEOUT_MS", "SQLITE_CACHE_MIB", "SQLITE_WAL_MAX_PAGES",
+    "LOGIN_LOCKOUT_FAILURES", "LOGIN_LOCKOUT_SECONDS", "LOGIN_LOCKOUT_MAX_SECONDS",
+    "MAX_IMAGE_MEMORY_BYTES",
 }
 _BOOL_KEYS = {"REQUIRE_TOTP", "MAIL_USE_TLS", "MAIL_USE_SSL", "DEBUG", "TESTING", "MAIL_SUPPRESS_SEND",
               "ALLOW_LATER_ATTACHMENTS", "SQLITE_CHECKPOINT_THREAD"}
@@ -133,9 +163,14 @@ def check(config: dict[str, Any]) -> None:
     if config["DEBUG"] and config.get("ENV") == "production" and not config["TESTING"]:
         raise ConfigError("DEBUG is on in production: refusing to start")
     for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "SQLITE_CACHE_MIB", "ENROL_CODE_HOURS",
-                "SQLITE_WAL_MAX_PAGES", "ESCALATION_DAYS"):
+                "SQLITE_WAL_MAX_PAGES", "ESCALATION_DAYS", "LOGIN_LOCKOUT_FAILURES",
+                "LOGIN_LOCKOUT_SECONDS", "LOGIN_LOCKOUT_MAX_SECONDS", "MAX_IMAGE_MEMORY_BYTES"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1")
+    if not 0 <= config["NOTIFY_INTERVAL_MINUTES"] <= 1440 or (
+            config["NOTIFY_INTERVAL_MINUTES"] and 1440 % config["NOTIFY_INTERVAL_MINUTES"]):
+        raise ConfigError("NOTIFY_INTERVAL_MINUTES must divide a day (e.g. 15, 30, 60, 240, "
+                          "1440), or be 0 to send at once (tests and development only)")
     if isinstance(config.get("TRUSTED_HOSTS"), str):
         config["TRUSTED_HOSTS"] = [h.strip() for h in config["TRUSTED_HOSTS"].split(",")
                                    if h.strip()]
@@ -163,6 +198,7 @@ class Settings:
     max_attachment_bytes: int
     max_attachments_total: int
     allow_later_attachments: bool
+    kept_upload_hours: int
     max_image_pixels: int
     session_idle_minutes: int
     session_max_hours: int
@@ -180,11 +216,19 @@ class Settings:
     ratelimit_storage_uri: str
     status_limit: str
     login_limit: str
+    login_limit_all: str
+    login_lockout_failures: int
+    login_lockout_seconds: int
+    login_lockout_max_seconds: int
+    submission_limit: str
+    upload_limit: str
+    max_image_memory_bytes: int
     trusted_hosts: tuple[str, ...] | None
     mail_default_sender: str
     mail_ca_file: str | None
     mail_timeout: int
     outbox_max_attempts: int
+    notify_interval_minutes: int
     debug: bool
     testing: bool
 

@@ -184,6 +184,7 @@ DOMAIN_TEXTS = {
         "Too many tries. Wait a minute, then try again."),
     "Your message was sent.": _l("Your message was sent."),
     "Your files were added.": _l("Your files were added."),
+    "Your message and files were sent.": _l("Your message and files were sent."),
 }
 
 

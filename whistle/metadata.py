@@ -10,8 +10,14 @@ Two jobs, both on plaintext that exists only in memory:
   copied into a brand-new image (EXIF with GPS and camera serials, XMP, IPTC,
   ICC profiles, PNG text chunks and comments are simply not copied), after
   applying the EXIF orientation so the picture still looks right; PDFs lose
-  the ``/Info`` dictionary and every XMP ``/Metadata`` and ``/PieceInfo``
-  entry, and get a content-derived ``/ID``.
+  the ``/Info`` dictionary, XMP ``/Metadata``, ``/PieceInfo`` and
+  ``/LastModified`` in every object (pages and images included), annotations'
+  authors, dates and ids, embedded files and file-attachment annotations,
+  JavaScript, the open action and every action other than going to a place in
+  the document, following a web link or a viewer's named action, and get a
+  content-derived ``/ID``. The saved result is parsed again and checked: a PDF
+  that still holds any of these is refused (``CannotClean``), never stored as
+  cleaned; the reporter may untick cleaning to send it exactly as it is.
 
 Cleaning needs the whole file in memory (Pillow decodes every pixel, pikepdf
 parses the object graph). That is acceptable for images and PDFs only, and
@@ -33,6 +39,7 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import pikepdf
 from PIL import Image, UnidentifiedImageError
@@ -205,17 +212,19 @@ def mismatch(filename: str, detected: str | None) -> bool:
 # -- removing hidden information ------------------------------------------
 
 
-def clean(data: bytes, detected: str | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Cleaned:
+def clean(data: bytes, detected: str | None, max_pixels: int = DEFAULT_MAX_PIXELS,
+          max_memory: int | None = None) -> Cleaned:
     """Remove hidden information from an image or PDF held in memory.
 
     Returns the cleaned bytes, or ``data=None`` with a note when the format is
     one we cannot clean (the caller keeps the file as sent). Raises
-    TooManyPixels for images over ``max_pixels`` and CannotClean when a file
+    TooManyPixels for images over ``max_pixels`` or whose decoded copies would take more
+    than ``max_memory`` bytes (both read from the header, before decoding), and CannotClean when a file
     of a cleanable type cannot be read: the reporter asked for cleaning, so
     storing it uncleaned would break their choice silently.
     """
     if detected in _IMAGE_FORMATS:
-        return _clean_image(data, _IMAGE_FORMATS[detected], max_pixels)
+        return _clean_image(data, _IMAGE_FORMATS[detected], max_pixels, max_memory)
     if detected == PDF:
         return Cleaned(_clean_pdf(data), "hidden document information removed (pictures "
                                          "inside a PDF may still carry their own)")
@@ -232,7 +241,26 @@ _TRANSPOSE = {
 }
 
 
-def _clean_image(data: bytes, fmt: str, max_pixels: int) -> Cleaned:
+# Bytes per pixel as Pillow holds an image in memory (RGB, LA and PA take four, as RGBA).
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+def decoded_bytes(mode: str, width: int, height: int, copies: int = 1) -> int:
+    """What ``copies`` decoded copies of an image take in memory."""
+    return width * height * _PIXEL_BYTES.get(mode, 4) * copies
+
+
+def _check_memory(src: Image.Image, max_memory: int | None) -> None:
+    # The source, the fresh copy, and one more if the image is turned upright (whether it
+    # is, EXIF says, and reading a PNG's EXIF decodes it: count the copy anyway).
+    width, height = src.size
+    need = decoded_bytes(src.mode, width, height, copies=3)
+    if max_memory is not None and need > max_memory:
+        raise TooManyPixels("the image is too large to clean safely")
+
+
+def _clean_image(data: bytes, fmt: str, max_pixels: int, max_memory: int | None = None
+                 ) -> Cleaned:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -243,6 +271,8 @@ def _clean_image(data: bytes, fmt: str, max_pixels: int) -> Cleaned:
                         "the image is too large (%(width)s x %(height)s pixels; at most "
                         "%(most)s pixels can be cleaned)", width=width, height=height,
                         most=f"{max_pixels:,}"))
+                # Before anything that may decode (a PNG's getexif does).
+                _check_memory(src, max_memory)
                 if getattr(src, "n_frames", 1) > 1:
                     return Cleaned(None, "kept as sent: hidden information cannot be removed "
                                          "from animated or multi-page images")
@@ -282,24 +312,160 @@ def _clean_image(data: bytes, fmt: str, max_pixels: int) -> Cleaned:
     return Cleaned(out.getvalue(), "hidden information removed")
 
 
+# Keys removed from every dictionary and stream of a PDF, wherever they are: XMP metadata
+# (``/Metadata``), application data and its dates (``/PieceInfo``, ``/LastModified``),
+# additional actions run on opening, closing, printing or hovering (``/AA``), JavaScript
+# (``/JS``), embedded files (``/EF`` in a file specification, ``/AF`` associated files)
+# and XFA forms (XML that may hold scripts and metadata).
+_PDF_DROP_KEYS = ("/Metadata", "/PieceInfo", "/LastModified", "/AA", "/JS", "/EF", "/AF",
+                  "/XFA")
+# Keys of an annotation that say who made it and when (the author ``/T``, the dates ``/M``
+# and ``/CreationDate`` with their time zones, the unique name ``/NM`` that tools fill with
+# ids). A form field's ``/T`` is its name, not an author: widgets keep it. What a comment
+# says (``/Contents``) is the content itself and stays, as on the page.
+_ANNOTATION_DROP_KEYS = ("/T", "/M", "/CreationDate", "/NM")
+# A signature's signer, place, reason and time.
+_SIGNATURE_DROP_KEYS = ("/Name", "/M", "/Location", "/Reason", "/ContactInfo", "/Prop_Build")
+# Catalogue entries: the document's open action, embedded-file collection (portfolio).
+_CATALOG_DROP_KEYS = ("/OpenAction", "/Collection", "/URI")
+# Name trees of the catalogue's /Names: document JavaScript and embedded files.
+_NAMES_DROP_KEYS = ("/JavaScript", "/EmbeddedFiles", "/AlternatePresentations")
+# Actions kept: going to a place in this document, following a web link, and the viewer's
+# own named actions (next page...). Everything else (JavaScript, Launch, SubmitForm,
+# ImportData, GoToR/GoToE into other or embedded files, Rendition, Sound, Movie...) goes.
+_SAFE_ACTIONS = frozenset({"/GoTo", "/URI", "/Named"})
+# Annotations removed altogether: they carry files or media.
+_DROP_ANNOTATIONS = frozenset({"/FileAttachment", "/Sound", "/Movie", "/Screen",
+                               "/RichMedia", "/3D"})
+_ANNOTATION_TYPES = frozenset({
+    "/Text", "/Link", "/FreeText", "/Line", "/Square", "/Circle", "/Polygon", "/PolyLine",
+    "/Highlight", "/Underline", "/Squiggly", "/StrikeOut", "/Stamp", "/Caret", "/Ink",
+    "/Popup", "/FileAttachment", "/Sound", "/Movie", "/Widget", "/Screen", "/PrinterMark",
+    "/TrapNet", "/Watermark", "/3D", "/Redact", "/Projection", "/RichMedia"})
+
+
+def _safe_action(action: object) -> bool:
+    return (isinstance(action, pikepdf.Dictionary) and _name(action, "/S") in _SAFE_ACTIONS
+            and "/Next" not in action)
+
+
+def _name(obj: pikepdf.Object, key: str) -> str:
+    """The name under ``key`` as text ('' when absent or not a name)."""
+    value = obj.get(key)
+    return str(value) if isinstance(value, pikepdf.Name) else ""
+
+
+def _is_annotation(obj: pikepdf.Dictionary) -> bool:
+    return _name(obj, "/Type") == "/Annot" or (
+        _name(obj, "/Subtype") in _ANNOTATION_TYPES and ("/Rect" in obj or "/Parent" in obj))
+
+
+def _scrub_pdf_object(obj: pikepdf.Object) -> None:
+    """Remove what the module's lists name from ``obj`` and its direct (inline) children;
+    indirect children are visited on their own (``pdf.objects``)."""
+    stack: list[Any] = [obj]
+    while stack:
+        here = stack.pop()
+        if isinstance(here, pikepdf.Array):
+            items = [here[i] for i in range(len(here))]
+        elif isinstance(here, (pikepdf.Dictionary, pikepdf.Stream)):
+            for key in _PDF_DROP_KEYS:
+                if key in here:
+                    del here[key]
+            if _name(here, "/Type") == "/Catalog":
+                for key in _CATALOG_DROP_KEYS:
+                    if key in here:
+                        del here[key]
+            if "/Names" in here and isinstance(here["/Names"], pikepdf.Dictionary):
+                for key in _NAMES_DROP_KEYS:
+                    if key in here["/Names"]:
+                        del here["/Names"][key]
+            if isinstance(here, pikepdf.Dictionary) and _is_annotation(here):
+                for key in _ANNOTATION_DROP_KEYS:
+                    if key in here and not (key == "/T" and _name(here, "/Subtype") == "/Widget"):
+                        del here[key]
+            if _name(here, "/Type") == "/Sig" or (
+                    "/ByteRange" in here and "/Contents" in here and "/Filter" in here):
+                for key in _SIGNATURE_DROP_KEYS:
+                    if key in here:
+                        del here[key]
+            if "/A" in here and not _safe_action(here["/A"]):
+                del here["/A"]
+            annots: Any = here.get("/Annots")
+            if isinstance(annots, pikepdf.Array):
+                kept = [a for a in (annots[i] for i in range(len(annots))) if not (
+                    isinstance(a, pikepdf.Dictionary) and _name(a, "/Subtype") in _DROP_ANNOTATIONS)]
+                if len(kept) != len(annots):
+                    here["/Annots"] = pikepdf.Array(kept)
+            if _name(here, "/S") == "/JavaScript" or (
+                    _name(here, "/Type") == "/Filespec" and "/Desc" in here):
+                for key in ("/Desc", "/JS"):
+                    if key in here:
+                        del here[key]
+            items = [here[k] for k in here.keys()]
+        else:
+            continue
+        stack.extend(i for i in items if isinstance(
+            i, (pikepdf.Array, pikepdf.Dictionary)) and not i.is_indirect)
+
+
+def _left_in_pdf(pdf: pikepdf.Pdf) -> str | None:
+    """What hidden information a cleaned PDF still holds (a key's name), or None."""
+    if "/Info" in pdf.trailer:
+        return "/Info"
+    names = pdf.Root.get("/Names")
+    if isinstance(names, pikepdf.Dictionary) and any(k in names for k in _NAMES_DROP_KEYS):
+        return "/Names"
+    if any(k in pdf.Root for k in _CATALOG_DROP_KEYS):
+        return "/OpenAction"
+    for obj in pdf.objects:
+        stack: list[Any] = [obj] if isinstance(obj, (pikepdf.Dictionary, pikepdf.Stream)) else []
+        while stack:
+            here = stack.pop()
+            items: list[Any] = ([here[i] for i in range(len(here))]
+                                if isinstance(here, pikepdf.Array) else [])
+            if isinstance(here, (pikepdf.Dictionary, pikepdf.Stream)):
+                for key in _PDF_DROP_KEYS:
+                    if key in here:
+                        return key
+                if "/A" in here and not _safe_action(here["/A"]):
+                    return "/A"
+                if isinstance(here, pikepdf.Dictionary) and _is_annotation(here):
+                    if _name(here, "/Subtype") in _DROP_ANNOTATIONS:
+                        return _name(here, "/Subtype")
+                    for key in _ANNOTATION_DROP_KEYS:
+                        if key in here and not (key == "/T" and _name(here, "/Subtype") == "/Widget"):
+                            return key
+                items = [here[k] for k in here.keys()]
+            stack.extend(i for i in items if isinstance(
+                i, (pikepdf.Array, pikepdf.Dictionary)) and not i.is_indirect)
+    return None
+
+
 def _clean_pdf(data: bytes) -> bytes:
     try:
         with pikepdf.open(io.BytesIO(data)) as pdf:
             if "/Info" in pdf.trailer:
                 del pdf.trailer["/Info"]
+            _scrub_pdf_object(pdf.trailer)
             for obj in pdf.objects:
-                if isinstance(obj, (pikepdf.Dictionary, pikepdf.Stream)):
-                    for key in ("/Metadata", "/PieceInfo"):
-                        if key in obj:
-                            del obj[key]
+                if isinstance(obj, (pikepdf.Dictionary, pikepdf.Stream, pikepdf.Array)):
+                    _scrub_pdf_object(obj)
             out = io.BytesIO()
             # Streams are copied without decoding (no deflate bomb is inflated);
             # QPDF rewrites the file from the object graph, so earlier
-            # revisions (incremental updates) and unreferenced objects are gone.
+            # revisions (incremental updates) and unreferenced objects (the files
+            # and scripts taken out above) are gone.
             pdf.save(out, deterministic_id=True, fix_metadata_version=False,
                      stream_decode_level=pikepdf.StreamDecodeLevel.none)
+        # Check the result as a reader would see it: anything left is refused, never
+        # stored as "cleaned".
+        with pikepdf.open(io.BytesIO(out.getvalue())) as saved:
+            left = _left_in_pdf(saved)
     except pikepdf.PasswordError as exc:
         raise CannotClean("it is password-protected") from exc
-    except (pikepdf.PdfError, ValueError, RuntimeError) as exc:
+    except (pikepdf.PdfError, ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise CannotClean("it could not be read as a PDF") from exc
+    if left is not None:
+        raise CannotClean("it holds hidden parts that could not all be removed")
     return out.getvalue()

@@ -4,6 +4,15 @@ Every mail of a kind is byte-identical for every case: no case reference,
 category, unit, text or reporter detail ever reaches a mail. A mail is queued
 in the same transaction as the event that causes it, and a pending mail of
 the same kind to the same person absorbs new ones (one mail per window).
+
+Timing says nothing (issue 20): a notification queued by anyone (a reporter's action
+included) becomes due only at the next boundary of ``NOTIFY_INTERVAL_MINUTES`` (counted from
+midnight UTC), so mail goes out in batches and its delivery does not say when within the
+interval the reporter acted. What the row keeps is the day (``created``), the boundary
+(``next_attempt``) and, once sent, the day it was sent (``sent``; ``next_attempt`` is then
+reset to that day too). One-time link mail (enrolment, reset) is caused by an approval that
+the administration log records to the second anyway: it goes at once, and keeps dates only
+once sent like every other mail.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from sqlalchemy import DateTime, String, bindparam, exists, false, insert, liter
 from sqlalchemy.orm import Session
 
 from whistle import crypto
-from whistle.store.models import OutboxMail, utcnow
+from whistle.store.models import OutboxMail, new_id, utcnow
 from whistle.store.prepared import Prepared
 
 TEMPLATES = {
@@ -44,6 +53,13 @@ TEMPLATES = {
         "Whistle: administrator attention needed",
         "A case on Whistle needs administrator attention (routing or deadlines).\n\n"
         "Please sign in to the administration pages. This message never contains case details.\n",
+    ),
+    "signin_locked": (
+        "Whistle: sign-in to your account was paused",
+        "Several attempts to sign in to your Whistle account failed in a row, so signing "
+        "in to it is paused for a while (longer each time it happens again).\n\n"
+        "If this was you, wait and try again. If it was not, tell your Whistle "
+        "administrators. This message never contains case details.\n",
     ),
     "roster_change": (
         "Whistle: a change to who may read concerns waits for approval",
@@ -78,10 +94,10 @@ _LINK_CONTEXT = "outbox:link"
 # executemany for several recipients): a read and then an insert cost a round trip more
 # on every submission.
 _QUEUE = Prepared(insert(OutboxMail).from_select(
-    ["recipient", "template", "created", "attempts", "next_attempt", "failed"],
-    select(bindparam("recipient", type_=String), bindparam("template", type_=String),
-           bindparam("day", type_=DateTime), literal_column("0"), bindparam("day", type_=DateTime),
-           false()).where(~exists().where(
+    ["id", "recipient", "template", "created", "attempts", "next_attempt", "failed"],
+    select(bindparam("id", type_=String), bindparam("recipient", type_=String),
+           bindparam("template", type_=String), bindparam("day", type_=DateTime),
+           literal_column("0"), bindparam("due", type_=DateTime), false()).where(~exists().where(
                OutboxMail.recipient == bindparam("recipient", type_=String),
                OutboxMail.template == bindparam("template", type_=String),
                OutboxMail.sent.is_(None), OutboxMail.failed.is_(False)))))
@@ -98,8 +114,8 @@ def queue_link(session: Session, secret_key: bytes, recipient: str, template: st
             OutboxMail.sent.is_(None))):
         session.delete(old)
     now = utcnow()
-    session.add(OutboxMail(recipient=recipient, template=template, created=now,
-                           next_attempt=now, attempts=0, failed=False,
+    session.add(OutboxMail(id=new_id(), recipient=recipient, template=template,
+                           created=_day(now), next_attempt=now, attempts=0, failed=False,
                            secret_ct=crypto.seal(crypto.derive_key(secret_key, _LINK_CONTEXT),
                                                  link.encode(), _LINK_CONTEXT)))
 
@@ -127,12 +143,38 @@ def queue_many(session: Session, recipients: list[str], template: str) -> None:
     wanted = list(dict.fromkeys(recipients))
     if not wanted:
         return
-    # Queued in a reporter's transaction too: keep the day only, so the row does not
-    # record when the reporter acted.
-    day = dt.datetime.combine(utcnow().date(), dt.time())
+    # Queued in a reporter's transaction too: keep the day and the next interval boundary
+    # only, so the row does not record when the reporter acted.
+    now = utcnow()
+    day, due = _day(now), next_boundary(now, interval_of(session))
     session.flush()  # a pending mail added through the session counts as pending
-    _QUEUE.run(session.connection(), [{"recipient": r, "template": template, "day": day}
-                                      for r in wanted])
+    _QUEUE.run(session.connection(), [{"id": new_id(), "recipient": r, "template": template,
+                                       "day": day, "due": due} for r in wanted])
+
+
+DEFAULT_INTERVAL_MINUTES = 60
+
+
+def interval_of(session: Session) -> int:
+    """The notification interval in minutes (``NOTIFY_INTERVAL_MINUTES``), which the app's
+    database gives every session (``whistle.store.db.open_database``)."""
+    found = session.info.get("notify_interval_minutes", DEFAULT_INTERVAL_MINUTES)
+    return int(found)
+
+
+def _day(at: dt.datetime) -> dt.datetime:
+    return dt.datetime.combine(at.date(), dt.time())
+
+
+def next_boundary(at: dt.datetime, interval_minutes: int) -> dt.datetime:
+    """The first interval boundary strictly after ``at`` (boundaries every
+    ``interval_minutes`` from midnight; a mail queued exactly on one waits for the next).
+    0: no batching, due at once (the day's midnight, for tests and development)."""
+    day = _day(at)
+    if interval_minutes <= 0:
+        return day
+    step = dt.timedelta(minutes=interval_minutes)
+    return day + step * ((at - day) // step + 1)
 
 
 class VerifiedConnection(Connection):
@@ -190,7 +232,7 @@ def deliver_pending(session: Session, app: Flask, now: dt.datetime | None = None
     due = list(session.scalars(
         select(OutboxMail).where(OutboxMail.sent.is_(None), OutboxMail.failed.is_(False),
                                  OutboxMail.next_attempt <= now)
-        .order_by(OutboxMail.id).limit(limit)
+        .order_by(OutboxMail.next_attempt, OutboxMail.id).limit(limit)
     ))
     if not due:
         return report
@@ -209,7 +251,8 @@ def deliver_pending(session: Session, app: Flask, now: dt.datetime | None = None
                     continue
                 conn.send(MailMessage(subject=subject, recipients=[item.recipient], body=body,
                                       sender=app.config["MAIL_DEFAULT_SENDER"]))
-                item.sent = now
+                # Dates only in what is kept once sent (issue 20).
+                item.sent = item.next_attempt = _day(now)
                 item.secret_ct = None  # the link leaves the database with the mail
                 report.sent += 1
                 session.commit()

@@ -140,3 +140,17 @@ def id_list(value: Any, field: str, max_items: int = 100) -> list[str]:
             raise InvalidInput(Text("%(field)s must be a list of ids", field=field), field)
         out.append(item)
     return out
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def whole_number(value: Any, max_digits: int) -> int | None:
+    """``value`` as a non-negative whole number written in ASCII digits only, or None.
+
+    ``str.isdigit`` and ``int`` accept other scripts' digits (``"٣"``), and ``isdigit`` even
+    superscripts that ``int`` then refuses (``"²"``): numbers users send are checked here.
+    """
+    if not isinstance(value, str) or len(value) > max_digits or not _ASCII_DIGITS.fullmatch(value):
+        return None
+    return int(value)

@@ -71,6 +71,8 @@ FIXED = {
     "it is password-protected": _l("it is password-protected"),
     "it could not be read as an image": _l("it could not be read as an image"),
     "it could not be read as a PDF": _l("it could not be read as a PDF"),
+    "it holds hidden parts that could not all be removed": _l(
+        "it holds hidden parts that could not all be removed"),
     "the image is too large to clean safely": _l(
         "the picture is too large for its hidden information to be removed safely"),
 }
@@ -140,6 +142,9 @@ KNOWN = [
     _l("Whistle could not read what your browser sent. Go back, reload the page and try "
        "again."),
     _l("This page cannot be used that way. Start again from Whistle's home page."),
+    # whistle.cases.kept: files kept between the form's pages (issue 20).
+    _l("Files you chose earlier are no longer kept (they are kept for a few hours). "
+       "Choose them again."),
 ]
 
 

@@ -30,6 +30,8 @@ def build_app(tmp_path: Path, database_url: str, smtp: services.SmtpServer,
     config = {
         "TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(keys_dir),
         "MAIL_SERVER": smtp.host, "MAIL_PORT": smtp.port, "MAIL_TIMEOUT": 3,
+        # Mail at once unless a test sets an interval (tests/test_timing.py does).
+        "NOTIFY_INTERVAL_MINUTES": 0,
     } | (extra or {})
     app = create_app(config)
     migrate.upgrade(db.engine_for(app))

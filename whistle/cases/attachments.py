@@ -170,10 +170,12 @@ def read_uploads(files: Sequence[Any], settings: Settings, clean: bool
         raise file_too_large(max_bytes)
     if sum(size for _, size in sized) > max_total:
         raise files_too_large(max_total)
-    return [_prepare(f, size, clean, max_pixels) for f, size in sized]
+    return [_prepare(f, size, clean, max_pixels, settings.max_image_memory_bytes)
+            for f, size in sized]
 
 
-def _prepare(f: Any, size: int, clean: bool, max_pixels: int) -> Upload:
+def _prepare(f: Any, size: int, clean: bool, max_pixels: int,
+             max_memory: int | None = None) -> Upload:
     name = display_name(getattr(f, "filename", None))
     stream: IO[bytes] = f.stream
     stream.seek(0)
@@ -186,7 +188,7 @@ def _prepare(f: Any, size: int, clean: bool, max_pixels: int) -> Upload:
             # The one place a whole file is in memory: bounded by MAX_ATTACHMENT_BYTES.
             data = stream.read()
             try:
-                result = metadata.clean(data, detected, max_pixels)
+                result = metadata.clean(data, detected, max_pixels, max_memory)
             except metadata.TooManyPixels as exc:
                 raise too_large(Text("%(name)s: %(reason)s", name=name,
                                      reason=exc.reason)) from exc

@@ -66,7 +66,7 @@ def release(session: Session, concern: Concern, reviewer_id: str) -> bool:
     and nothing changed, when they hold no withheld copy."""
     mine = (WrappedKey.concern_id == concern.id, WrappedKey.recipient_kind == ESCALATION,
             WrappedKey.recipient_id == reviewer_id)
-    if session.scalars(select(WrappedKey.id).where(*mine).limit(1)).first() is None:
+    if session.scalars(select(WrappedKey.key_kind).where(*mine).limit(1)).first() is None:
         return False
     session.execute(update(WrappedKey).where(*mine).values(recipient_kind="reviewer"))
     _assign(session, concern, reviewer_id)

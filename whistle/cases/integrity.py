@@ -112,7 +112,7 @@ def check(session: Session, signing_public: bytes) -> Report:
 _HEADS_WITHOUT_TRAIL = (
     select(CheckpointHead.concern_id, func.max(CheckpointHead.seq),
            func.max(CheckpointHead.checkpoint))
-    .where(~select(AuditEvent.id).where(AuditEvent.concern_id == CheckpointHead.concern_id)
+    .where(~select(AuditEvent.seq).where(AuditEvent.concern_id == CheckpointHead.concern_id)
            .exists())
     .group_by(CheckpointHead.concern_id))
 _IDS: Any = bindparam("ids", expanding=True)

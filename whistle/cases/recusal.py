@@ -44,7 +44,7 @@ def readers(session: Session, case_ref: str) -> set[str]:
     """The active reviewers assigned to the case who hold its keys (who can read it)."""
     return set(session.scalars(select(Assignment.reviewer_id).join(Reviewer).where(
         Assignment.concern_id == case_ref, Reviewer.active.is_(True),
-        select(WrappedKey.id).where(
+        select(WrappedKey.key_kind).where(
             WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == "reviewer",
             WrappedKey.recipient_id == Assignment.reviewer_id).exists())))
 

@@ -113,5 +113,5 @@ def unregistered(session: Session) -> Iterator[str]:
 
 def trailless(session: Session) -> Iterator[str]:
     """Cases without a single event in their trail (it was deleted whole)."""
-    event = select(AuditEvent.id).where(AuditEvent.concern_id == Concern.id).exists()
+    event = select(AuditEvent.seq).where(AuditEvent.concern_id == Concern.id).exists()
     yield from session.scalars(select(Concern.id).where(~event).order_by(Concern.id))

@@ -63,7 +63,7 @@ def rewrap_for(session: Session, concern: Concern, ck: casekeys.CaseKeys, target
 
 
 def holds_keys(session: Session, case_ref: str, reviewer_id: str) -> bool:
-    return session.scalars(select(WrappedKey.id).where(
+    return session.scalars(select(WrappedKey.key_kind).where(
         WrappedKey.concern_id == case_ref, WrappedKey.recipient_kind == "reviewer",
         WrappedKey.recipient_id == reviewer_id).limit(1)).first() is not None
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from whistle import current_settings, instance_keys, keys, notify
-from whistle.cases import checkpoints, deadlines, integrity
+from whistle.cases import checkpoints, deadlines, integrity, kept
 from whistle.people import adminlog, roster, sessions
 from whistle.store import counts, db, migrate
 from whistle.store.models import Reviewer, utcnow
@@ -33,7 +33,14 @@ def init_command(recovery_out: str | None) -> None:
     new_signing_key = not (Path(keys_dir) / keys.SIGNING_KEY).exists()
     for line in keys.create_missing(keys_dir, recovery_out):
         click.echo(line)
+    # Owner-only: the instance directory 0700, the SQLite database and its -wal and -shm
+    # files 0600, before and after the migrations (which may create them).
+    instance = Path(current_app.instance_path)
+    database_url = current_settings().database_url
+    db.owner_only(str(instance), 0o700)
+    db.secure_sqlite_files(database_url, directory_too=True)
     migrate.upgrade(db.engine_for(current_app))
+    db.secure_sqlite_files(database_url)
     click.echo("database schema is up to date")
     if new_signing_key:
         _sign_existing_roster(keys_dir)
@@ -69,10 +76,26 @@ def _sign_existing_roster(keys_dir: str) -> None:
 
 @click.command("outbox")
 @with_appcontext
-def outbox_command() -> None:
-    """Deliver pending notification mail once (failures are retried on a later run)."""
+@click.option("--now", "at", default=None, metavar="YYYY-MM-DDTHH:MM",
+              help="Deliver as if the clock (UTC) read this, not earlier than now: to send a "
+                   "batch at an interval boundary ahead of time (tests, rehearsals).")
+def outbox_command(at: str | None) -> None:
+    """Deliver the notification mail that is due once (failures are retried on a later
+    run). Mail becomes due only at NOTIFY_INTERVAL_MINUTES boundaries: run it every few
+    minutes from cron; it sends nothing between boundaries."""
+    now = utcnow()
+    if at is not None:
+        try:
+            wanted = dt.datetime.fromisoformat(at).replace(tzinfo=None)
+        except ValueError:
+            raise click.BadParameter(f"{at!r} is not a date and time (YYYY-MM-DDTHH:MM)",
+                                     param_hint="--now") from None
+        if wanted < now:
+            raise click.BadParameter("earlier than now: mail is never sent in the past",
+                                     param_hint="--now")
+        now = wanted
     with db.new_session(current_app) as s:
-        report = notify.deliver_pending(s, current_app._get_current_object())  # type: ignore[attr-defined]
+        report = notify.deliver_pending(s, current_app._get_current_object(), now=now)  # type: ignore[attr-defined]
     click.echo(f"sent {report.sent}, deferred {report.deferred}, given up {report.given_up}")
 
 
@@ -102,8 +125,12 @@ def deadlines_command(as_of: str | None) -> None:
         # On the real clock: a rehearsal ahead of time does not end today's sessions.
         purged = sessions.purge_expired(s, current_settings(), real_now)
     with db.new_session(current_app) as s:
+        # Files kept for a reporter's form (issue 20), on the real clock too.
+        kept_gone = kept.purge_expired(s, current_settings().kept_upload_hours, real_now)
+    with db.new_session(current_app) as s:
         report = deadlines.run(s, current_settings(), instance_keys(), now)
     click.echo(_checkpoint()[0])  # after the run's changes, so that they are covered at once
+    click.echo(f"{kept_gone} expired kept file(s) removed")
     click.echo(f"reminders sent for {len(report.reminded)} case(s); "
                f"{len(report.escalated)} case(s) escalated; {report.overdue} case(s) overdue")
     click.echo(f"{purged} expired session(s) removed")

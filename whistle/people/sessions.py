@@ -39,6 +39,9 @@ from whistle.store.prepared import PreparedQuery
 
 # -- sessions ------------------------------------------------------------
 
+# The one answer to a failed sign-in: wrong email, wrong password, a missing or a wrong code.
+SIGNIN_FAILED = ("invalid_credentials", "wrong email, password or one-time code")
+
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -64,13 +67,15 @@ def login(session: Session, settings: Settings, email: Any, password: Any,
         Reviewer.email == email.strip().lower())).first()
     if reviewer is None or not reviewer.active:
         crypto.burn_password_time(password, settings.kdf)
-        raise AuthError()
+        raise AuthError(*SIGNIN_FAILED)
+    # One answer for every wrong combination (issue 20): a missing or wrong one-time code
+    # must not tell that the password was right.
     try:
         private = crypto.unlock_private_key(reviewer.locked_private_key, password,
                                             reviewer.password_check)
-    except crypto.CryptoError as exc:
-        raise AuthError() from exc
-    _verify_totp(reviewer, private, otp, now)
+        _verify_totp(reviewer, private, otp, now)
+    except (crypto.CryptoError, AuthError) as exc:
+        raise AuthError(*SIGNIN_FAILED) from exc
     if settings.require_totp and reviewer.totp_secret_ct is None:
         pass  # signed in, but the web layers send them to set up two-factor first
     _purge(session, settings, now)  # abandoned sessions go at anyone's sign-in

@@ -10,7 +10,7 @@ import pyotp
 from sqlalchemy.orm import Session
 
 from whistle.config import Settings
-from whistle import crypto
+from whistle import crypto, validation
 from whistle.errors import AuthError, InvalidInput
 from whistle.store.models import (
     Reviewer,
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def _match_totp_step(reviewer: Reviewer, secret: str, otp: Any, now: dt.datetime) -> int | None:
     """The time step ``otp`` belongs to (one step of drift allowed), if newer than the last used."""
-    if not isinstance(otp, str) or not otp.isdigit() or len(otp) != 6:
+    if not isinstance(otp, str) or len(otp) != 6 or validation.whole_number(otp, 6) is None:
         return None
     totp = pyotp.TOTP(secret)
     ts = now.replace(tzinfo=dt.timezone.utc).timestamp()
@@ -45,7 +45,7 @@ def _totp_secret(reviewer: Reviewer, private: bytes) -> str:
 def _verify_totp(reviewer: Reviewer, private: bytes, otp: Any, now: dt.datetime) -> None:
     if reviewer.totp_secret_ct is None:
         return
-    if not isinstance(otp, str) or not otp.isdigit() or len(otp) != 6:
+    if not isinstance(otp, str) or len(otp) != 6 or validation.whole_number(otp, 6) is None:
         raise AuthError("otp_required", "a one-time code from your authenticator is required")
     step = _match_totp_step(reviewer, _totp_secret(reviewer, private), otp, now)
     if step is None:

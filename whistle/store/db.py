@@ -79,9 +79,12 @@ class RunAgain(Exception):
 class Database:
     """One database: its engine and a session factory."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, info: Mapping[str, Any] | None = None) -> None:
         self.engine = engine
-        self.maker: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        # ``info``: what every session carries for the domain (e.g. the notification
+        # interval, ``whistle.notify``), copied into each session's ``info``.
+        self.maker: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False,
+                                                         info=dict(info or {}))
         counts.keep_counts(self.maker)
         self.is_sqlite = engine.dialect.name == "sqlite"
 
@@ -404,9 +407,43 @@ def open_database(settings: Settings) -> Database:
     """The engine and sessions for ``settings.database_url``."""
     background = settings.sqlite_checkpoint_thread and settings.database_url.startswith(
         "sqlite")
+    secure_sqlite_files(settings.database_url)
     return Database(make_engine(settings.database_url, settings.db_busy_timeout_ms,
                                 settings.sqlite_cache_mib,
-                                settings.sqlite_wal_max_pages if background else 1000))
+                                settings.sqlite_wal_max_pages if background else 1000),
+                    {"notify_interval_minutes": settings.notify_interval_minutes})
+
+
+def secure_sqlite_files(url: str, directory_too: bool = False) -> None:
+    """Make a SQLite database owner-only before SQLite first opens it (issue 20): its
+    directory made 0700 when Whistle creates it (and by ``init``: ``directory_too``), the
+    database file created 0600 when missing, and the database, ``-wal`` and ``-shm`` files
+    that exist made 0600. SQLite gives the ``-wal`` and ``-shm`` files it creates later the
+    database file's own permissions, so they are 0600 too; no process-wide umask is
+    changed. Files owned by another user are left alone (the operator's choice)."""
+    path = _sqlite_path(url) if url.startswith("sqlite") else None
+    if path is None or path.startswith("file:"):
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        directory_too = True
+    if directory_too:
+        owner_only(directory, 0o700)
+    if not os.path.exists(path):
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for name in (path, path + "-wal", path + "-shm", path + "-journal"):
+        owner_only(name, 0o600)
+
+
+def owner_only(path: str, mode: int) -> None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return
+    if found.st_uid == os.geteuid() and found.st_mode & 0o777 != mode:
+        os.chmod(path, mode)
 
 
 def checkpoint_path(settings: Settings) -> str | None:

@@ -9,13 +9,13 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
-    UniqueConstraint,
     false,
     text,
 )
@@ -37,6 +37,13 @@ def utcnow() -> dt.datetime:
 
 def today() -> dt.date:
     return utcnow().date()
+
+
+# Reporter-side rows carry no ordering that reveals time within a day (issue 20): no global
+# autoincrement id and, on SQLite, no hidden rowid (``max(rowid) + 1`` would order a
+# reporter's rows between a reviewer's timestamped ones) where reporter and reviewer or
+# system rows share a table. Their keys are random ids or per-case sequence numbers.
+NO_ROWID = {"sqlite_with_rowid": False}
 
 
 class Reviewer(Base):
@@ -179,6 +186,7 @@ class Assignment(Base):
         Index("ix_assignments_inbox_all", "reviewer_id", "created", "concern_id"),
         Index("ix_assignments_overdue", "reviewer_id", "created", "concern_id",
               sqlite_where=text("overdue IS 1"), postgresql_where=text("overdue IS true")),
+        NO_ROWID,  # written at submission and by reviewers' shares alike
     )
 
 
@@ -199,18 +207,17 @@ class WrappedKey(Base):
 
     __tablename__ = "wrapped_keys"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))  # led by the unique key below
+    # The key is the recipient and the kind of key: no global sequence (issue 20).
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), primary_key=True)
     # reviewer | recovery | reporter | escalation (a reviewer's copy withheld until the case
     # escalates: wrapped with the reviewer context, see whistle.cases.escalation)
-    recipient_kind: Mapped[str] = mapped_column(String(16))
-    recipient_id: Mapped[str] = mapped_column(String(64))
-    key_kind: Mapped[str] = mapped_column(String(16))  # case+thread | thread (| case, older)
+    recipient_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    recipient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # case+thread | thread (| case, older)
+    key_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
 
-    __table_args__ = (
-        UniqueConstraint("concern_id", "recipient_kind", "recipient_id", "key_kind"),
-    )
+    __table_args__ = NO_ROWID
 
 
 class Exclusion(Base):
@@ -240,6 +247,8 @@ class Message(Base):
     created: Mapped[dt.date] = mapped_column(Date)
     body_ct: Mapped[bytes] = mapped_column(LargeBinary)
 
+    __table_args__ = NO_ROWID
+
 
 class Attachment(Base):
     __tablename__ = "attachments"
@@ -259,6 +268,20 @@ class AttachmentChunk(Base):
     blob: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class KeptUpload(Base):
+    """A file a reporter chose before "Review before sending", kept until the concern is sent
+    (issue 20): part 0 is the sealed name and type, parts 1.. the sealed 64 KiB chunks, all
+    under a random key that only the reporter's form holds. ``created`` is the hour, for
+    the purge after ``KEPT_UPLOAD_HOURS``."""
+
+    __tablename__ = "kept_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
 class ChainLink:
     """The columns every link of a hash chain has (see whistle.cases.audit, whistle.people.adminlog)."""
 
@@ -275,11 +298,12 @@ class AuditEvent(ChainLink, Base):
 
     __tablename__ = "audit_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"))
-    seq: Mapped[int] = mapped_column(Integer)
+    # The case and its own sequence number: no global id orders events of different cases
+    # (issue 20).
+    concern_id: Mapped[str] = mapped_column(ForeignKey("concerns.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
 
-    __table_args__ = (UniqueConstraint("concern_id", "seq"),)
+    __table_args__ = NO_ROWID
 
 
 class AdminEvent(ChainLink, Base):
@@ -298,7 +322,8 @@ class OutboxMail(Base):
 
     __tablename__ = "outbox"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Random: a sequence would order a reporter's mail among timestamped events (issue 20).
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     recipient: Mapped[str] = mapped_column(String(254))
     template: Mapped[str] = mapped_column(String(40))
     created: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -310,7 +335,7 @@ class OutboxMail(Base):
     # readable from the database alone); erased once the mail is sent.
     secret_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
-    __table_args__ = (Index("ix_outbox_pending", "sent", "failed", "next_attempt"),)
+    __table_args__ = (Index("ix_outbox_pending", "sent", "failed", "next_attempt"), NO_ROWID)
 
 
 class ReviewerSession(Base):
@@ -380,3 +405,32 @@ class CheckpointHead(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     checkpoint: Mapped[int] = mapped_column(Integer, index=True)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LimitHit(Base):
+    """One counted failure in a moving window (whistle.ratelimit, the default ``database://``
+    storage): ``kind`` (``status``, ``login``, ...) and a key that names no one (``miss``,
+    ``all``, or an HMAC of an email address); ``at`` in seconds since the epoch. Rows older
+    than their window are deleted as new ones come, so at most a limit's worth remain."""
+
+    __tablename__ = "limit_hits"
+    __table_args__ = (Index("ix_limit_hits_kind_key_at", "kind", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class SigninLockout(Base):
+    """Consecutive failed sign-ins of one account (``key``: an HMAC of the email address,
+    also for addresses that have no account) and the back-off they earned: ``lockouts``
+    so far, each twice as long as the one before, until ``locked_until`` (seconds since
+    the epoch). Deleted at the account's next successful sign-in."""
+
+    __tablename__ = "signin_lockouts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    lockouts: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[float] = mapped_column(Float)

@@ -27,6 +27,10 @@ def init_app(app: Flask) -> None:
     transactions.init_app(app)
     csrf.exempt(api.bp)
     csrf.exempt(changes_api.bp)
+    # The reporter's two forms check their CSRF token in the view (report.csrf_refusal), so
+    # that an expired form or a lost cookie gives the reporter's words back (issue 20).
+    csrf.exempt(report.report_submit)
+    csrf.exempt(report.status_reply)
     for blueprint in (api.bp, changes_api.bp, pages.bp, report.bp, reviewer.bp, admin.bp,
                       adminlog_page.bp, setup_web.bp, enrol.bp):
         app.register_blueprint(blueprint)

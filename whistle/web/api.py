@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from whistle import current_settings, instance_keys
+from whistle import current_settings, instance_keys, validation
 from whistle.cases import attachments, checkpoints, inbox, proposals, reporter
 from whistle.people import adminlog, sessions
 from whistle.store import db
@@ -216,13 +216,13 @@ def admin_log() -> Response:
     """The administration log, oldest first, ``after`` a sequence number (for copying it
     elsewhere as it grows), with the state of the whole chain. Every reviewer may read it:
     they are the check on the administrators it records (see web/adminlog_page.py)."""
-    raw_after = request.args.get("after", "0")
+    after = validation.whole_number(request.args.get("after", "0"), 12)
     limit = 500
-    if not raw_after.isdigit() or len(raw_after) > 12:
+    if after is None:
         raise ApiError(400, "invalid_input", "after must be a whole number (an event's seq)")
     session = db.session()
     checked, broken = adminlog.verify(session)
-    events = adminlog.since(session, int(raw_after), limit)
+    events = adminlog.since(session, after, limit)
     return jsonify(
         events=[{"seq": e.seq, "at": e.at.isoformat() + "Z", "type": e.type, "actor": e.actor,
                  "data": json.loads(e.data), "hash": e.hash.hex()} for e in events],
@@ -239,9 +239,9 @@ def admin_checkpoints() -> Response:
     that a rollback shows (``flask --app app audit verify --against``). Every reviewer may
     read them, as the administration log; they name no case. The signing key's public half
     is published with the roster (``GET /api/v1/roster``)."""
-    raw_after = request.args.get("after", "0")
+    after = validation.whole_number(request.args.get("after", "0"), 12)
     limit = 500
-    if not raw_after.isdigit() or len(raw_after) > 12:
+    if after is None:
         raise ApiError(400, "invalid_input", "after must be a whole number (a checkpoint's seq)")
-    rows = checkpoints.export(db.session(), int(raw_after), limit)
+    rows = checkpoints.export(db.session(), after, limit)
     return jsonify(checkpoints=rows, next=rows[-1]["seq"] if len(rows) == limit else None)

@@ -8,14 +8,15 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 
-from whistle import current_settings, tokens
-from whistle.cases import intake, reporter
+from whistle import current_settings, instance_keys, tokens, validation
+from whistle.cases import intake, kept, reporter, spool
 from whistle.store import db
 from whistle.errors import DomainError, InvalidInput, NotFound
-from whistle.web import common, errors, shared, uploads
+from whistle.web import common, csrf, errors, shared, uploads
 from whistle.web.common import ApiError
 
 bp = Blueprint("report", __name__)
@@ -35,15 +36,34 @@ def _form_to_concern(form: dict[str, Any]) -> dict[str, Any]:
 
 
 def _render_form(form: dict[str, Any] | None = None, error: DomainError | None = None,
-                 status: int = 200) -> tuple[str, int]:
+                 status: int = 200, **extra: Any) -> tuple[str, int]:
+    """The form with everything the reporter sent back in it (``extra``: ``kept_files``, the
+    files kept for them; ``csrf_failed``; ``files_again``: files that could not be kept)."""
     try:
         options = shared.intake_options(db.session())
     except OperationalError:
         # The database is gone: still give the reporter the form with their text back.
         db.session().rollback()
         options = shared.offline_intake_options()
+    # A refused send keeps its idempotency key: the same concern, sent again, is stored once.
+    key = (form or {}).get("idempotency_key", "")
+    key = key if isinstance(key, str) and re.fullmatch(r"[0-9a-f]{32}", key) \
+        else secrets.token_hex(16)
     return render_template("report/report.html", options=options, form=form or {}, error=error,
-                           idempotency_key=secrets.token_hex(16)), status
+                           idempotency_key=key, **extra), status
+
+
+def csrf_refusal() -> str | None:
+    """The form's CSRF check, made here rather than before the view (the reporter's two forms
+    are exempt from the global hook), so that a failure gives the reporter's words back:
+    ``"expired"``, ``"failed"`` (no session cookie, a token from elsewhere) or None."""
+    if not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return None
+    try:
+        csrf.protect()
+    except CSRFError as exc:
+        return "expired" if "expired" in (exc.description or "") else "failed"
+    return None
 
 
 @bp.get("/report")
@@ -53,42 +73,118 @@ def report_form() -> tuple[str, int]:
 
 @bp.post("/report")
 def report_submit() -> tuple[str, int] | tuple[str, int, dict[str, str]]:
-    form = common.form_fields(multi=("exclude_reviewers", "attachment"))
+    form = common.form_fields(multi=("exclude_reviewers", "attachment", "kept"))
     files = [f for f in request.files.getlist("attachment") if f.filename]
+    refused = csrf_refusal()
+    if refused is not None:  # nothing is stored, not even the files: the form comes back
+        return _render_form(form, None, 400, kept_files=_kept_names(form),
+                            csrf_failed=refused, files_again=bool(files))
     step = form.pop("step", None)
     if step in ("review", "change"):
         return _review_step(form, files, step)
+    return _send(form, files)
+
+
+def _kept_names(form: dict[str, Any]) -> list[kept.KeptRef]:
+    """The files kept for this form, named for the page (those gone are left out)."""
+    try:
+        return kept.describe(db.session(), kept.parse_refs(form.get("kept", [])))
+    except (InvalidInput, OperationalError):
+        db.session().rollback()
+        return []
+
+
+def _keep_new(form: dict[str, Any], files: list[Any]) -> list[kept.KeptRef]:
+    """Keep newly chosen files sealed for the next page; the form's ``kept`` fields then name
+    every kept file, earlier ones first."""
+    session = db.session()
+    earlier = _kept_names(form)
+    limit = current_settings().max_attachments
+    if len(earlier) + len(files) > limit:  # what the send would refuse is not kept either
+        raise spool.too_many_files(limit)
+    listed = earlier + (kept.keep(session, files) if files else [])
+    session.commit()
+    form["kept"] = [r.field for r in listed]
+    return listed
+
+
+Answer = tuple[str, int] | tuple[str, int, dict[str, str]]
+
+
+def _send(form: dict[str, Any], files: list[Any]) -> Answer:
     key = form.get("idempotency_key", "")
     try:
         idem = bytes.fromhex(key) if len(key) == 32 else None
     except ValueError:
         idem = None
+    session = db.session()
     try:
-        receipt = shared.submit(_form_to_concern(form), files, idem)
+        refs = kept.parse_refs(form.get("kept", []))
+        earlier = _open_kept(refs, idem)
+        receipt = shared.submit(_form_to_concern(form), earlier + files, idem)
     except DomainError as exc:
         if exc.code == "already_submitted":
             return render_template("report/already.html"), 409
-        html, status = _render_form(form, exc, exc.status)
-        return html, status, exc.headers
+        return _refused(form, files, exc)
+    try:  # sent: the kept copies go now (or with the next purge, if the database is busy)
+        kept.forget(session, [kept_id for kept_id, _key in refs])
+        session.commit()
+    except OperationalError:
+        session.rollback()
     return render_template("report/token.html", receipt=receipt, words=receipt.token.split()), 201
+
+
+def _open_kept(refs: list[tuple[str, bytes]], idem: bytes | None) -> list[kept.KeptFile]:
+    """The kept files; a form sent again after its concern was stored (its files are gone)
+    is ``already_submitted``, as without files."""
+    session = db.session()
+    try:
+        return kept.open_all(session, refs)
+    except InvalidInput:
+        if idem is not None and intake.replay(session, instance_keys(), idem) is not None:
+            raise intake.AlreadySubmitted() from None
+        raise
+
+
+def _refused(form: dict[str, Any], files: list[Any], exc: DomainError) -> Answer:
+    """A refused send: the form again, the files kept unless they were the problem."""
+    listed, again = _kept_names(form), bool(files)
+    if files and exc.field != "attachment" and exc.status != 503:
+        try:
+            listed, again = _keep_new(form, files), False
+        except OperationalError:
+            db.session().rollback()
+    form["kept"] = [r.field for r in listed]
+    html, status = _render_form(form, exc, exc.status, kept_files=listed, files_again=again)
+    return html, status, exc.headers
 
 
 def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str, int]:
     """Show everything once more before sending (no JS: the review page re-posts it all in
-    hidden fields, with the same idempotency key), or go back to the form to change it."""
-    if step == "change":
-        return _render_form(form)
+    hidden fields, with the same idempotency key), or go back to the form to change it.
+    Files chosen so far are kept sealed (whistle.cases.kept) and listed on both pages."""
     session = db.session()
+    try:
+        listed = _keep_new(form, files)
+    except InvalidInput as exc:
+        return _render_form(form, exc, exc.status, kept_files=_kept_names(form),
+                            files_again=True)
+    except OperationalError:
+        session.rollback()
+        return _render_form(form, errors.Unavailable(), 503, kept_files=_kept_names(form),
+                            files_again=bool(files))
+    if step == "change":
+        return _render_form(form, kept_files=listed)
     try:
         sub = intake.parse_submission(_form_to_concern(form), session, current_settings())
         options = shared.intake_options(session)
     except InvalidInput as exc:
-        return _render_form(form, exc, exc.status)
+        return _render_form(form, exc, exc.status, kept_files=listed)
     except OperationalError:
         session.rollback()
-        return _render_form(form, errors.Unavailable(), 503)
+        return _render_form(form, errors.Unavailable(), 503, kept_files=listed)
     return render_template("report/report_review.html", form=form, sub=sub, options=options,
-                           dropped_files=[f.filename for f in files]), 200
+                           kept_files=listed), 200
 
 
 @bp.get("/roster")
@@ -112,23 +208,45 @@ def _status_page(view: reporter.ReporterView, **extra: Any) -> str:
 
 # -- the status page's forms: each posts the token back in a hidden field, never in the URL --
 
-Answer = tuple[str, int] | tuple[str, int, dict[str, str]]
 # What to do once the posted token has found its case: (case, posted form, token) -> answer.
 StatusAction = Callable[[reporter.ReporterView, dict[str, Any], str], Answer]
 NO_CASE = "No case matches this token. Check the 12 words."
+REPLY_AND_FILES = "Your message and files were sent."
 
 
-def _on_case(form: dict[str, Any], act: StatusAction) -> Answer:
-    """Look the posted token up and act on its case; a miss shows the token form again."""
+def _on_case(form: dict[str, Any], act: StatusAction, retry: bool = False) -> Answer:
+    """Look the posted token up and act on its case; a miss shows the token form again (or,
+    for a reply (``retry``), the reply form with the reporter's words still in it)."""
     token = form.get("token", "")
     try:
         view = shared.find_case(token)
         if view is None:
             raise NotFound(NO_CASE)
+    except OperationalError:
+        if not retry:
+            raise
+        db.session().rollback()
+        return _reply_again(form, error=errors.UNAVAILABLE), 503, {"Retry-After": "30"}
     except DomainError as exc:  # a miss, or too many of them (429)
+        if retry:
+            return _reply_again(form, error=exc.message), exc.status, exc.headers
         return (render_template("report/status_login.html", error=exc.message), exc.status,
                 exc.headers)
     return act(view, form, token)
+
+
+def _reply_again(form: dict[str, Any], **extra: Any) -> str:
+    """The reply form alone, with the token, the words and a fresh CSRF token: for a reply
+    that could not be taken before its case was found (nothing looked up, nothing stored)."""
+    cfg = current_settings()
+    token = form.get("token", "")
+    return render_template("report/status_retry.html", token_field=True,
+                           token=token if isinstance(token, str) else "",
+                           draft=form.get("body", ""), allow_attachments=cfg.allow_later_attachments,
+                           max_files=cfg.max_attachments,
+                           max_mib=cfg.max_attachment_bytes // 1048576,
+                           files_again=any(f.filename for f in request.files.getlist("attachment")),
+                           **extra)
 
 
 def _send_reply(view: reporter.ReporterView, body: Any) -> None:
@@ -145,12 +263,29 @@ def _show(view: reporter.ReporterView, _form: dict[str, Any], token: str) -> Ans
 
 
 def _reply(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Answer:
+    """A reply, files, or both from the one form of the status page. The reply is checked
+    before any file is stored, so a refused reply stores no file either."""
+    files = [f for f in request.files.getlist("attachment") if f.filename]
+    body = form.get("body")
+    notes: tuple[str, ...] = ()
     try:
-        _send_reply(view, form.get("body"))
+        if files:
+            if body:
+                validation.text(body, "body", current_settings().max_details_chars)
+            notes = uploads.add_later(view, files, form.get("clean_metadata") == "yes")
+        if body or not files:
+            _send_reply(view, body)
+    except OperationalError:
+        db.session().rollback()
+        return (_status_page(view, token=token, error=errors.UNAVAILABLE,
+                             draft=form.get("body", ""), attachment_notes=notes), 503,
+                {"Retry-After": "30"})
     except DomainError as exc:  # not stored: say why and give the text back
-        return (_status_page(view, token=token, error=exc.message, draft=form.get("body", "")),
-                exc.status, exc.headers)
-    return _status_page(view, token=token, notice="Your message was sent."), 200
+        return (_status_page(view, token=token, error=exc.message, draft=form.get("body", ""),
+                             attachment_notes=notes), exc.status, exc.headers)
+    notice = (REPLY_AND_FILES if body and files else "Your files were added." if files
+              else "Your message was sent.")
+    return _status_page(view, token=token, notice=notice, attachment_notes=notes), 200
 
 
 def _attach(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Answer:
@@ -181,7 +316,11 @@ def status_show() -> Answer:
 
 @bp.post("/status/reply")
 def status_reply() -> Answer:
-    return _on_case(common.form_fields(), _reply)
+    form = common.form_fields()
+    refused = csrf_refusal()
+    if refused is not None:  # nothing looked up, nothing stored: the words come back
+        return _reply_again(form, csrf_failed=refused), 400
+    return _on_case(form, _reply, retry=True)
 
 
 @bp.post("/status/files")
@@ -207,9 +346,10 @@ def token_check_positions() -> list[int]:
 
 def _positions(text: str) -> list[int] | None:
     parts = text.split()
-    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 2 for p in parts):
+    numbers = [validation.whole_number(p, 2) for p in parts]
+    if len(parts) != 2 or None in numbers:
         return None
-    found = [int(p) for p in parts]
+    found = [n for n in numbers if n is not None]
     return found if len(set(found)) == 2 and all(1 <= p <= tokens.WORDS for p in found) else None
 
 

@@ -3,8 +3,8 @@
 ``screen`` runs before every other request hook (CSRF included), so a request
 that no route can take gets its documented 4xx before a view sees it:
 control characters or invalid UTF-8 in the path or query (400), a repeated query parameter
-(400), a non-form body posted to an HTML page (415), a form posted from
-another site (403), and a form with invalid UTF-8 or NUL (400) or too many
+(400), a non-form body posted to an HTML page (415), a form or a reporter API
+write posted from another site (403), and a form with invalid UTF-8 or NUL (400) or too many
 fields (413).
 """
 
@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
+from whistle.web import access
 from whistle.web.common import FORM_TYPES, ApiError, form_pairs
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -72,6 +73,32 @@ def _cross_site() -> bool:
     return urlsplit(origin).hostname != own
 
 
+def _cross_site_api() -> bool:
+    """A reporter API write that a browser says came from any other origin.
+
+    Stricter than for forms, which carry CSRF tokens: ``same-site`` (another host of the
+    same registrable domain) is refused too, and so is ``Origin: null`` (a sandboxed frame
+    or a ``data:`` page) unless ``Sec-Fetch-Site`` says the request is the site's own.
+    Scripts, apps and the command line send neither header and are not affected.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
+    if fetch_site in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    if origin == "null":
+        return fetch_site not in ("same-origin", "none")
+    own = urlsplit("//" + request.host).hostname
+    return urlsplit(origin).hostname != own
+
+
+def _reporter_api_write() -> bool:
+    """A write to the JSON API that needs no account: the reporter's (``/api/v1/concerns``,
+    ``/api/v1/status...``) and the other public ones (sign-in, enrolment)."""
+    return request.path.startswith("/api/") and request.endpoint in access.PUBLIC
+
+
 def screen() -> None:
     """Refuse what no route accepts, before CSRF checks or any view see the request."""
     if request.endpoint is None:
@@ -87,7 +114,13 @@ def screen() -> None:
     keys = [k for k, _v in query]
     if len(keys) != len(set(keys)):
         raise ApiError(400, "invalid_request", "a parameter was sent more than once")
-    if request.method != "POST" or request.path.startswith("/api/"):  # JSON: checked there
+    if request.method != "POST":
+        return
+    if request.path.startswith("/api/"):  # JSON: the body is checked there
+        if _reporter_api_write() and _cross_site_api():
+            raise ApiError(403, "cross_site",
+                           "this request came from another site: Whistle accepts concerns "
+                           "only from its own pages or from programs that send no Origin")
         return
     if request.mimetype not in FORM_TYPES:
         raise ApiError(415, "unsupported_media_type", "send the form as a web form")

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Response
 from sqlalchemy.exc import OperationalError
 
-from whistle import crypto, current_settings, instance_keys
+from whistle import crypto, current_settings, instance_keys, ratelimit, validation
 from whistle.cases import (
     actions,
     intake,
@@ -89,9 +89,29 @@ def roster_json(session: Any) -> dict[str, Any]:
             "signing_key_fingerprint": crypto.digest(keys.signing_public).hex()}
 
 
+BUSY = ("Whistle is receiving more than it can take just now. Nothing was stored: please "
+        "try again in a few minutes.")
+
+
+def bounded(kind: str, count: int = 1) -> None:
+    """The site-wide cost limits (``SUBMISSION_LIMIT``, ``UPLOAD_LIMIT``; they identify no
+    one), counted before any work is done: past them, 429 with ``Retry-After``."""
+    lim = limiter()
+    for _ in range(count):
+        if not lim.fail(kind, "all"):
+            raise ApiError(429, "busy", BUSY, "attachment" if kind == "upload" else None,
+                           headers={"Retry-After": str(lim.retry_after(kind, "all"))})
+
+
+def _posted(files: list[Any]) -> int:
+    return sum(1 for f in files if getattr(f, "filename", None))
+
+
 def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
            ) -> intake.Receipt:
     """Validate and store a concern. 4xx for bad input, 503 if it could not be stored."""
+    bounded("submission")
+    bounded("upload", _posted(files))
     # Validation, routing and sealing only read: no write lock until the inserts
     # (the endpoints are declared WRITE_WITH_LOCK, whistle.web.transactions).
     session = db.session()
@@ -171,25 +191,32 @@ def login(email: Any, password: Any, otp: Any) -> tuple[str, Reviewer]:
     key = (crypto.keyed_hash(instance_keys().index_pepper, "login", email.strip().lower()
                              .encode()).hex() if isinstance(email, str) and len(email) < 300
            else "invalid")
-    if lim.exceeded("login", key) or lim.exceeded("login", "all"):
+    # Refused before the password is checked: the account's lockout (exponential
+    # back-off), its failures in the window, and the whole site's (password spraying).
+    wait = ratelimit.lockout_left(key)
+    for kind, counted in (("login", key), ("login_all", "all")):
+        if not wait and lim.exceeded(kind, counted):
+            wait = lim.retry_after(kind, counted)
+    if wait:
         raise ApiError(429, "rate_limited", "too many failed sign-ins: wait and try again",
-                       headers={"Retry-After": str(lim.retry_after("login", key))})
+                       headers={"Retry-After": str(wait)})
     try:
-        return sessions.login(session, current_settings(), email, password, otp)
+        signed_in = sessions.login(session, current_settings(), email, password, otp)
     except AuthError:
-        lim.fail("login", key)
+        ratelimit.signin_failed(key, email)
         raise
+    ratelimit.signin_succeeded(key)
+    return signed_in
 
 
 def list_args(args: Mapping[str, str]) -> tuple[str | None, int, int]:
     status = args.get("status") or None
     if status is not None and status not in workflow.STATUSES + ("overdue", "open"):
         raise ApiError(400, "invalid_input", "unknown status filter", "status")
-    try:
-        page = int(args.get("page", "1"))
-        per_page = int(args.get("per_page", "25"))
-    except ValueError as exc:
-        raise ApiError(400, "invalid_input", "page and per_page must be whole numbers") from exc
+    page = validation.whole_number(args.get("page", "1"), 7)
+    per_page = validation.whole_number(args.get("per_page", "25"), 3)
+    if page is None or per_page is None:
+        raise ApiError(400, "invalid_input", "page and per_page must be whole numbers")
     if not (1 <= page <= 1_000_000 and 1 <= per_page <= 100):
         raise ApiError(400, "invalid_input", "page must be >= 1 and per_page 1..100")
     return status, page, per_page

@@ -85,6 +85,9 @@ def add_later(view: Any, files: Sequence[Any], clean: bool) -> tuple[str, ...]:
     """Files a reporter adds from the status page; 4xx for anything refused, nothing stored."""
     cfg = current_settings()
     attachments.check_later_allowed(cfg)  # before reading the files
+    from whistle.web import shared
+
+    shared.bounded("upload", sum(1 for f in files if getattr(f, "filename", None)))
     session = db.session()
     try:
         uploads = attachments.read_uploads(files, cfg, clean)
