@@ -216,7 +216,7 @@ def admin_log() -> Response:
     """The administration log, oldest first, ``after`` a sequence number (for copying it
     elsewhere as it grows), with the state of the whole chain. Every reviewer may read it:
     they are the check on the administrators it records (see web/adminlog_page.py)."""
-    after = validation.whole_number(request.args.get("after", "0"), 12)
+    after = validation.whole_number(request.args.get("after", "0"), 9)  # fits any INTEGER column
     limit = 500
     if after is None:
         raise ApiError(400, "invalid_input", "after must be a whole number (an event's seq)")
@@ -239,7 +239,7 @@ def admin_checkpoints() -> Response:
     that a rollback shows (``flask --app app audit verify --against``). Every reviewer may
     read them, as the administration log; they name no case. The signing key's public half
     is published with the roster (``GET /api/v1/roster``)."""
-    after = validation.whole_number(request.args.get("after", "0"), 12)
+    after = validation.whole_number(request.args.get("after", "0"), 9)  # fits any INTEGER column
     limit = 500
     if after is None:
         raise ApiError(400, "invalid_input", "after must be a whole number (a checkpoint's seq)")
