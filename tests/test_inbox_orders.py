@@ -242,11 +242,10 @@ def _vm_steps(app: Flask, read: Callable[[Any], Any]) -> int:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "flaky since this session: for about half of the random reviewer ids the overdue "
-    "filter's first page costs 202 SQLite steps (tens) instead of 126, and 797 instead of "
-    "127 at ten times the cases; it depends on the reviewer's id, not on the run order "
-    "(not the partial index choice, not schema loading, not the deadlines run's state): "
-    "the first thing to fix next session"))
+    "flaky since this session: for about half of the random reviewer ids SQLite plans the "
+    "overdue filter's page on ix_assignments_inbox_all instead of the partial index "
+    "ix_assignments_overdue (EXPLAIN QUERY PLAN), so it grows with the reviewer's cases; "
+    "SQLAlchemy renders no INDEXED BY hint for SQLite: the first thing to fix next session"))
 def test_overdue_views_do_the_same_work_at_ten_times_the_cases(
         tmp_path: Path, smtp: services.SmtpServer, weak_kdf: dict[str, Any]) -> None:
     """On SQLite whatever engine the suite runs on (its progress handler counts the work).
