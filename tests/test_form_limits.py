@@ -1,0 +1,25 @@
+"""The report form states its file limits in words that fit any configured number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    return {"MAX_ATTACHMENTS": 1}
+
+
+@pytest.mark.parametrize("lang, expected", [
+    ("en", "one file, up to 25 MiB"),
+    ("pl", "jeden plik, do 25 MiB"),
+    ("ar", "ملف واحد، حجمه حتى 25 ميغابايت"),
+])
+def test_a_limit_of_one_file_reads_as_one_file(client: FlaskClient, lang: str,
+                                               expected: str) -> None:
+    page = client.get(f"/report?lang={lang}").get_data(as_text=True)
+    assert expected in page
+    assert "1 files" not in page
