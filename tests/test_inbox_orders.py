@@ -241,11 +241,6 @@ def _vm_steps(app: Flask, read: Callable[[Any], Any]) -> int:
     return steps[0]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "flaky since this session: for about half of the random reviewer ids SQLite plans the "
-    "overdue filter's page on ix_assignments_inbox_all instead of the partial index "
-    "ix_assignments_overdue (EXPLAIN QUERY PLAN), so it grows with the reviewer's cases; "
-    "SQLAlchemy renders no INDEXED BY hint for SQLite: the first thing to fix next session"))
 def test_overdue_views_do_the_same_work_at_ten_times_the_cases(
         tmp_path: Path, smtp: services.SmtpServer, weak_kdf: dict[str, Any]) -> None:
     """On SQLite whatever engine the suite runs on (its progress handler counts the work).

@@ -214,8 +214,13 @@ def _list_statements(kind: str | None, sort: str, keyset: bool,
         total = total.where(InboxCount.status.not_in(_NOT_STATUSES))
     columns: list[Any] = [*SUMMARY_COLUMNS, total.scalar_subquery().label("total")]
     q = select(*columns).select_from(page).join(Concern, Concern.id == page.c.concern_id)
+    # The overdue page on the partial overdue index, which holds only those (SQLite's planner
+    # sometimes took the whole inbox's index and filtered it: a page grew with the inbox).
+    overdue_only = kind == "overdue" or sort == "overdue-only"
     return PreparedQuery(q.order_by(*ordering(page.c.created, page.c.concern_id,
-                                              page.c.get("status"))))
+                                              page.c.get("status"))),
+                         sqlite_index=("assignments", "ix_assignments_overdue")
+                         if overdue_only else None)
 
 
 # What ``summary`` and ``page_cursor`` read: ``list_cases`` loads only these.

@@ -22,6 +22,8 @@ status lookup, routing's reviewer read); everything else stays plain Core.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -136,12 +138,26 @@ class _QueryPlan:
                 for values in fetched]
 
 
+def _indexed_by(sql: str, table: str, index: str) -> str:
+    """``sql`` with its one ``FROM table`` read by ``index`` (SQLite's ``INDEXED BY``)."""
+    found = re.findall(rf"\bFROM {table}\b", sql)
+    if len(found) != 1:
+        raise ValueError(f"expected one FROM {table}, found {len(found)}: {sql}")
+    return re.sub(rf"\bFROM {table}\b", f"FROM {table} INDEXED BY {index}", sql)
+
+
 class PreparedQuery:
     """A SELECT compiled once per dialect. Its rows come back as named tuples, with the
     columns' own result conversions (on SQLite, dates and booleans become them again)."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[Any],
+                 sqlite_index: tuple[str, str] | None = None) -> None:
+        """``sqlite_index``: (table, index): on SQLite the table is read ``INDEXED BY`` that
+        index. Its planner, unlike PostgreSQL's, may pick a wider index whose order it also
+        gives (the inbox's overdue page on the whole inbox index), and SQLAlchemy renders no
+        table hints for SQLite."""
         self.statement = statement
+        self.sqlite_index = sqlite_index
         self._plans: dict[str, _QueryPlan] = {}
 
     def _plan(self, dialect: Dialect) -> _QueryPlan:
@@ -150,7 +166,10 @@ class PreparedQuery:
             "Row", [str(c.key) for c in columns], rename=True)  # rename: unlabeled ones
         results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None)
                         for c in columns)
-        return _QueryPlan(_compile(self.statement, dialect), row, results)
+        plan = _compile(self.statement, dialect)
+        if self.sqlite_index and dialect.name == "sqlite":
+            plan = dataclasses.replace(plan, sql=_indexed_by(plan.sql, *self.sqlite_index))
+        return _QueryPlan(plan, row, results)
 
     def _query(self, dialect: Dialect) -> _QueryPlan:
         query = self._plans.get(dialect.name)
