@@ -13,7 +13,9 @@ with the full one. With PostgreSQL it also runs submit and status through two
 instances behind nginx (rate limits in Redis) and reports the aggregate.
 
 The table goes to stdout and to bench/results/latest.md with the machine's
-CPU and the versions. Never run in CI; numbers are for comparison over time.
+CPU and the versions, followed by the peak memory of one submission with cleaning per kind
+of file (bench/cleaning.py) against the memory ceilings. Never run in CI; numbers are for
+comparison over time.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from bench import loader  # noqa: E402
+from bench import cleaning, loader  # noqa: E402
 from tests.support import services  # noqa: E402
 from whistle import config, keys  # noqa: E402
 from whistle.people import accounts, roster  # noqa: E402
@@ -874,7 +876,7 @@ def versions() -> list[str]:
 
 
 def write_report(runs: list[EngineRun], args: argparse.Namespace, argv: list[str],
-                 elapsed: float) -> str:
+                 elapsed: float, memory: list[str] | None = None) -> str:
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = [
         "# Whistle benchmark: latest run",
@@ -894,6 +896,9 @@ def write_report(runs: list[EngineRun], args: argparse.Namespace, argv: list[str
         "",
         *extras(runs),
         "",
+        *(["Peak memory per submission with hidden information removed (bench/cleaning.py: "
+           "each in a fresh process; the ceilings are MAX_IMAGE_MEMORY_BYTES and "
+           "MAX_PDF_MEMORY_BYTES):", "", *memory, ""] if memory else []),
         "Versions:",
         "",
         *versions(),
@@ -926,6 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--procs", type=int, default=os.cpu_count() or 2,
                    help="loader processes (crypto)")
     p.add_argument("--logins", type=int, default=5, help="timed logins")
+    p.add_argument("--no-cleaning", action="store_true",
+                   help="skip the peak-memory-per-submission rows (bench/cleaning.py)")
     p.add_argument("--no-nginx", action="store_true",
                    help="skip the two-instances-behind-nginx run (PostgreSQL)")
     p.add_argument("--keep", metavar="DIR",
@@ -968,8 +975,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if kept is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    memory = [] if args.no_cleaning else cleaning.rows(cleaning.measure())
     print()
-    print(write_report(runs, args, argv, time.monotonic() - started))
+    print(write_report(runs, args, argv, time.monotonic() - started, memory))
     print(f"written to {RESULTS.relative_to(ROOT)}")
     return 0
 

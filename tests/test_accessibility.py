@@ -92,6 +92,7 @@ def report_through_the_form(page: Any, base: str, lang: str = "en") -> list[str]
     """Fill the form, review it, send it; returns the 12 words (the page stays on the token)."""
     page.goto(f"{base}/report?lang={lang}")
     page.fill("#details", "The night rota was changed so that nobody checks room 4.")
+    page.select_option("#category", "conduct")  # no category is preselected (issue 21)
     page.click("button[name=step][value=review]")
     page.click("button[type=submit]:not([name])")
     words: list[str] = page.locator("span.w").all_inner_texts()
@@ -116,6 +117,7 @@ def test_reporter_pages_have_no_serious_accessibility_violations(
         check(path)
     page.goto(f"{live}/report?lang={lang}")
     page.fill("#details", "Something worrying.")
+    page.select_option("#category", "conduct")  # no category is preselected (issue 21)
     page.click("button[name=step][value=review]")
     check("review")
     page.click("button[type=submit]:not([name])")
@@ -198,6 +200,8 @@ def _keyboard_journey(page: Any, base: str) -> None:
     tab_to(page, lambda f: f["tag"] == "A" and f["text"] == "Report a concern")
     page.keyboard.press("Enter")
     page.wait_for_url("**/report")
+    tab_to(page, lambda f: f["id"] == "category")
+    page.keyboard.press("ArrowDown")  # no category is preselected (issue 21): choose one
     tab_to(page, lambda f: f["id"] == "details")
     page.keyboard.type("The night rota leaves room 4 unchecked.")
     tab_to(page, lambda f: f["name"] == "step" and f["value"] == "review")
@@ -264,13 +268,16 @@ def test_screenshots_of_the_reporter_journey_and_the_reviewer_inbox(
     page.goto(live + "/")
     shot(page, "1-landing")
     page.goto(live + "/report")
+    page.select_option("#category", "conduct")
     page.fill("#details", "The night rota was changed so that nobody checks room 4 after 22:00. "
               "It started in March.")
+    page.select_option("#category", "conduct")  # no category is preselected (issue 21)
     shot(page, "2-report-form")
     page.click("button[name=step][value=review]")
     shot(page, "3-review-before-sending")
     page.click("button[type=submit]:not([name])")
     words = page.locator("span.w").all_inner_texts()
+    assert len(words) == 12  # the journey really reached the token page
     shot(page, "4-token")
     page.emulate_media(media="print")
     shot(page, "4b-token-printed")
@@ -278,15 +285,20 @@ def test_screenshots_of_the_reporter_journey_and_the_reviewer_inbox(
     page.goto(live + "/status")
     page.fill("#token", " ".join(words))
     page.click("main button[type=submit]")
+    assert page.locator("main").inner_text().count(" ") > 5 and "/status" in page.url
+    assert page.locator("ol.token").count() == 0  # the status page, not the token again
     shot(page, "5-status")
     client = app.test_client()
-    for category in ("fraud", "fraud", "conduct", "fraud", "fraud", "fraud", "patient-safety"):
-        submit_concern(client, category=category)
+    refs = [submit_concern(client, category=category)["case_ref"] for category in (
+        "fraud", "fraud", "conduct", "fraud", "fraud", "fraud", "patient-safety")]
     sign_in(page, live, people["ann"])
     page.set_viewport_size({"width": 1280, "height": 760})
     page.goto(live + "/reviewer/")
+    inbox = page.content()
+    assert all(ref in inbox for ref in refs)  # two reviewers: every case is routed to Ann
     shot(page, "6-reviewer-inbox")
     page.goto(live + "/reviewer/stats")
+    assert page.locator("main svg, main table").count() >= 1  # a chart or its table
     shot(page, "7-statistics")
     assert all((SHOTS / f"{n}.png").stat().st_size > 1000 for n in (
         "1-landing", "4-token", "6-reviewer-inbox", "7-statistics"))

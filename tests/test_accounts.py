@@ -12,11 +12,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from tests.support.factories import PASSWORD, database_bytes, login, make_reviewer, submit_concern
+from tests.support.probes import Snapshot
 from tests.support.webflow import csrf, post_form, sign_in
 from whistle import settings_of
 from whistle.people import sessions
 from whistle.store import db
-from whistle.store.models import Reviewer, ReviewerSession, utcnow
+from whistle.store.models import Concern, Reviewer, ReviewerSession, utcnow
 
 
 def sessions_of(app: Flask, reviewer_id: str) -> int:
@@ -109,7 +110,8 @@ def test_changing_the_password_relocks_the_key_and_every_case_still_opens(
 
     changed = post_form(browser, "/reviewer/account/password",
                         {"old": PASSWORD, "new": "a brand new passphrase"}, "/reviewer/account")
-    assert changed.status_code == 302 and changed.headers["Location"].endswith("/reviewer/login")
+    assert changed.status_code == 302
+    assert changed.headers["Location"].endswith("/reviewer/login?changed=password")  # issue 21
     assert sessions_of(app, ann["id"]) == 0  # every session ended, the API one too
     assert client.get("/api/v1/cases", headers=other_session).status_code == 401
     old = client.post("/api/v1/auth/login", json={"email": ann["email"], "password": PASSWORD})
@@ -252,9 +254,20 @@ def test_required_totp_sends_a_signed_in_reviewer_to_enrol_before_anything_else(
         assert response.status_code == 302 and response.headers["Location"].endswith(
             "/reviewer/account/totp"), path
     token = csrf(browser, "/reviewer/account/totp")
-    moved = browser.post(f"/reviewer/cases/{ref}/transition",
-                         data={"csrf_token": token, "to": "acknowledged"})
-    assert moved.headers["Location"].endswith("/reviewer/account/totp")
+    # Every form a signed-in reviewer could post is turned away before its view runs:
+    # redirected to enrol, and nothing at all changed (not only the case's status).
+    before = Snapshot(app)
+    for path, data in ((f"/reviewer/cases/{ref}/transition", {"to": "acknowledged"}),
+                       (f"/reviewer/cases/{ref}/message", {"body": "hello"}),
+                       (f"/reviewer/cases/{ref}/recuse", {"reason": "I know them"}),
+                       ("/reviewer/account/password", {"old": PASSWORD,
+                                                       "new": "an entirely new passphrase"})):
+        moved = browser.post(path, data={"csrf_token": token} | data)
+        assert moved.status_code == 302, path
+        assert moved.headers["Location"].endswith("/reviewer/account/totp"), path
+        before.assert_unchanged(path)
+    with db.new_session(app) as s:
+        assert s.scalar(select(Concern.status).where(Concern.id == ref)) == "received"
     assert "required here" in browser.get("/reviewer/account/totp").get_data(as_text=True)
     api = login(client, ann)
     blocked = client.get("/api/v1/cases", headers=api)

@@ -191,8 +191,10 @@ def test_admin_sets_the_categories_and_units_the_form_offers(
         "units": "North school\n\nSouth clinic\nNorth school\n"}, "/admin/settings")
     assert saved.status_code == 302
     options = client.get("/api/v1/intake").get_json()
-    assert options["categories"] == [{"id": "bullying", "label": "Bullying or harassment"},
-                                     {"id": "fraud", "label": "Fraud or theft"}]
+    # Each with its acknowledgement clock (issue 23): here the statutory 7 calendar days.
+    assert options["categories"] == [
+        {"id": "bullying", "label": "Bullying or harassment", "ack_days": 7},
+        {"id": "fraud", "label": "Fraud or theft", "ack_days": 7}]
     assert options["units"] == ["North school", "South clinic"]
     form = client.get("/report").get_data(as_text=True)
     assert "Bullying or harassment" in form and "South clinic" in form

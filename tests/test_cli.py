@@ -56,7 +56,14 @@ def test_reviewer_add_prints_the_id_last_and_list_shows_no_secrets(tmp_path: Pat
                       "--password-stdin", stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
     rid = added.stdout.strip().splitlines()[-1]
-    assert len(rid) == 32 and int(rid, 16) >= 0
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    try:  # the id printed is the id of the reviewer just stored, with what was given
+        with engine.connect() as conn:
+            stored = conn.execute(select(Reviewer.name, Reviewer.email, Reviewer.is_independent)
+                                  .where(Reviewer.id == rid)).one()
+    finally:
+        engine.dispose()
+    assert tuple(stored) == ("Ada", "ada@example.org", True)
     listed = flask_cli(tmp_path, "reviewer", "list")
     assert rid in listed.stdout and "Education,Health" in listed.stdout
     assert "independent" in listed.stdout

@@ -13,11 +13,12 @@ from sqlalchemy import func, select
 
 from tests.support import webflow
 from tests.support.factories import database_bytes, login, make_reviewer, submit_concern
-from tests.support.webflow import encodings
+from tests.support.webflow import assert_not_at_rest
 from whistle import crypto, keys, notify
+from whistle.cases import identity as identity_mod
 from whistle.cases import keys as casekeys
 from whistle.store import db
-from whistle.store.models import Concern, OutboxMail, WrappedKey
+from whistle.store.models import CaseIdentity, Concern, OutboxMail, WrappedKey
 
 
 def marker() -> str:
@@ -45,16 +46,32 @@ def two(app: Flask) -> list[dict[str, str]]:
 
 
 def test_no_plaintext_marker_from_details_or_identity_is_in_the_database_file(
-        app: Flask, client: FlaskClient, two: list[dict[str, str]]) -> None:
+        app: Flask, client: FlaskClient, two: list[dict[str, str]],
+        recovery_key_file: Any) -> None:
     marks = {k: marker() for k in ("details", "name", "role", "contact")}
-    submit_concern(client, details=f"Concern {marks['details']} here",
-                   identity={"name": marks["name"], "role": marks["role"],
-                             "contact": marks["contact"]})
+    # Prefixes of 0, 1 and 2 bytes: each marker starts at another base64 alignment.
+    receipts = [submit_concern(client, details=f"{pad}Concern {marks['details']} here",
+                               identity={"name": pad + marks["name"], "role": marks["role"],
+                                         "contact": marks["contact"]}) for pad in ("", "a", "ab")]
     stored = database_bytes(app)
     assert len(stored) > 10_000
     for value in marks.values():
-        for form in encodings(value):
-            assert form not in stored
+        assert_not_at_rest(stored, value)
+    # And the columns hold ciphertext: each opens with the recovery key (and only decrypted).
+    private = keys.read_recovery_private(str(recovery_key_file))
+    with db.new_session(app) as s:
+        for receipt, pad in zip(receipts, ("", "a", "ab"), strict=True):
+            concern = s.get(Concern, receipt["case_ref"])
+            # The identity is sealed apart, under its own key (issue 22).
+            sealed = s.get(CaseIdentity, receipt["case_ref"])
+            assert concern is not None and sealed is not None and concern.identity_ct is None
+            case_key = casekeys.unwrap(s, concern.id, "recovery", "org", private)["case"]
+            details = crypto.open_sealed(case_key, concern.details_ct,
+                                         casekeys.part(concern.id, "details"))
+            assert details == f"{pad}Concern {marks['details']} here".encode()
+            assert marks["contact"] == identity_mod.recover(sealed, private)["contact"]
+            for column in (concern.details_ct, sealed.identity_ct):
+                assert marks["details"].encode() not in column
 
 
 def test_the_token_is_not_stored_in_any_recognisable_form(app: Flask, client: FlaskClient,
@@ -75,9 +92,11 @@ def test_the_token_is_not_stored_in_any_recognisable_form(app: Flask, client: Fl
 
 def test_every_case_is_wrapped_for_two_reviewers_the_recovery_key_and_the_reporter(
         app: Flask, client: FlaskClient) -> None:
-    reviewers = [make_reviewer(app) for _ in range(4)]
+    # The excluded reviewer alone covers the concern's unit: without the exclusion, routing
+    # would pick them first every time (no tie to break at random).
+    reviewers = [make_reviewer(app, units=["Education"])] + [make_reviewer(app) for _ in range(3)]
     excluded = reviewers[0]["id"]
-    receipt = submit_concern(client, exclude_reviewers=[excluded])
+    receipt = submit_concern(client, unit="Education", exclude_reviewers=[excluded])
     assert receipt["reviewer_count"] == 2 and receipt["status"] == "received"
     with db.new_session(app) as s:
         rows = list(s.scalars(select(WrappedKey).where(
@@ -93,12 +112,17 @@ def test_every_case_is_wrapped_for_two_reviewers_the_recovery_key_and_the_report
 
 def test_excluded_reviewer_never_sees_the_case_in_any_list(
         app: Flask, client: FlaskClient) -> None:
-    a, b, c = (make_reviewer(app) for _ in range(3))
-    receipt = submit_concern(client, exclude_reviewers=[c["id"]])
+    a, b = make_reviewer(app), make_reviewer(app)
+    c = make_reviewer(app, units=["Education"])  # the one routing would pick first
+    receipt = submit_concern(client, unit="Education", exclude_reviewers=[c["id"]])
+    assert receipt["reviewer_count"] == 2
     headers = login(client, c)
     listed = client.get("/api/v1/cases", headers=headers).get_json()
     assert listed["total"] == 0 and listed["cases"] == []
     assert client.get(f"/api/v1/cases/{receipt['case_ref']}", headers=headers).status_code == 404
+    for other in (a, b):  # the positive control: the two others have it
+        seen = client.get("/api/v1/cases", headers=login(client, other)).get_json()
+        assert [x["case_ref"] for x in seen["cases"]] == [receipt["case_ref"]]
 
 
 def test_a_reviewer_not_assigned_gets_404_like_a_case_that_does_not_exist(
@@ -118,9 +142,12 @@ def test_the_outsiders_key_cannot_open_the_case_even_with_the_database(
     make_reviewer(app), make_reviewer(app)
     receipt = submit_concern(client)
     outsider = crypto.generate_keypair()
-    with db.new_session(app) as s, pytest.raises(crypto.CryptoError):
-        for row in s.scalars(select(WrappedKey).where(
-                WrappedKey.concern_id == receipt["case_ref"])):
+    with db.new_session(app) as s:
+        rows = list(s.scalars(select(WrappedKey).where(
+            WrappedKey.concern_id == receipt["case_ref"])))
+    assert len(rows) >= 4  # two reviewers, the recovery key, the reporter
+    for row in rows:  # every wrapped copy refuses the outsider, not only the first tried
+        with pytest.raises(crypto.CryptoError):
             crypto.unwrap_key(row.blob, outsider.private, casekeys.wrap_context(
                 row.concern_id, row.key_kind, row.recipient_kind, row.recipient_id))
 
@@ -129,7 +156,8 @@ def test_assigned_reviewer_reads_details_and_identity(app: Flask, client: FlaskC
                                                       two: list[dict[str, str]]) -> None:
     receipt = submit_concern(client, details="The <b>door</b> was left open\nat night.",
                              unit="Education", about_senior=True,
-                             identity={"name": "Jo Smith", "role": "Nurse"})
+                             identity={"name": "Jo Smith", "role": "Nurse",
+                                       "release": "to_reviewers"})  # at once (issue 22)
     for reviewer in two:
         case = client.get(f"/api/v1/cases/{receipt['case_ref']}",
                           headers=login(client, reviewer)).get_json()
@@ -175,6 +203,21 @@ def test_too_few_eligible_reviewers_still_stores_the_concern_and_alerts_admins(
     assert recipients == {only["email"], admin["email"]}
     case = client.get(f"/api/v1/cases/{receipt['case_ref']}", headers=login(client, only))
     assert case.status_code == 200
+
+
+def test_the_under_routed_alert_never_mails_an_administrator_the_reporter_excluded(
+        app: Flask, client: FlaskClient, smtp: Any) -> None:
+    only = make_reviewer(app)
+    admin = make_reviewer(app, admin=True, reviews=False)
+    accused = make_reviewer(app, admin=True, reviews=False)
+    receipt = submit_concern(client, exclude_reviewers=[accused["id"]])
+    assert receipt["under_routed"] is True
+    with db.new_session(app) as s:
+        queued = set(s.scalars(select(OutboxMail.recipient)))
+        assert notify.deliver_pending(s, app).sent == 2
+    assert queued == {only["email"], admin["email"]}
+    assert {m["To"] for m in smtp.wait_for(2)} == {only["email"], admin["email"]}
+    assert all(accused["email"] not in m.as_string() for m in smtp.messages)
 
 
 # -- notifications -----------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import time
 import zlib
 from typing import Any
 
@@ -81,9 +80,7 @@ def test_an_image_claiming_too_many_pixels_is_refused_before_decoding(
     before = _counts(app)
     bomb = png_claiming(*size)
     assert len(bomb) < 1000
-    started = time.perf_counter()
     response = _send(client, [(bomb, "photo.png")])
-    elapsed = time.perf_counter() - started
     if size == (65_535, 1):  # a control: a strip of few pixels is decoded and cleaned
         assert response.status_code in (201, 400), response.get_data(as_text=True)
         assert decoded
@@ -91,8 +88,7 @@ def test_an_image_claiming_too_many_pixels_is_refused_before_decoding(
     assert response.status_code == 413, response.get_data(as_text=True)
     assert response.get_json()["error"] == "too_large"
     assert "too large" in response.get_json()["message"]
-    assert decoded == []  # refused from the header: not a pixel was decoded
-    assert elapsed < 2
+    assert decoded == []  # refused from the header: not a pixel was decoded (no clock needed)
     assert _counts(app) == before
 
 

@@ -107,6 +107,9 @@ def test_an_overdue_case_is_escalated_once_to_independent_reviewers_and_admins_n
         overdue_events = s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.concern_id == ref, AuditEvent.type == "acknowledge_overdue"))
     assert overdue_events == 1
+    # The mail goes to someone who can act on it: Ida now opens the case she is told of.
+    opened = client.get(f"/api/v1/cases/{ref}", headers=login(client, people["ida"]))
+    assert opened.status_code == 200 and opened.get_json()["case_ref"] == ref
 
     # Not on every run: the next runs add no mail and no event (until tier 2 is due).
     sent_everything(app)
@@ -139,7 +142,8 @@ def test_escalation_mail_is_content_free_and_never_reaches_the_excluded(
     assert {people["ida"]["email"], people["adm"]["email"]} <= recipients
     assert receipt["case_ref"].encode() not in all_mail_bytes(smtp)
     bodies = {m.get_content().replace("\r\n", "\n") for m in smtp.messages}
-    assert bodies <= {body for _, body in notify.TEMPLATES.values()}
+    inbox = notify.inbox_link(app.config["PUBLIC_URL"])  # the one link in them (issue 21)
+    assert bodies <= {body.replace("{inbox}", inbox) for _, body in notify.TEMPLATES.values()}
 
 
 def test_the_feedback_deadline_counts_from_acknowledgement_and_escalates_once_too(
@@ -230,7 +234,7 @@ def test_inbox_filters_and_sorts_by_status_and_overdue(
     assert html.index(refs[0]) < min(html.index(r) for r in refs[1:])  # overdue first
     assert 'class="overdue"' in html
     only = browser.get("/reviewer/?status=overdue").get_data(as_text=True)
-    assert refs[0] in only and all(r not in only for r in refs[1:]) and "1 case(s)." in only
+    assert refs[0] in only and all(r not in only for r in refs[1:]) and "1 case." in only
     by_status_html = browser.get("/reviewer/?sort=status").get_data(as_text=True)
     assert by_status_html.index(refs[3]) < by_status_html.index(refs[2])
 

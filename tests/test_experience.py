@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from tests.support.factories import database_bytes, make_reviewer, submit_concern
-from tests.support.webflow import csrf, post_form, sign_in, status_page
+from tests.support.webflow import assert_not_at_rest, csrf, post_form, sign_in, status_page
 from whistle import i18n
 from whistle.store import db
 from whistle.store.models import AuditEvent, Concern, Setting, utcnow
@@ -197,7 +197,7 @@ def test_retyping_two_words_confirms_the_copy_and_stores_nothing(
     # Nothing was written: no event, no setting, and the words are nowhere at rest.
     assert count(app, AuditEvent) == events and count(app, Setting) == settings
     stored = database_bytes(app)
-    assert " ".join(words).encode() not in stored
+    assert_not_at_rest(stored, " ".join(words))
 
 
 def test_the_token_check_refuses_what_it_cannot_read(app: Flask, client: FlaskClient) -> None:

@@ -14,12 +14,13 @@ def app_config() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("lang, expected", [
-    ("en", "one file, up to 25 MiB"),
-    ("pl", "jeden plik, do 25 MiB"),
-    ("ar", "ملف واحد، حجمه حتى 25 ميغابايت"),
+    ("en", "one file, up to 26 MB"),
+    ("pl", "jeden plik, do 26 MB"),
+    ("ar", "ملف واحد، حجمه حتى 26 ميغابايت"),
 ])
 def test_a_limit_of_one_file_reads_as_one_file(client: FlaskClient, lang: str,
                                                expected: str) -> None:
     page = client.get(f"/report?lang={lang}").get_data(as_text=True)
     assert expected in page
     assert "1 files" not in page
+    assert "MiB" not in page  # issue 21: decimal megabytes, rounded down (25 MiB = 26.2 MB)

@@ -12,6 +12,7 @@ import io
 import json
 import re
 import tempfile
+import unicodedata
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tests.support import probes
-from tests.support.factories import PASSWORD, database_bytes, login, make_reviewer, submit_concern
+from tests.support.factories import (
+    PASSWORD,
+    database_bytes,
+    login,
+    make_operator,
+    make_reviewer,
+    submit_concern,
+)
 from tests.support.probes import Snapshot, csrf, html_login
 from whistle import settings_of, tokens, validation
 from whistle.store import db
@@ -60,13 +68,14 @@ def world(app: Flask, client: FlaskClient, private_tmp: Path) -> dict[str, Any]:
     """Two reviewers (Ann also administers), one case, Ann signed in on both sides."""
     ann = make_reviewer(app, "Ann Reviewer", admin=True)
     bob = make_reviewer(app, "Bob Reviewer")
+    operator = make_operator(app, "Olga Operator")  # enrolled before the roster seals
     receipt = submit_concern(client, details="A calm first concern.")
     # Use the token once: a later valid lookup then changes nothing (last use is a day).
     assert client.post("/api/v1/status", json={"token": receipt["token"]}).status_code == 200
     web = html_login(app, ann)
     return {"ann": ann, "bob": bob, "receipt": receipt, "case_ref": receipt["case_ref"],
             "token": receipt["token"], "api": login(client, ann), "web": web,
-            "csrf": csrf(web, "/reviewer/account")}
+            "csrf": csrf(web, "/reviewer/account"), "operator": login(client, operator)}
 
 
 def snapshot(app: Flask, private_tmp: Path) -> Snapshot:
@@ -188,6 +197,7 @@ def api_variants() -> list[tuple[str, dict[str, Any], int]]:
 
 MULTIPART_API = {"/api/v1/status/attachments"}  # takes multipart only
 NO_BODY_API = {"/api/v1/auth/logout"}  # takes no body at all
+OPERATOR_API = {"/api/v1/operator/concerns"}  # intake operators only (others: 403 first)
 
 
 def test_every_api_route_refuses_malformed_json_with_a_json_4xx_and_changes_nothing(
@@ -204,7 +214,8 @@ def test_every_api_route_refuses_malformed_json_with_a_json_4xx_and_changes_noth
                 kwargs["input_stream"] = io.BytesIO(kwargs["input_stream"].getvalue())
             if path in MULTIPART_API:
                 expected = 415  # takes multipart only: any of these is the wrong type there
-            response = client.post(path, headers={**world["api"], **kwargs.pop("headers", {})},
+            signed = world["operator"] if path in OPERATOR_API else world["api"]
+            response = client.post(path, headers={**signed, **kwargs.pop("headers", {})},
                                    **kwargs)
             got = response.status_code
             assert got == expected, (path, name, got, response.get_data(as_text=True)[:300])
@@ -377,7 +388,8 @@ def test_markup_and_template_syntax_are_shown_as_text_on_every_page(
     eve = make_reviewer(app, evil_name)
     fields = {f: f"[{f}]" + PAYLOAD for f in ("details", "name", "role", "contact")}
     single = {f: v.replace("\n", " ")[:200] for f, v in fields.items() if f != "details"}
-    receipt = submit_concern(client, details=fields["details"], identity=single)
+    receipt = submit_concern(client, details=fields["details"],
+                             identity=single | {"release": "to_reviewers"})  # shown (22)
     ref, token = receipt["case_ref"], receipt["token"]
     api = login(client, ann)
     assert client.post("/api/v1/status/messages",
@@ -518,10 +530,12 @@ def test_methods_no_route_declares_get_405(app: Flask, client: FlaskClient,
               "attachment_id": "0" * 32, "change_id": "0" * 32, "filename": "style.css"}
     checked = 0
     for rule in app.url_map.iter_rules():
-        path = adapter.build(rule.endpoint, {a: values[a] for a in rule.arguments},
+        path = adapter.build(rule.endpoint, {a: values.get(a, "0" * 32)  # a new route's id
+                                             for a in rule.arguments},
                              method=sorted(rule.methods or ())[0])
-        for method in ("PUT", "DELETE", "TRACE", "PATCH", "PROPFIND"):
-            if method in (rule.methods or ()):
+        served = set(adapter.allowed_methods(path))  # every rule on this path (GET and DELETE
+        for method in ("PUT", "DELETE", "TRACE", "PATCH", "PROPFIND"):  # may be two rules)
+            if method in served:
                 continue
             response = world["web"].open(path, method=method, headers=world["api"])
             assert response.status_code == 405, (method, path)
@@ -622,15 +636,49 @@ TEXTS = st.one_of(st.text(), st.text(alphabet=st.characters(codec=None)),
                   st.text(alphabet="\x00\x01\x1b\r\n\t\u2028\ufffd\ud800 ab<>{}%", max_size=50))
 
 
-@given(value=st.one_of(ANYTHING, TEXTS), max_chars=st.integers(1, 300),
+# What a clean value looks like: the tests below also generate these (positive controls), so
+# a check that refused everything would fail them, not only one that let too much through.
+CLEAN_LINES = st.text(alphabet=st.characters(categories=("L", "M", "N", "P", "S", "Zs"),
+                                             exclude_characters="\u034f\u115f\u1160\u3164"
+                                                                "\uffa0\ufffd"),
+                      min_size=1, max_size=60)
+REFUSED = object()
+
+
+def expected_line(value: Any, max_chars: int, required: bool) -> Any:
+    """What ``validation.line`` must return, written out from its contract; REFUSED for an
+    InvalidInput."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return REFUSED if required else None
+    if not isinstance(value, str) or "\ufffd" in value:
+        return REFUSED
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return REFUSED
+    if re.search(r"[\x00-\x1f\x7f\u2028\u2029]", value) or any(
+            ch in "\u034f\u115f\u1160\u3164\uffa0" or unicodedata.category(ch) == "Cf"
+            for ch in value):
+        return REFUSED
+    out = unicodedata.normalize("NFC", value).strip()
+    return out if len(out) <= max_chars else REFUSED
+
+
+@given(value=st.one_of(ANYTHING, TEXTS, CLEAN_LINES), max_chars=st.integers(1, 300),
        required=st.booleans())
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@example(value="Ann Reviewer", max_chars=50, required=True)
+@example(value="  Zoë Ōkubo  ", max_chars=10, required=False)
 def test_line_accepts_only_clean_single_lines_and_raises_only_invalid_input(
         value: Any, max_chars: int, required: bool) -> None:
+    expected = expected_line(value, max_chars, required)
     try:
         out = validation.line(value, "f", max_chars, required)
     except validation.InvalidInput as exc:
         assert 400 <= exc.status < 500 and exc.field == "f"
+        assert expected is REFUSED, f"refused a clean line: {value!r}"
         return
+    assert out == expected, f"{value!r} gave {out!r}"
     if out is not None:
         assert isinstance(out, str) and len(out) <= max_chars and out == out.strip()
         assert not re.search(r"[\x00-\x1f\x7f\u2028\u2029\ufffd]", out)
@@ -639,14 +687,46 @@ def test_line_accepts_only_clean_single_lines_and_raises_only_invalid_input(
         assert not required
 
 
-@given(value=st.one_of(ANYTHING, TEXTS), max_chars=st.integers(1, 300),
+def test_line_keeps_a_clean_name_and_refuses_each_hidden_character() -> None:
+    assert validation.line("  Zoe\u0301 Smith ", "f", 20) == "Zo\u00e9 Smith"
+    assert validation.line("", "f", 5) is None and validation.line(None, "f", 5) is None
+    for bad in ("a\nb", "a\x00b", "a\u202eb", "a\u200bb", "a\u3164b", "a\ufffdb", "a\ud800b",
+                "x" * 6, 5, ["a"]):
+        with pytest.raises(validation.InvalidInput):
+            validation.line(bad, "f", 5)
+    with pytest.raises(validation.InvalidInput):
+        validation.line(" ", "f", 5, required=True)
+
+
+def expected_text(value: Any, max_chars: int, required: bool) -> Any:
+    """What ``validation.text`` must return, written out from its contract."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return REFUSED if required else None
+    if not isinstance(value, str) or "\ufffd" in value:
+        return REFUSED
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return REFUSED
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202d\u202e]", value) or len(value) > max_chars:
+        return REFUSED
+    return value
+
+
+@given(value=st.one_of(ANYTHING, TEXTS, CLEAN_LINES), max_chars=st.integers(1, 300),
        required=st.booleans())
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@example(value="Line one\r\nline two\twith a tab", max_chars=300, required=True)
 def test_text_keeps_only_newlines_and_tabs_and_raises_only_invalid_input(
         value: Any, max_chars: int, required: bool) -> None:
+    expected = expected_text(value, max_chars, required)
     try:
         out = validation.text(value, "f", max_chars, required)
     except validation.InvalidInput:
+        assert expected is REFUSED, f"refused clean text: {value!r}"
         return
+    assert out == expected, f"{value!r} gave {out!r}"
     if out is not None:
         assert len(out) <= max_chars and "\r" not in out
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]", out)

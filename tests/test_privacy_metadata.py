@@ -11,6 +11,7 @@ key on nothing identifying (memory and shared Redis storage).
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import logging
 import re
 import socket
@@ -35,7 +36,7 @@ from tests.support.factories import (
 from tests.support.probes import csrf, html_login
 from whistle import logs, notify, tokens
 from whistle.store import db
-from whistle.store.models import AuditEvent
+from whistle.store.models import AuditEvent, OutboxMail, utcnow
 
 ADDRESS = "127.0.0.123"
 USER_AGENT = "WhistleProbe/9.9 (UA-CANARY-7f3a91; metadata test)"
@@ -131,7 +132,8 @@ def test_reporter_flows_leave_no_address_user_agent_or_token_anywhere(
         assert " ".join(t.split()[:4]) not in logged
 
 
-def test_reporter_side_timestamps_are_kept_to_the_day(app: Flask, client: FlaskClient) -> None:
+def test_reporter_side_timestamps_are_kept_to_the_day(app: Flask, client: FlaskClient,
+                                                      smtp: Any) -> None:
     ann = make_reviewer(app)
     make_reviewer(app)
     reporter = reporter_client(app)
@@ -168,6 +170,19 @@ def test_reporter_side_timestamps_are_kept_to_the_day(app: Flask, client: FlaskC
     with db.new_session(app) as s:
         for e in s.scalars(select(AuditEvent).where(AuditEvent.actor == "reporter")):
             assert e.at.time() == dt.time(0)
+    # The mail the reporter's actions set off: once sent, the outbox keeps the day only, and
+    # the mail carries the delivery run's time, never the moment the reporter acted.
+    run = dt.datetime.combine(utcnow().date() + dt.timedelta(days=1), dt.time(15, 0))
+    with db.new_session(app) as s:
+        assert notify.deliver_pending(s, app, now=run).sent >= 2
+        sent = list(s.scalars(select(OutboxMail.sent)))
+    assert sent and all(at == dt.datetime.combine(run.date(), dt.time(0)) for at in sent), sent
+    mails = smtp.wait_for(2)
+    for m in mails:
+        assert email.utils.parsedate_to_datetime(m["Date"]) == run.replace(
+            tzinfo=dt.timezone.utc), m["Date"]
+        assert re.fullmatch(r"<[0-9a-f]{32}@[^>]+>", m["Message-ID"]), m["Message-ID"]
+        assert "Received" not in m
 
 
 # -- for real, through gunicorn from 127.0.0.123 -------------------------------------------
@@ -268,6 +283,8 @@ def test_through_gunicorn_from_a_distinct_address_nothing_identifying_is_kept(
 
     output = srv.output()
     assert "Booting worker" in output and "Invalid request from ip=[redacted]" in output
+    # Clients only: the server's own address stays, so the operator sees where it serves.
+    assert f"Listening at: http://{srv.host}:{srv.port}" in output, output[:2000]
     needles = [ADDRESS, USER_AGENT, "UA-CANARY-7f3a91", "203.0.113.9"] + seen_tokens
     assert_absent(output.encode() + delivered.stdout.encode() + delivered.stderr.encode(),
                   needles, "the server's output")

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from tests.support import services
-from whistle.store.models import Concern
+from whistle.store.models import AuditEvent, CaseRegistry, Concern
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,8 +273,16 @@ def test_concurrent_submit_burst_through_both_instances_loses_nothing(cluster: C
             stored = conn.execute(select(Concern.id, func.count()).where(Concern.id.in_(refs))
                                   .group_by(Concern.id)).all()
             after = conn.execute(select(func.count()).select_from(Concern)).scalar_one()
+            received = conn.execute(
+                select(AuditEvent.concern_id, func.count()).where(
+                    AuditEvent.concern_id.in_(refs), AuditEvent.type == "received")
+                .group_by(AuditEvent.concern_id)).all()
+            registered = conn.execute(select(func.count()).select_from(CaseRegistry).where(
+                CaseRegistry.concern_id.in_(refs))).scalar_one()
         assert sorted(ref for ref, _ in stored) == sorted(refs)
-        assert all(n == 1 for _, n in stored)
+        # Each case was written once: one "received" event and one registry link each.
+        assert sorted(tuple(r) for r in received) == sorted((ref, 1) for ref in refs)
+        assert registered == 40
         assert after == before + 40
         # and each token opens its own case through the other instance
         for i, (_, body) in enumerate(answers):

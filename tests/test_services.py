@@ -13,10 +13,11 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+import redis
+import sqlalchemy
 
+from tests.conftest import IN_CI
 from tests.support import services
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @contextlib.contextmanager
@@ -46,7 +47,6 @@ def test_free_port_is_bindable() -> None:
 
 
 def test_postgres_accepts_connection_and_select() -> None:
-    sqlalchemy = pytest.importorskip("sqlalchemy")
     with require(services.postgres_server()) as pg:
         url = pg.create_database("whistle_services_test")
         assert url.startswith(f"postgresql+psycopg://whistle:{pg.password}@127.0.0.1:{pg.port}/")
@@ -106,7 +106,6 @@ def test_smtp_receives_and_survives_outage() -> None:
 
 
 def test_redis_answers_ping() -> None:
-    redis = pytest.importorskip("redis")
     with require(services.redis_server()) as srv:
         assert srv.url == f"redis://127.0.0.1:{srv.port}/0"
         client = redis.Redis.from_url(srv.url)

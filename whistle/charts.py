@@ -30,7 +30,10 @@ class Bar:
 def bar_chart(title: str, bars: Sequence[Bar], rtl: bool = False, chart_id: str = "chart"
               ) -> Markup:
     """A horizontal bar chart as an inline ``<svg>``; bars scale to the largest shown value."""
-    height = PAD * 2 + ROW * max(1, len(bars))
+    # A long label takes two lines rather than being cut off (issue 21): taller rows then.
+    wrapped = [_wrap(b.label) for b in bars]
+    row = ROW + (14 if any(len(lines) > 1 for lines in wrapped) else 0)
+    height = PAD * 2 + row * max(1, len(bars))
     label_w = int(WIDTH * 0.42)
     value_w = 120
     bar_space = WIDTH - label_w - value_w - PAD * 4
@@ -42,8 +45,8 @@ def bar_chart(title: str, bars: Sequence[Bar], rtl: bool = False, chart_id: str 
         f'<title id="{escape(chart_id)}-title">{escape(title)}</title>',
     ]
     for i, b in enumerate(bars):
-        y = PAD + i * ROW
-        mid = y + ROW / 2
+        y = PAD + i * row
+        mid = y + row / 2
         length = 0 if not b.value or not top else max(2, round(bar_space * b.value / top))
         if rtl:
             label_x, label_anchor = WIDTH - PAD, "end"
@@ -54,11 +57,16 @@ def bar_chart(title: str, bars: Sequence[Bar], rtl: bool = False, chart_id: str 
             label_x, label_anchor = PAD, "start"
             bar_x = label_w + PAD * 2
             text_x, text_anchor = bar_x + length + PAD, "start"
+        lines = wrapped[i]
+        first = -0.6 * (len(lines) - 1)
+        spans = "".join(
+            f'<tspan x="{label_x}" dy="{first if n == 0 else 1.2}em">{escape(line)}</tspan>'
+            for n, line in enumerate(lines))
         parts.append(
             f'<text class="chart-label" x="{label_x}" y="{mid:.1f}" text-anchor="{label_anchor}" '
-            f'dominant-baseline="middle">{escape(_clip(b.label))}</text>')
+            f'dominant-baseline="middle"><title>{escape(b.label)}</title>{spans}</text>')
         if length:
-            parts.append(f'<rect class="chart-bar" x="{bar_x}" y="{y + (ROW - BAR) / 2:.1f}" '
+            parts.append(f'<rect class="chart-bar" x="{bar_x}" y="{y + (row - BAR) / 2:.1f}" '
                          f'width="{length}" height="{BAR}" rx="3"></rect>')
         css = "chart-value" if b.value is not None else "chart-value suppressed"
         parts.append(f'<text class="{css}" x="{text_x}" y="{mid:.1f}" '
@@ -71,6 +79,16 @@ def bar_chart(title: str, bars: Sequence[Bar], rtl: bool = False, chart_id: str 
 
 def _clip(label: str, limit: int = 31) -> str:
     return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
+def _wrap(label: str, limit: int = 31) -> list[str]:
+    """One line, or two split at a space; only a label longer than two lines is cut."""
+    if len(label) <= limit:
+        return [label]
+    cut = label.rfind(" ", 0, limit + 1)
+    if cut <= 0:
+        return [_clip(label, limit)]
+    return [label[:cut], _clip(label[cut + 1:], limit)]
 
 
 def breakdown_chart(title: str, cells: Sequence[object], label_of: Callable[[str], str],

@@ -23,12 +23,27 @@ class ConfigError(Exception):
 
 DEFAULT_CATEGORIES = [
     ("safeguarding", "Safeguarding of a child or vulnerable adult"),
+    ("lado", "An allegation that an adult who works with children has harmed a child, or may "
+             "have"),
     ("conduct", "Conduct of a colleague or manager"),
     ("patient-safety", "Patient or pupil safety"),
     ("fraud", "Fraud, bribery or misuse of money"),
     ("other", "Something else"),
 ]
 DEFAULT_UNITS = ["Children's services", "Education", "Health", "Adult social care"]
+# A category's own clocks and retention (issue 23, whistle.cases.clocks): an allegation about
+# an adult who works with children is referred to the local authority designated officer
+# (LADO) within one working day (Working Together to Safeguard Children), and its record is
+# kept for 75 years (IICSA's recommendation for records of allegations of child abuse).
+DEFAULT_CATEGORY_CLOCKS: dict[str, dict[str, int]] = {
+    "lado": {"ack_working_days": 1, "retention_days": 27394},
+}
+# How long a closed case is kept, per outcome, in days from its closure (docs/clocks-and-
+# retention.md gives the legal basis of each); WHISTLE_RETENTION_DAYS (JSON) overrides some.
+DEFAULT_RETENTION_DAYS: dict[str, int] = {
+    "substantiated": 2192, "partially_substantiated": 2192, "referred": 2192,
+    "not_substantiated": 1096, "withdrawn": 366,
+}
 
 
 # Limits (issue 20, whistle.ratelimit). Failure counters live in the database by default
@@ -53,7 +68,29 @@ LIMITS: dict[str, Any] = {
     # (width x height x bytes per pixel, times the copies), estimated from the header
     # before anything is decoded. The default admits every image under MAX_IMAGE_PIXELS.
     "MAX_IMAGE_MEMORY_BYTES": 512 * 1024 * 1024,
+    # PDF cleaning's memory ceiling: a PDF's cost cannot be read from its header (a 200 KB
+    # file can inflate to gigabytes), so it is cleaned in a child process whose memory may
+    # grow by at most this much (RLIMIT_AS; whistle.confined), or the PDF is refused.
+    "MAX_PDF_MEMORY_BYTES": 512 * 1024 * 1024,
 }
+
+
+# A case's whole life (issue 23, whistle.cases.clocks and retention): working days count
+# without the bank holidays of HOLIDAY_CALENDAR (``CC`` or ``CC-SUBDIV`` of the ``holidays``
+# package; ``none``: weekends only; England and Wales by default); closed cases are kept
+# RETENTION_DAYS per outcome, and their reviewers reminded RETENTION_REMINDER_DAYS before.
+LIFECYCLE: dict[str, Any] = {
+    "HOLIDAY_CALENDAR": "GB-ENG",
+    "RETENTION_DAYS": dict(DEFAULT_RETENTION_DAYS),
+    "RETENTION_REMINDER_DAYS": 30,
+    # Detriment check-ins (whistle.cases.checkins): months after closure at which the
+    # reporter's status page asks whether they were treated badly since raising the concern.
+    "CHECKIN_MONTHS": "1,3,6",
+}
+
+
+# Matching escrow (issue 25): how long a held concern waits for a match (three years).
+ESCROW_DEFAULTS = {"ESCROW_DAYS": 1095}
 
 
 def defaults(instance_path: str) -> dict[str, Any]:
@@ -91,7 +128,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "ARGON2_MEMORY_KIB": 65536,
         "ARGON2_ITERATIONS": 3,
         "ARGON2_LANES": 1,
-        "DB_BUSY_TIMEOUT_MS": 5000,  # SQLite: how long a write waits for a lock before 503
+        "DB_BUSY_TIMEOUT_MS": 5000,  # a write waits this long for a lock, then 503 (also on PG)
         "SQLITE_CACHE_MIB": 64,  # SQLite page cache per connection
         # SQLite: WAL checkpoints in a thread of each server process, not in the request
         # that crosses the threshold (on in gunicorn.conf.py; see whistle/store/db.py).
@@ -115,12 +152,12 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "ENV": "production",
         "DEBUG": False,
         "TESTING": False,
-    } | LIMITS
+    } | LIMITS | LIFECYCLE | ESCROW_DEFAULTS
 
 
 _INT_KEYS = {
     "MIN_REVIEWERS", "ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "REMINDER_DAYS_BEFORE",
-    "ESCALATION_REVIEWERS", "ESCALATION_DAYS",
+    "ESCALATION_REVIEWERS", "ESCALATION_DAYS", "ESCROW_DAYS",
     "MAX_DETAILS_CHARS", "MAX_FIELD_CHARS", "MAX_CONTENT_LENGTH", "MAX_JSON_BYTES",
     "MAX_FORM_MEMORY_SIZE", "MAX_FORM_PARTS", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
     "MAX_ATTACHMENTS_TOTAL", "SESSION_IDLE_MINUTES", "SESSION_MAX_HOURS", "ENROL_CODE_HOURS", "ARGON2_MEMORY_KIB",
@@ -128,7 +165,7 @@ _INT_KEYS = {
     "NOTIFY_INTERVAL_MINUTES", "KEPT_UPLOAD_HOURS",
     "DB_BUSY_TIMEOUT_MS", "SQLITE_CACHE_MIB", "SQLITE_WAL_MAX_PAGES",
     "LOGIN_LOCKOUT_FAILURES", "LOGIN_LOCKOUT_SECONDS", "LOGIN_LOCKOUT_MAX_SECONDS",
-    "MAX_IMAGE_MEMORY_BYTES",
+    "MAX_IMAGE_MEMORY_BYTES", "MAX_PDF_MEMORY_BYTES", "RETENTION_REMINDER_DAYS",
 }
 _BOOL_KEYS = {"REQUIRE_TOTP", "MAIL_USE_TLS", "MAIL_USE_SSL", "DEBUG", "TESTING", "MAIL_SUPPRESS_SEND",
               "ALLOW_LATER_ATTACHMENTS", "SQLITE_CHECKPOINT_THREAD"}
@@ -163,17 +200,77 @@ def check(config: dict[str, Any]) -> None:
     if config["DEBUG"] and config.get("ENV") == "production" and not config["TESTING"]:
         raise ConfigError("DEBUG is on in production: refusing to start")
     for key in ("ACK_DEADLINE_DAYS", "FEEDBACK_DEADLINE_DAYS", "SQLITE_CACHE_MIB", "ENROL_CODE_HOURS",
-                "SQLITE_WAL_MAX_PAGES", "ESCALATION_DAYS", "LOGIN_LOCKOUT_FAILURES",
-                "LOGIN_LOCKOUT_SECONDS", "LOGIN_LOCKOUT_MAX_SECONDS", "MAX_IMAGE_MEMORY_BYTES"):
+                "SQLITE_WAL_MAX_PAGES", "ESCALATION_DAYS", "ESCROW_DAYS", "LOGIN_LOCKOUT_FAILURES",
+                "LOGIN_LOCKOUT_SECONDS", "LOGIN_LOCKOUT_MAX_SECONDS", "MAX_IMAGE_MEMORY_BYTES",
+                "MAX_PDF_MEMORY_BYTES", "RETENTION_REMINDER_DAYS"):
         if config[key] < 1:
             raise ConfigError(f"{key} must be at least 1")
     if not 0 <= config["NOTIFY_INTERVAL_MINUTES"] <= 1440 or (
             config["NOTIFY_INTERVAL_MINUTES"] and 1440 % config["NOTIFY_INTERVAL_MINUTES"]):
         raise ConfigError("NOTIFY_INTERVAL_MINUTES must divide a day (e.g. 15, 30, 60, 240, "
                           "1440), or be 0 to send at once (tests and development only)")
+    config["HOLIDAY_CALENDAR"] = _holiday_calendar(config.get("HOLIDAY_CALENDAR"))
+    config["RETENTION_DAYS"] = _retention_days(config.get("RETENTION_DAYS"))
+    config["CHECKIN_MONTHS"] = _checkin_months(config.get("CHECKIN_MONTHS"))
     if isinstance(config.get("TRUSTED_HOSTS"), str):
         config["TRUSTED_HOSTS"] = [h.strip() for h in config["TRUSTED_HOSTS"].split(",")
                                    if h.strip()]
+
+
+def holiday_calendar_parts(value: str) -> tuple[str, str | None] | None:
+    """``GB-ENG`` -> (``GB``, ``ENG``), ``FR`` -> (``FR``, None), ``none`` -> None."""
+    if value.lower() == "none":
+        return None
+    country, _, subdiv = value.partition("-")
+    return country.upper(), (subdiv.upper() or None)
+
+
+def _holiday_calendar(value: Any) -> str:
+    import holidays
+
+    text = str(value or "").strip()
+    parts = holiday_calendar_parts(text) if text else None
+    if parts is not None:
+        try:
+            holidays.country_holidays(parts[0], subdiv=parts[1], years=2026)
+        except (NotImplementedError, KeyError, ValueError) as exc:
+            raise ConfigError("HOLIDAY_CALENDAR must be a country code of the holidays "
+                              "package, with a subdivision if needed (GB-ENG, DE-BY), or "
+                              "none") from exc
+    return text or "none"
+
+
+def _retention_days(value: Any) -> tuple[tuple[str, int], ...]:
+    """The defaults with WHISTLE_RETENTION_DAYS (a JSON object, outcome -> days) over them."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError("RETENTION_DAYS must be a JSON object: outcome -> days") from exc
+    if isinstance(value, tuple):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise ConfigError("RETENTION_DAYS must be a JSON object: outcome -> days")
+    merged = DEFAULT_RETENTION_DAYS | value
+    for outcome, days in merged.items():
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 100 * 366:
+            raise ConfigError(f"RETENTION_DAYS[{outcome!r}] must be a whole number of days "
+                              "from 1 to 36600")
+    return tuple(sorted(merged.items()))
+
+
+def _checkin_months(value: Any) -> tuple[int, ...]:
+    """``"1,3,6"`` (or a list) -> (1, 3, 6): rising whole months from 1 to 120."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        months = tuple(int(str(m).strip()) for m in items)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("CHECKIN_MONTHS must be whole months, e.g. 1,3,6") from exc
+    if not months or list(months) != sorted(set(months)) or not 1 <= months[0] <= months[-1] <= 120:
+        raise ConfigError("CHECKIN_MONTHS must be rising whole months from 1 to 120, e.g. 1,3,6")
+    return months
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,8 +283,12 @@ class Settings:
     ack_deadline_days: int
     feedback_deadline_days: int
     reminder_days_before: int
+    holiday_calendar: str
+    retention_days: tuple[tuple[str, int], ...]
+    retention_reminder_days: int
     escalation_reviewers: int
     escalation_days: int
+    escrow_days: int
     max_details_chars: int
     max_field_chars: int
     max_content_length: int
@@ -198,6 +299,7 @@ class Settings:
     max_attachment_bytes: int
     max_attachments_total: int
     allow_later_attachments: bool
+    checkin_months: tuple[int, ...]
     kept_upload_hours: int
     max_image_pixels: int
     session_idle_minutes: int
@@ -223,6 +325,7 @@ class Settings:
     submission_limit: str
     upload_limit: str
     max_image_memory_bytes: int
+    max_pdf_memory_bytes: int
     trusted_hosts: tuple[str, ...] | None
     mail_default_sender: str
     mail_ca_file: str | None

@@ -416,3 +416,72 @@ def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
     except Exception:  # noqa: BLE001 - InvalidSignature, or anything odd about the input
         return False
     return True
+
+
+# -- age (referral packages to outside agencies, issue 23) --------------------------------
+
+
+def check_age_recipient(text: str) -> str:
+    """The canonical form of an age X25519 recipient (``age1...``, Bech32); CryptoError
+    for anything else."""
+    from pyrage import x25519
+
+    if not isinstance(text, str) or not text.startswith("age1") or len(text) > 100:
+        raise CryptoError("not an age X25519 recipient")
+    try:
+        return str(x25519.Recipient.from_str(text))
+    except Exception as exc:  # noqa: BLE001 - pyrage raises its own types for bad keys
+        raise CryptoError("not an age X25519 recipient") from exc
+
+
+def age_encrypt(data: bytes, recipient: str) -> bytes:
+    """``data`` encrypted to one age X25519 recipient, in the binary age format (opens with
+    ``age -d -i key.txt`` or ``rage``). Only the recipient's identity can read it."""
+    import pyrage
+    from pyrage import x25519
+
+    try:
+        return bytes(pyrage.encrypt(data, [x25519.Recipient.from_str(recipient)]))
+    except Exception as exc:  # noqa: BLE001
+        raise CryptoError("cannot encrypt to this age recipient") from exc
+
+
+# -- 2-of-n threshold sharing of a key (a reporter's identity key) -------------------------
+#
+# Shamir's secret sharing over GF(2^128) (pycryptodome's ``Crypto.Protocol.SecretSharing``,
+# which shares 16-byte secrets): a 32-byte key is shared as its two 16-byte halves, each
+# split 2-of-n with the same share indices. One share (33 bytes) = index (1 byte, 1..255)
+# | share of the first half (16) | share of the second half (16). Any two shares with
+# different indices give the key back; one share alone says nothing about it.
+
+MAX_SHARES = 255
+SHARE_SIZE = 1 + KEY_SIZE
+
+
+def split_key(key: bytes, holders: int) -> list[bytes]:
+    """Split a 32-byte key 2-of-``holders`` (2..255); share i has index i + 1."""
+    # pycryptodome (maintained), which installs as ``Crypto`` like the retired PyCrypto.
+    from Crypto.Protocol.SecretSharing import Shamir  # nosec B413
+
+    if len(key) != KEY_SIZE or not 2 <= holders <= MAX_SHARES:
+        raise CryptoError("cannot split: a 32-byte key over 2 to 255 holders")
+    first = Shamir.split(2, holders, key[:16])
+    second = Shamir.split(2, holders, key[16:])
+    return [bytes([i]) + a + b for (i, a), (_j, b) in zip(first, second)]
+
+
+def combine_key(shares: list[bytes]) -> bytes:
+    """The key from two (or more) shares of :func:`split_key` with different indices;
+    CryptoError for malformed or too few shares. (Two shares of different keys combine to
+    a wrong key: the caller opens a sealed blob with it to know.)"""
+    from Crypto.Protocol.SecretSharing import Shamir  # nosec B413 - pycryptodome
+
+    found = {s[0]: s for s in shares if len(s) == SHARE_SIZE and s[0] >= 1}
+    if len(found) < 2:
+        raise CryptoError("two shares with different indices are needed")
+    two = [found[i] for i in sorted(found)[:2]]
+    try:
+        return (Shamir.combine([(s[0], s[1:17]) for s in two])
+                + Shamir.combine([(s[0], s[17:]) for s in two]))
+    except (ValueError, TypeError) as exc:
+        raise CryptoError("shares do not combine") from exc

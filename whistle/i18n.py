@@ -81,6 +81,18 @@ def long_date(value: Any) -> str:
     return str(format_date(value, DATE_PATTERN))
 
 
+def weekday(value: Any) -> str:
+    """A date's weekday in the page's language (deadlines say it: issue 23), or ``""``."""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return ""
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    return str(format_date(value, "EEEE")) if isinstance(value, dt.date) else ""
+
+
 def short_date(value: Any) -> str:
     """A compact date for tables: ``14 Mar 2026``."""
     if isinstance(value, str) and value:
@@ -105,6 +117,7 @@ STATUS_LABELS = {
     "investigating": _l("Being looked into"),
     "closure_proposed": _l("Closing: waiting for a second reviewer"),
     "closed": _l("Closed"),
+    "escrowed": _l("Held: waiting for a match"),  # issue 25
 }
 OUTCOME_LABELS = {
     "substantiated": _l("Substantiated: the concern was found to be true"),
@@ -131,10 +144,21 @@ EVENT_LABELS = {
                     "it and act on it."),
     "token_replaced": _l("You replaced your token."),
     "attachment_added": _l("You added files."),
+    "referred": _l("Your concern was referred to an outside body:"),  # + its name (issue 23)
+    # Matching escrow (issue 25, whistle.cases.escrow).
+    "escrowed": _l("Your concern is held until someone else raises a concern about the same "
+                   "person."),
+    "matched": _l("Someone else raised a concern about the same person, so your concern was "
+                  "sent to the reviewers."),
+    "released": _l("You chose to send your held concern to the reviewers now."),
+    # Your identity (issue 22, whistle.cases.identity_release).
+    "identity_added": _l("You gave your name."),
+    "identity_released": _l("Two reviewers agreed to open your name."),
 }
 # The default categories and units (config.DEFAULT_*): administrators' own words stay as typed.
 DEFAULT_TEXTS = [
     _l("Safeguarding of a child or vulnerable adult"),
+    _l("An allegation that an adult who works with children has harmed a child, or may have"),
     _l("Conduct of a colleague or manager"),
     _l("Patient or pupil safety"),
     _l("Fraud, bribery or misuse of money"),
@@ -151,6 +175,9 @@ KNOWN_TEXTS = [
     _l("Message sent to the reporter."),
     _l("Note saved."),
     _l("Case shared."),
+    _l("Opening the identity was requested: another reviewer of this case must approve it."),
+    _l("Request approved."),
+    _l("Request rejected."),
     _l("Sharing proposed: another reviewer of this case must approve it."),
     _l("Sharing rejected."),
     _l("You have stepped off the case; another reviewer has it now."),
@@ -178,6 +205,10 @@ DOMAIN_TEXTS = {
     "unknown reviewer in exclude_reviewers": _l(
         "One of the people you excluded is not a reviewer any more. Check the list again."),
     "body is required": _l("Write your message in the box."),
+    "this is not a Whistle receipt": _l(
+        "This is not a Whistle receipt. Paste the whole receipt, from its first line to its "
+        "last."),
+    "receipt must be the receipt's text": _l("Paste the receipt in the box."),
     "No case matches this token. Check the 12 words.": _l(
         "No report matches these words. Check the 12 words and try again."),
     "too many attempts: wait and try again": _l(
@@ -203,6 +234,16 @@ FILE_NOTES = [
 # The reviewers' audit trail names every event in a neutral voice (the reporter's
 # timeline, EVENT_LABELS, speaks to the reporter).
 TRAIL_LABELS = {
+    # Referral, erasure and check-ins (issue 23).
+    "referral_proposed": _l("Referral to an outside agency proposed"),
+    "referral_approved": _l("Referral approved: package built for the agency"),
+    "referral_rejected": _l("Referral rejected"),
+    "referral_package_downloaded": _l("Referral package downloaded"),
+    "referred": _l("Reporter told of the referral"),
+    "erasure_proposed": _l("Erasure proposed"),
+    "erased": _l("Erased by two reviewers"),
+    "erasure_rejected": _l("Erasure rejected"),
+    "detriment_linked": _l("Opened from a check-in after another case closed"),
     "received": _l("Concern received"),
     "assigned": _l("Reviewer assigned"),
     "under_routed": _l("Too few eligible reviewers: administrators alerted"),
@@ -230,9 +271,27 @@ TRAIL_LABELS = {
     "deadline_reminder": _l("Deadline reminder sent"),
     "escalated": _l("Escalated: further reviewers given the case"),
     "escalation_keys": _l("Keys handed over for escalation"),
+    # issue 23: legal holds (two reviewers) and the end of retention
+    "hold_proposed": _l("Legal hold proposed (waits for a second reviewer)"),
+    "hold_placed": _l("Legal hold placed by a second reviewer"),
+    "hold_lift_proposed": _l("Lifting the legal hold proposed (waits for a second reviewer)"),
+    "hold_lifted": _l("Legal hold lifted by a second reviewer"),
+    "hold_rejected": _l("Legal hold proposal rejected"),
+    "retention_reminder": _l("Reminder: the retention period ends soon"),
     "reviewer_disabled": _l("A reviewer's account was disabled"),
     "reviewer_key_reset": _l("A reviewer's password was reset"),
     "rewrapped": _l("A reviewer's access was restored"),
+    # issue 24: a concern an intake operator took by phone, voicemail, meeting or letter
+    "filed_by_operator": _l("Filed by an intake operator for the reporter"),
+    "transcript_agreed": _l("Reporter agreed the record"),
+    "transcript_corrected": _l("Reporter corrected the record"),
+    "transcript_not_agreed": _l("Reporter did not agree the record"),
+    # issue 22: the reporter's identity, opened only by two
+    "identity_added": _l("Reporter gave their name"),
+    "identity_requested": _l("Asked to open the reporter's identity"),
+    "identity_request_approved": _l("Opening the identity approved by a second reviewer"),
+    "identity_released": _l("Reporter's identity opened"),
+    "identity_request_rejected": _l("Opening the identity rejected"),
 }
 
 
@@ -278,7 +337,7 @@ def init_app(app: Flask) -> None:
     app.url_defaults(_keep_lang)
     app.context_processor(_context)
     app.jinja_env.filters.update(
-        long_date=long_date, short_date=short_date, iso_date=iso_date, tr=translate,
+        long_date=long_date, weekday=weekday, short_date=short_date, iso_date=iso_date, tr=translate,
         status_label=lambda c: label(STATUS_LABELS, c),
         outcome_label=lambda c: label(OUTCOME_LABELS, c),
         event_label=lambda c: label(EVENT_LABELS, c),

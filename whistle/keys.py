@@ -122,6 +122,9 @@ def create_missing(keys_dir: str, recovery_out: str | None = None) -> list[str]:
         if not (base / name).exists():
             write_private(base / name, os.urandom(32).hex() + "\n")
             notes.append(f"created {base / name}")
+    if not (base / ESCROW_PEPPER).exists():  # matching escrow (whistle.cases.about)
+        escrow_pepper(keys_dir)
+        notes.append(f"created {base / ESCROW_PEPPER}")
     if not (base / SIGNING_KEY).exists():
         write_private(base / SIGNING_KEY, crypto.generate_signing_key().hex() + "\n")
         notes.append(f"created {base / SIGNING_KEY} (signs the roster of reviewers)")
@@ -142,6 +145,26 @@ def create_missing(keys_dir: str, recovery_out: str | None = None) -> list[str]:
         notes.append("     Whistle never keeps it; it re-shares cases when reviewers are gone:")
         notes.append("     flask --app app recovery reshare <case_ref> --to <reviewer_id> --key-file <path>")
     return notes
+
+
+ESCROW_PEPPER = "escrow_pepper"
+
+
+def escrow_pepper(keys_dir: str) -> bytes:
+    """The pepper of matching escrow (whistle.cases.about): read, or created owner-only on
+    first need (instances made before it get it without a new ``init``). Created beside the
+    file and linked into place, so a second worker racing for it reads the same value."""
+    path = Path(keys_dir) / ESCROW_PEPPER
+    if not path.exists():
+        tmp = path.with_name(f".{ESCROW_PEPPER}.{os.getpid()}.{os.urandom(4).hex()}")
+        write_private(tmp, os.urandom(32).hex() + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another worker made it first: theirs is the one
+        finally:
+            tmp.unlink()
+    return _read_secret(path)
 
 
 def read_recovery_private(path: str) -> bytes:

@@ -94,7 +94,15 @@ def _kept(record: logging.LogRecord) -> bool:
         name == d or name.startswith(d + ".") for d in _DROP_BELOW_WARNING))
 
 
+def _server_own(record: logging.LogRecord) -> bool:
+    """gunicorn's "Listening at: <bind> (<pid>)": the server's own address, set by the
+    operator, which names no client; kept so the operator sees where Whistle serves."""
+    return record.name == "gunicorn.error" and record.msg == "Listening at: %s (%s)"
+
+
 def _scrub_record(record: logging.LogRecord) -> None:
+    if _server_own(record):
+        return
     try:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - a broken format string must not stop logging

@@ -58,6 +58,8 @@ _IMAGE_FORMATS = {
     "image/tiff": "TIFF", "image/bmp": "BMP",
 }
 PDF = "application/pdf"
+PDF_NOTE = ("hidden document information removed (pictures inside a PDF may still carry "
+            "their own)")
 CLEANABLE = frozenset(_IMAGE_FORMATS) | {PDF}
 CLEANABLE_NAMES = "JPEG, PNG, GIF, WebP, TIFF and BMP images, and PDF documents"
 
@@ -226,8 +228,7 @@ def clean(data: bytes, detected: str | None, max_pixels: int = DEFAULT_MAX_PIXEL
     if detected in _IMAGE_FORMATS:
         return _clean_image(data, _IMAGE_FORMATS[detected], max_pixels, max_memory)
     if detected == PDF:
-        return Cleaned(_clean_pdf(data), "hidden document information removed (pictures "
-                                         "inside a PDF may still carry their own)")
+        return Cleaned(_clean_pdf(data), PDF_NOTE)
     return Cleaned(None, "kept as sent: hidden information cannot be removed from this kind "
                          "of file")
 

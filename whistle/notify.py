@@ -12,12 +12,15 @@ interval the reporter acted. What the row keeps is the day (``created``), the bo
 (``next_attempt``) and, once sent, the day it was sent (``sent``; ``next_attempt`` is then
 reset to that day too). One-time link mail (enrolment, reset) is caused by an approval that
 the administration log records to the second anyway: it goes at once, and keeps dates only
-once sent like every other mail.
+once sent like every other mail. So does the mail that tells an account's owner that
+sign-in to it was paused (``AT_ONCE``): security mail, caused by sign-in attempts, never
+by a reporter.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -37,16 +40,23 @@ TEMPLATES = {
     "activity": (
         "Whistle: activity for you",
         "There is activity for you on Whistle.\n\n"
-        "Please sign in to see it. This message never contains case details.\n",
+        "Please sign in to see it:\n\n{inbox}\n\nThis message never contains case details.\n",
     ),
     "reminder": (
         "Whistle: a deadline is near",
         "A deadline on Whistle is near for a case assigned to you.\n\n"
-        "Please sign in to see it. This message never contains case details.\n",
+        "Please sign in to see it:\n\n{inbox}\n\nThis message never contains case details.\n",
     ),
     "escalation": (
         "Whistle: a case is overdue",
         "A case on Whistle is overdue and has been escalated to you.\n\n"
+        "Please sign in to see it:\n\n{inbox}\n\nThis message never contains case details.\n",
+    ),
+    "retention": (
+        "Whistle: a case's retention period ends soon",
+        "The retention period of a closed case assigned to you on Whistle ends soon; the case "
+        "will then be deleted. If it must be kept (legal proceedings), two of its reviewers "
+        "can place a hold before then.\n\n"
         "Please sign in to see it. This message never contains case details.\n",
     ),
     "admin_attention": (
@@ -68,6 +78,10 @@ TEMPLATES = {
         "Please sign in to review it. This message never contains case details.\n",
     ),
 }
+
+# Security mail to an account's own owner, caused by attempts on that account and not by
+# any reporter: due at once, with the next delivery run, not at the next batch boundary.
+AT_ONCE = frozenset({"signin_locked"})
 
 # Mail that carries a one-time link (enrolment, password reset): the link is sealed in the
 # outbox row (``secret_ct``) under a key derived from the instance secret, and erased once
@@ -131,6 +145,12 @@ def _compose(item: OutboxMail, secret_key: bytes | None) -> tuple[str, str]:
     return TEMPLATES[item.template]
 
 
+def inbox_link(public_url: str) -> str:
+    """The inbox's address for notification mail (issue 21): the same for every reviewer
+    and every case, so the mail still says nothing about which case it is."""
+    return f"{(public_url or '').rstrip('/')}/reviewer/"
+
+
 def queue(session: Session, recipient: str, template: str) -> None:
     """Queue a mail in the caller's transaction, unless the same one is already pending."""
     queue_many(session, [recipient], template)
@@ -144,9 +164,11 @@ def queue_many(session: Session, recipients: list[str], template: str) -> None:
     if not wanted:
         return
     # Queued in a reporter's transaction too: keep the day and the next interval boundary
-    # only, so the row does not record when the reporter acted.
+    # only, so the row does not record when the reporter acted. Security mail to an
+    # account's owner (AT_ONCE) is due at once: no reporter acted.
     now = utcnow()
-    day, due = _day(now), next_boundary(now, interval_of(session))
+    day = _day(now)
+    due = now if template in AT_ONCE else next_boundary(now, interval_of(session))
     session.flush()  # a pending mail added through the session counts as pending
     _QUEUE.run(session.connection(), [{"id": new_id(), "recipient": r, "template": template,
                                        "day": day, "due": due} for r in wanted])
@@ -218,6 +240,19 @@ class DeliveryReport:
     sent: int = 0
     deferred: int = 0
     given_up: int = 0
+    reason: str = ""  # why mail was deferred: what the mail server connection raised
+
+
+def _message(app: Flask, recipient: str, subject: str, body: str,
+             now: dt.datetime) -> MailMessage:
+    """The mail, dated by the delivery run's clock (``now``, UTC) and with a random
+    Message-ID: Flask-Mail's own carries the sending time to 1/100 s and the host's name."""
+    sender = app.config["MAIL_DEFAULT_SENDER"]
+    message = MailMessage(subject=subject, recipients=[recipient], body=body, sender=sender,
+                          date=now.replace(tzinfo=dt.timezone.utc).timestamp())
+    domain = str(sender).rpartition("@")[2].rstrip(">") or "localhost"
+    message.msgId = f"<{secrets.token_hex(16)}@{domain}>"
+    return message
 
 
 def _backoff(attempts: int) -> dt.timedelta:
@@ -244,19 +279,20 @@ def deliver_pending(session: Session, app: Flask, now: dt.datetime | None = None
             for item in due:
                 try:
                     subject, body = _compose(item, secret_key)
+                    body = body.replace("{inbox}", inbox_link(app.config.get("PUBLIC_URL", "")))
                 except crypto.CryptoError:  # sealed under another instance secret: unusable
                     item.failed = True
                     report.given_up += 1
                     session.commit()
                     continue
-                conn.send(MailMessage(subject=subject, recipients=[item.recipient], body=body,
-                                      sender=app.config["MAIL_DEFAULT_SENDER"]))
+                conn.send(_message(app, item.recipient, subject, body, now))
                 # Dates only in what is kept once sent (issue 20).
                 item.sent = item.next_attempt = _day(now)
                 item.secret_ct = None  # the link leaves the database with the mail
                 report.sent += 1
                 session.commit()
-    except (OSError, smtplib.SMTPException):
+    except (OSError, smtplib.SMTPException) as failure:
+        report.reason = f"{type(failure).__name__}: {failure}"[:300]
         for item in due:
             if item.sent is None:
                 item.attempts += 1

@@ -39,6 +39,12 @@ FIELD_NAMES = {
     "clean_metadata": _l("Remove hidden information from my files (recommended)"),
     "body": _l("Reply to the reviewers"),
     "token": _l("Your 12-word token"),
+    # Matching escrow (issue 25): the "about whom" section.
+    "about": _l("Who is your concern about?"),
+    "about.email": _l("Their work email address"),
+    "about.name": _l("Their name (optional)"),
+    "about.role": _l("Their role (optional)"),
+    "escrow": _l("Hold my concern until someone else raises a concern about the same person"),
 }
 SOME_FIELD = _l("A field of the form")
 
@@ -53,6 +59,10 @@ TOO_LARGE = _l("What you sent is too large. Check the limits on files and text, 
                "again.")
 
 FIXED = {
+    # The detriment check-in (issue 23, whistle.cases.checkins).
+    "answer must be yes or no": _l("Choose yes or no."),
+    "the check-in opens once the case is closed": _l(
+        "You can answer this question once your report is closed."),
     "choose at least one file": _l("Choose at least one file to add."),
     "the request is too large: see the limits on files and text": TOO_LARGE,
     "this form was sent from another site": _l(
@@ -73,8 +83,30 @@ FIXED = {
     "it could not be read as a PDF": _l("it could not be read as a PDF"),
     "it holds hidden parts that could not all be removed": _l(
         "it holds hidden parts that could not all be removed"),
+    "it is too large or too complex to clean safely": _l(
+        "it is too large or too complex to clean safely"),
     "the image is too large to clean safely": _l(
         "the picture is too large for its hidden information to be removed safely"),
+    # Matching escrow (issue 25, whistle.cases.about and escrow).
+    "escrow needs the email address of the person the concern is about": _l(
+        "To hold your concern until someone else speaks up, give the work email address of "
+        "the person it is about."),
+    "the email address of the person the concern is about is needed": _l(
+        "Give the work email address of the person your concern is about, or leave their "
+        "name and role empty."),
+    "about.email is not an email address": _l(
+        "This is not an email address. Check the address of the person your concern is "
+        "about, for example name@example.org."),
+    "about must be an object with email, name, role": _UNREADABLE_FORM,
+    "a held concern cannot carry files: add them once it is sent on": _l(
+        "A held concern cannot carry files. Send it without them, and add them once it has "
+        "gone to the reviewers."),
+    "this concern is held until someone else raises a concern about the same person: send "
+    "it now or withdraw it": _l(
+        "Your concern is held until someone else raises a concern about the same person. "
+        "Send it on now, or withdraw it, first."),
+    "this concern is not held: it has already been sent to reviewers": _l(
+        "Your concern is not held: it has already gone to the reviewers."),
 }
 
 PATTERNS = {
@@ -133,6 +165,16 @@ PATTERNS = {
 
 # Fixed English that pages show as it is (translated by its own text).
 KNOWN = [
+    _l("Thank you. Your answer was recorded."),  # the check-in (whistle.web.checkin_page)
+    # Referral, erasure and agency pages (issue 23, whistle.web.lifecycle_pages).
+    _l("Referral proposed: another reviewer of this case must approve it."),
+    _l("Referral approved: the package is ready."),
+    _l("Referral rejected."),
+    _l("Erasure proposed: another reviewer of this case must approve it."),
+    _l("Erased."),
+    _l("Erasure rejected."),
+    _l("Agency proposed: another administrator must approve it under Changes to approve."),
+    _l("New key proposed: another administrator must approve it under Changes to approve."),
     _l("adding files after sending a concern is turned off"),
     _l("This case's data failed its integrity check; nothing was changed. Tell the "
        "administrators."),

@@ -108,3 +108,16 @@ def share_case(client: FlaskClient, case_ref: str, reviewer_id: str,
     assert proposed.get_json()["state"] == "pending"
     return client.post(f"/api/v1/cases/{case_ref}/reviewers/{reviewer_id}/approve",
                        headers=approver)
+
+
+def make_operator(app: Flask, name: str | None = None) -> dict[str, str]:
+    """An intake operator (issue 24) enrolled while setting up (before the roster seals)."""
+    from whistle import settings_of
+    from whistle.people import accounts
+
+    name = name or "Operator " + secrets.token_hex(3)
+    email = f"op-{secrets.token_hex(4)}@example.org"
+    with db.new_session(app) as s:
+        r = accounts.enrol(s, settings_of(app), name, email, PASSWORD, reviews=False,
+                           keys=app.extensions["whistle_keys"], operator=True)
+        return {"id": r.id, "name": r.name, "email": r.email, "password": PASSWORD}

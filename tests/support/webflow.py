@@ -21,10 +21,54 @@ def marker(label: str = "MARK") -> str:
 
 
 def encodings(text: str) -> list[bytes]:
-    """The forms in which a leaked marker could sit in bytes: plain, lower, hex, base64, UTF-16."""
+    """The forms in which a leaked marker could sit in bytes: plain, lower, hex, UTF-16, and
+    base64 (standard and URL-safe) at each of the three alignments it can start at."""
     raw = text.encode()
-    return [raw, text.lower().encode(), raw.hex().encode(), base64.b64encode(raw),
-            text.encode("utf-16-le")]
+    return [raw, text.lower().encode(), raw.hex().encode(), raw.hex().upper().encode(),
+            text.encode("utf-16-le"), text.encode("utf-16-be"), *base64_forms(raw)]
+
+
+def base64_forms(raw: bytes) -> list[bytes]:
+    """The base64 characters that ``raw`` always becomes inside a longer base64 text, whatever
+    byte offset (0, 1 or 2 modulo 3) it starts at: encoding ``raw`` alone only matches when it
+    starts on a 3-byte boundary. For offset k, the characters that also carry bits of the bytes
+    before (the first ceil(8k/6)) or after (the last partial one) are cut off."""
+    forms = []
+    for k in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(b"\0" * k + raw)
+            forms.append(encoded[-(-8 * k // 6):8 * (k + len(raw)) // 6])
+    return forms
+
+
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/_\-]{16,}")
+
+
+def decoded_base64(stored: bytes) -> bytes:
+    """Every run of 16 or more base64 characters in ``stored``, decoded (standard and
+    URL-safe alphabets, from each of the four character offsets), joined: a marker base64-encoded
+    at rest shows up in plain in this."""
+    out = []
+    for run in _BASE64_RUN.findall(stored):
+        for start in range(4):
+            part = run[start:]
+            part = part[:len(part) - len(part) % 4]
+            for decode in (base64.b64decode, base64.urlsafe_b64decode):
+                try:
+                    out.append(decode(part))
+                except ValueError:
+                    continue
+    return b"\n".join(out)
+
+
+def assert_not_at_rest(stored: bytes, text: str) -> None:
+    """``text`` is in ``stored`` (the database's bytes) in none of ``encodings``, and in no
+    base64 run of it once decoded."""
+    for form in encodings(text):
+        assert form not in stored, (text, form)
+    decoded = decoded_base64(stored)
+    for form in (text.encode(), text.encode("utf-16-le")):
+        assert form not in decoded, text
 
 
 def csrf(client: FlaskClient, path: str) -> str:

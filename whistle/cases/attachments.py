@@ -49,7 +49,7 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from whistle.config import Settings
-from whistle import crypto, metadata
+from whistle import confined, crypto, metadata
 from whistle.cases import audit, notices
 from whistle.cases import keys as casekeys
 from whistle.cases.spool import (CHUNK_SIZE, TAG, EncryptedSpool, file_too_large,
@@ -170,12 +170,12 @@ def read_uploads(files: Sequence[Any], settings: Settings, clean: bool
         raise file_too_large(max_bytes)
     if sum(size for _, size in sized) > max_total:
         raise files_too_large(max_total)
-    return [_prepare(f, size, clean, max_pixels, settings.max_image_memory_bytes)
-            for f, size in sized]
+    return [_prepare(f, size, clean, max_pixels, settings.max_image_memory_bytes,
+                     settings.max_pdf_memory_bytes) for f, size in sized]
 
 
 def _prepare(f: Any, size: int, clean: bool, max_pixels: int,
-             max_memory: int | None = None) -> Upload:
+             max_memory: int | None = None, max_pdf_memory: int | None = None) -> Upload:
     name = display_name(getattr(f, "filename", None))
     stream: IO[bytes] = f.stream
     stream.seek(0)
@@ -188,7 +188,8 @@ def _prepare(f: Any, size: int, clean: bool, max_pixels: int,
             # The one place a whole file is in memory: bounded by MAX_ATTACHMENT_BYTES.
             data = stream.read()
             try:
-                result = metadata.clean(data, detected, max_pixels, max_memory)
+                # PDFs in a child process under MAX_PDF_MEMORY_BYTES (whistle.confined).
+                result = confined.clean(data, detected, max_pixels, max_memory, max_pdf_memory)
             except metadata.TooManyPixels as exc:
                 raise too_large(Text("%(name)s: %(reason)s", name=name,
                                      reason=exc.reason)) from exc

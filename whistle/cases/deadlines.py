@@ -6,7 +6,8 @@ case owes acknowledgement by ``acknowledge_by`` first. For each of them:
 
 * from ``REMINDER_DAYS_BEFORE`` days before the deadline it owes until it passes, the
   assigned reviewers get one content-free reminder;
-* once a deadline has passed, it is recorded exactly once (``acknowledge_overdue`` /
+* once a deadline has passed (the day after it; on the day itself for the acknowledgement
+  of a working-day clock, whistle.cases.clocks), it is recorded exactly once (``acknowledge_overdue`` /
   ``feedback_overdue``, which the reporter sees), the case is marked overdue, and the
   case escalates *with access* (whistle.cases.escalation): tier 1 the first time, tier 2
   when nobody acted within ``ESCALATION_DAYS`` after that; a later deadline passing tells
@@ -27,7 +28,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from whistle.config import Settings
-from whistle.cases import audit, escalation, workflow
+from whistle.cases import audit, clocks, escalation, workflow
 from whistle.keys import InstanceKeys
 from whistle.store.models import Concern
 
@@ -67,6 +68,7 @@ _OPEN_CASES = select(
     Concern.id, Concern.status, Concern.acknowledge_by, Concern.feedback_by, Concern.overdue,
     Concern.reminded_ack, Concern.escalated_ack, Concern.reminded_feedback,
     Concern.escalated_feedback, Concern.escalation_tier, Concern.escalated_on,
+    Concern.ack_clock,
 ).where(Concern.status.in_(workflow.OPEN_STATUSES)).order_by(Concern.created, Concern.id)
 # Counted on the attention list's partial index (``ix_concerns_attention``), whose
 # condition the query must repeat to use it: not a scan of every case.
@@ -82,8 +84,8 @@ def _due_step(row: Any, today: dt.date, settings: Settings) -> bool:
     if owed is None:
         return False
     kind, due = owed
-    overdue = today > due
-    newly = any(today > on and not getattr(row, _flags(k)[1])
+    overdue = clocks.passed(kind, due, today, row.ack_clock)  # the category's clock
+    newly = any(clocks.passed(k, on, today, row.ack_clock) and not getattr(row, _flags(k)[1])
                 for k, on in owed_deadlines(row.status, row.acknowledge_by, row.feedback_by))
     before = dt.timedelta(days=settings.reminder_days_before)
     next_tier = (row.escalation_tier == 1 and row.escalated_on is not None
@@ -122,10 +124,12 @@ def _step(session: Session, settings: Settings, keys: InstanceKeys, concern: Con
         concern.feedback_by = concern.acknowledge_by + dt.timedelta(
             days=settings.feedback_deadline_days)
     kind, due_on = workflow.owed_deadline(concern) or (workflow.FEEDBACK, concern.feedback_by)
-    workflow.set_overdue(session, concern, today > due_on)
+    workflow.set_overdue(session, concern,
+                         clocks.passed(kind, due_on, today, concern.ack_clock))
     newly = [(k, on) for k, on in owed_deadlines(concern.status, concern.acknowledge_by,
                                                   concern.feedback_by)
-             if today > on and not getattr(concern, _flags(k)[1])]
+             if clocks.passed(k, on, today, concern.ack_clock)
+             and not getattr(concern, _flags(k)[1])]
     for k, _on in newly:
         setattr(concern, _flags(k)[1], True)
     if concern.overdue and concern.escalation_tier == 0:

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from whistle.config import Settings
 from whistle import crypto, notify, routing, tokens, validation
-from whistle.cases import audit, registry, workflow
+from whistle.cases import audit, clocks, proof, registry, workflow
+from whistle.cases.identity import release_choice as identity_release_choice
 from whistle.cases import keys as casekeys
 from whistle import keys as instancekeys
 from whistle.keys import InstanceKeys
@@ -57,6 +58,7 @@ class Identity:
     name: str
     role: str | None = None
     contact: str | None = None
+    release: str = "on_request"  # or "to_reviewers" (whistle.cases.identity)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,12 @@ class Submission:
     # Read with the intake lists (``parse_submission``): once the roster is sealed, storing a
     # concern does not look again. False: not known, so the store step checks.
     roster_sealed: bool = False
+    # Matching escrow (issue 25, whistle.cases.about and escrow): whom it is about, whether
+    # to hold it until someone else names them, and how a held one arrives here
+    # (``escrow.MATCHED`` or ``escrow.RELEASED``; None for a concern sent at once).
+    about: Any = None  # whistle.cases.about.About
+    escrow: bool = False
+    arrival: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class Receipt:
     acknowledge_by: dt.date
     under_routed: bool
     attachment_notes: tuple[str, ...] = ()
+    receipt: str | None = None  # the signed receipt (whistle.cases.receipts)
 
 
 def parse_submission(data: Any, session: Session, settings: Settings) -> Submission:
@@ -89,7 +98,7 @@ def parse_submission(data: Any, session: Session, settings: Settings) -> Submiss
     if not isinstance(data, dict):
         raise InvalidInput("the concern must be a JSON object")
     allowed = {"category", "details", "unit", "about_senior", "exclude_reviewers", "identity",
-               "idempotency_key", "clean_metadata"}
+               "idempotency_key", "clean_metadata", "about", "escrow"}
     unknown = set(data) - allowed
     if unknown:
         raise InvalidInput(Text("unknown field: %(name)s", name=sorted(unknown)[0]),
@@ -112,15 +121,21 @@ def parse_submission(data: Any, session: Session, settings: Settings) -> Submiss
     identity = None
     raw_identity = data.get("identity")
     if raw_identity is not None:
-        if not isinstance(raw_identity, dict) or set(raw_identity) - {"name", "role", "contact"}:
+        if not isinstance(raw_identity, dict) or set(raw_identity) - {"name", "role", "contact",
+                                                                      "release"}:
             raise InvalidInput("identity must be an object with name, role, contact", "identity")
         name = validation.line(raw_identity.get("name"), "identity.name", max_line, required=True)
         identity = Identity(
             name=name or "",
             role=validation.line(raw_identity.get("role"), "identity.role", max_line),
             contact=validation.line(raw_identity.get("contact"), "identity.contact", max_line),
+            release=identity_release_choice(raw_identity.get("release")),
         )
+    from whistle.cases import about
+
+    about_whom, escrow = about.parse(data, max_line)
     return Submission(
+        about=about_whom, escrow=escrow,
         category=category or "", details=details or "", unit=unit,
         about_senior=validation.boolean(data.get("about_senior"), "about_senior"),
         exclude_reviewers=tuple(dict.fromkeys(excluded)), identity=identity,
@@ -188,6 +203,10 @@ _INSERT_WRAPPED = Prepared(insert(WrappedKey))
 _INSERT_EXCLUSIONS = Prepared(insert(Exclusion))
 
 
+# What a caller adds to a submission's own transaction (whistle.cases.oral.filing_hook).
+OnStored = Callable[[Session, str, casekeys.CaseKeys, dt.date], None]
+
+
 class AlreadySubmitted(Refused):
     """A concern with this idempotency key is already stored."""
 
@@ -209,6 +228,9 @@ class _Sealed:
     wrapped: list[dict[str, Any]]
     snapshot: list[tuple[Any, ...]]  # the reviewers as routed, without their loads
     exclusions: list[bytes]  # keyed tags of the reviewers the reporter excluded
+    # The identity sealed apart and the signed receipt (whistle.cases.identity, receipts).
+    proof_rows: list[Any] = field(default_factory=list)
+    receipt: str | None = None
 
 
 UNVERIFIED = ("an active reviewer's key does not match their signed roster entry: left out "
@@ -224,7 +246,9 @@ def _trusted(rows: list[Any], signing_public: bytes) -> tuple[list[Any], bool]:
 
 
 def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submission,
-          today: dt.date, idempotency_key: bytes | None) -> _Sealed:
+          today: dt.date, idempotency_key: bytes | None, preset: Any = None) -> _Sealed:
+    """``preset``: a held concern's reference, token lookup and reporter key
+    (whistle.cases.escrow.Preset), kept when it is released."""
     active = _active_reviewers(session)
     trusted, lost = _trusted(active, keys.signing_public)
     need = routing.Need(sub.category, sub.unit, sub.about_senior,
@@ -238,23 +262,21 @@ def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submiss
     if lost:  # a concern that loses a reviewer this way is under-routed: administrators look
         route = routing.Route(route.reviewer_ids, True, [*route.reasons, UNVERIFIED])
     reviewers = {r.id: r for r in trusted}  # route only picks among these
-    case_ref = new_case_ref()
+    case_ref = preset.case_ref if preset else new_case_ref()
     token, entropy = tokens.new_token()
     ck = casekeys.CaseKeys.fresh()
     concern = dict(
         id=case_ref, category=sub.category, unit=sub.unit, about_senior=sub.about_senior,
         status=workflow.RECEIVED, created=today,
-        acknowledge_by=today + dt.timedelta(days=settings.ack_deadline_days),
-        # Owed from submission (Directive 2019/1937 Art. 9(1)(f)): from the end of the
-        # acknowledgement window; acknowledging moves it (workflow._start_feedback_clock).
-        feedback_by=today + dt.timedelta(
-            days=settings.ack_deadline_days + settings.feedback_deadline_days),
+        # The category's clock (whistle.cases.clocks): acknowledge_by, ack_clock, and
+        # feedback_by, owed from submission (Directive 2019/1937 Art. 9(1)(f)) from the end
+        # of the acknowledgement window; acknowledging moves it (workflow).
+        **clocks.deadlines_at_intake(session, settings, sub.category, today),
         under_routed=route.under_routed,
         details_ct=crypto.seal(ck.case, sub.details.encode(), casekeys.part(case_ref, "details")),
-        identity_ct=(crypto.seal(ck.case, json.dumps(sub.identity.__dict__).encode(),
-                                 casekeys.part(case_ref, "identity"))
-                     if sub.identity else None),
-        token_lookup=tokens.lookup_id(keys.token_pepper, entropy),
+        identity_ct=None,  # sealed apart under its own key (whistle.cases.identity)
+        token_lookup=(preset.token_lookup if preset
+                      else tokens.lookup_id(keys.token_pepper, entropy)),
         idempotency=(crypto.keyed_hash(keys.index_pepper, "idempotency", idempotency_key)
                      if idempotency_key else None),
     )
@@ -265,18 +287,23 @@ def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submiss
         wrapped += casekeys.wrapped_rows(case_ref, ck, "reviewer", rid, reviewers[rid].public_key,
                                          stored_as=casekeys.ESCALATION)
     wrapped += casekeys.wrapped_rows(case_ref, ck, "recovery", "org", keys.recovery_public)
-    reporter = crypto.reporter_keypair(entropy, keys.reporter_pepper)
-    wrapped += casekeys.wrapped_rows(case_ref, ck, "reporter", "reporter", reporter.public,
+    reporter_public = (preset.reporter_public if preset
+                       else crypto.reporter_keypair(entropy, keys.reporter_pepper).public)
+    wrapped += casekeys.wrapped_rows(case_ref, ck, "reporter", "reporter", reporter_public,
                                      thread_only=True)
     return _Sealed(case_ref, token, ck, route, reviewers, concern, wrapped,
                    [tuple(r)[:-1] for r in active],
                    [casekeys.exclusion_tag(keys.index_pepper, case_ref, rid)
-                    for rid in sub.exclude_reviewers])
+                    for rid in sub.exclude_reviewers],
+                   *proof.at_intake(keys, sub, case_ref, today, ck, [
+                       (rid, reviewers[rid].public_key) for rid in [*route.reviewer_ids,
+                                                                    *standby]]))
 
 
 def submit(session: Session, keys: InstanceKeys, settings: Settings, sub: Submission,
            idempotency_key: bytes | None = None, now: dt.datetime | None = None,
-           on_sealed: Callable[[Session], None] | None = None) -> Receipt:
+           on_sealed: Callable[[Session], None] | None = None,
+           on_stored: OnStored | None = None) -> Receipt:
     """Store a concern, sealed for its reviewers and the recovery key, in one transaction.
 
     Never rejects for lack of reviewers: an under-routed concern is stored for
@@ -292,21 +319,35 @@ def submit(session: Session, keys: InstanceKeys, settings: Settings, sub: Submis
 
     The first concern stored seals the roster, in its own transaction; ``on_sealed`` (the
     web layer passes whistle.people.roster's) then logs it, in that transaction too.
+    ``on_stored(session, case_ref, case keys, today)`` adds to the concern's transaction
+    (an operator's filing, whistle.cases.oral).
     """
     now = now or utcnow()
     today = now.date()
+    if sub.escrow:  # held until someone else names the same person (whistle.cases.escrow)
+        from whistle.cases import escrow
+
+        return escrow.hold(session, keys, settings, sub, idempotency_key, now, on_sealed,
+                           filed_for=on_stored is not None)
     sealed = _seal(session, keys, settings, sub, today, idempotency_key)
     db.take_write_lock(session)
     if idempotency_key is not None and replay(session, keys, idempotency_key) is not None:
         raise AlreadySubmitted()
     if [tuple(r) for r in _ROUTED.all(session.connection(), {})] != sealed.snapshot:
         sealed = _seal(session, keys, settings, sub, today, idempotency_key)
-    return _store(session, settings, sub, sealed, today, on_sealed)
+    if on_stored is None:
+        return _store(session, settings, sub, sealed, today, on_sealed, keys)
+    receipt = _store(session, settings, sub, sealed, today, on_sealed, keys, commit=False)
+    on_stored(session, receipt.case_ref, sealed.keys, today)  # in the same transaction
+    session.commit()
+    return receipt
 
 
 def _store(session: Session, settings: Settings, sub: Submission, sealed: _Sealed,
-           today: dt.date, on_sealed: Callable[[Session], None] | None = None) -> Receipt:
-    """The write: Core inserts, one statement per table, while the lock is held."""
+           today: dt.date, on_sealed: Callable[[Session], None] | None = None,
+           keys: InstanceKeys | None = None, commit: bool = True) -> Receipt:
+    """The write: Core inserts, one statement per table, while the lock is held.
+    ``commit=False``: a held concern released inside another's transaction (escrow)."""
     case_ref, route, reviewers = sealed.case_ref, sealed.route, sealed.reviewers
     concern = sealed.concern
     conn = session.connection()
@@ -317,6 +358,10 @@ def _store(session: Session, settings: Settings, sub: Submission, sealed: _Seale
              "created": today} for rid in route.reviewer_ids])
         counts.count_new(session, [(rid, concern["status"]) for rid in route.reviewer_ids])
     _INSERT_WRAPPED.run(conn, sealed.wrapped)
+    session.add_all(sealed.proof_rows)  # the identity apart and the receipt (issue 22)
+    from whistle.cases import sent  # the reporter's own copy, which their token opens
+
+    sent.keep(session, case_ref, sealed.keys.thread, sub.details, sub.attachments)
     notify.queue_many(session, [reviewers[rid].email for rid in route.reviewer_ids], "activity")
     if sealed.exclusions:
         _INSERT_EXCLUSIONS.run(conn, [{"tag": tag, "concern_id": case_ref}
@@ -346,10 +391,16 @@ def _store(session: Session, settings: Settings, sub: Submission, sealed: _Seale
             session, options.ROSTER_SEALED, {"at": day.date().isoformat(), "by": "first_concern"}):
         if on_sealed is not None:
             on_sealed(session)
+    if sub.about is not None and keys is not None:  # links; releases held concerns (escrow)
+        from whistle.cases import escrow
+
+        escrow.on_stored(session, keys, settings, sub, case_ref, sealed.keys.case, today)
     registry.register(session, case_ref, today)  # last: PostgreSQL orders appends till COMMIT
-    session.commit()
+    if commit:
+        session.commit()
     return Receipt(case_ref, sealed.token, concern["status"], len(route.reviewer_ids),
-                   concern["acknowledge_by"], route.under_routed, notes)
+                   concern["acknowledge_by"], route.under_routed, notes,
+                   receipt=sealed.receipt)
 
 
 def replay(session: Session, keys: InstanceKeys, idempotency_key: bytes) -> Concern | None:

@@ -147,7 +147,8 @@ def _check_batch(session: Session, pending: list[tuple[str, list[Any]]], report:
                 if e.type in _STATUS_AFTER or 'message"' in e.data or 'note"' in e.data
                 or 'feedback"' in e.data]
         report.add(_state_faults(cid, read, concerns.get(cid)))
-        report.add(_message_faults(cid, read, messages))
+        if not any(e.type == "retention_ended" for e in events):  # deleted: a tombstone
+            report.add(_message_faults(cid, read, messages))
 
 
 def _data(text: str) -> dict[str, Any]:

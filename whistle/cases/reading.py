@@ -15,7 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from whistle import crypto
-from whistle.cases import audit, workflow
+from whistle.cases import about, audit, oral, workflow
 from whistle.cases import keys as casekeys
 from whistle.cases.inbox import summary
 from whistle.errors import KeysPending, NotFound
@@ -159,19 +159,7 @@ def open_case(session: Session, signed: Reader, case_ref: Any,
     identity = (json.loads(crypto.open_sealed(keys.case, concern.identity_ct,
                                               casekeys.part(case_ref, "identity")))
                 if concern.identity_ct else None)
-    messages: list[dict[str, Any]] = []
-    notes: list[dict[str, Any]] = []
-    drafts: dict[str, str] = {}
-    rows = _MESSAGES.all(session.connection(), {"cid": case_ref}) if concern.has_messages else []
-    for mid, sender, reviewer_id, created, kind, body_ct in rows:
-        key = keys.case if kind == "note" else keys.thread
-        body = crypto.open_sealed(key, body_ct, casekeys.part(case_ref, f"{kind}:{mid}")).decode()
-        entry = {"id": mid, "from": sender, "reviewer_id": reviewer_id,
-                 "at": created.isoformat(), "kind": kind, "body": body}
-        if kind == workflow.PROPOSED_FEEDBACK:
-            drafts[mid] = body
-        else:
-            (notes if kind == "note" else messages).append(entry)
+    messages, notes, drafts = _conversation(session, case_ref, keys, concern.has_messages)
     reviewers = [{"id": rid, "name": name, "active": active}
                  for rid, name, active in _REVIEWERS.all(session.connection(), {"cid": case_ref})]
     from whistle.cases import attachments
@@ -186,19 +174,47 @@ def open_case(session: Session, signed: Reader, case_ref: Any,
         "acknowledged_on": concern.acknowledged_on.isoformat() if concern.acknowledged_on
         else None,
     }
+    data |= oral.reviewer_part(session, case_ref, keys.thread)  # channel, record (issue 24)
+    data |= about.case_view(session, signed.reviewer_id, case_ref, keys.case)  # issue 25
+    from whistle.cases.identity_release import reader_part  # opened by two (issue 22)
+    data |= reader_part(session, instance, signed, case_ref, keys, concern.identity_ct, data)
     if concern.status in (workflow.CLOSURE_PROPOSED, workflow.CLOSED):
-        data["closure"] = {"proposed_by": concern.proposed_by,
-                           "outcome": concern.outcome or concern.proposed_outcome,
-                           "closed_on": concern.closed_on.isoformat() if concern.closed_on
-                           else None}
-        if concern.status == workflow.CLOSURE_PROPOSED:
-            # As workflow.pending_feedback_id, from the trail already read.
-            proposals = [e for e in trail if e.type == "closure_proposed"]
-            pending = json.loads(proposals[-1].data).get("feedback") if proposals else None
-            data["closure"]["feedback"] = drafts.get(pending) if pending else None
+        data["closure"] = _closure(concern, trail, drafts)
     if instance is not None and concern.handover_due:
         _hand_over(session, instance, case_ref, keys, signed.reviewer_id, now or utcnow())
     return data
+
+
+def _conversation(session: Session, case_ref: str, keys: Any, has_messages: bool
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """The case's messages, its internal notes (under the case key, which the token never
+    opens) and the feedback drafts of closure proposals, decrypted."""
+    messages: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
+    drafts: dict[str, str] = {}
+    rows = _MESSAGES.all(session.connection(), {"cid": case_ref}) if has_messages else []
+    for mid, sender, reviewer_id, created, kind, body_ct in rows:
+        key = keys.case if kind == "note" else keys.thread
+        body = crypto.open_sealed(key, body_ct, casekeys.part(case_ref, f"{kind}:{mid}")).decode()
+        entry = {"id": mid, "from": sender, "reviewer_id": reviewer_id,
+                 "at": created.isoformat(), "kind": kind, "body": body}
+        if kind == workflow.PROPOSED_FEEDBACK:
+            drafts[mid] = body
+        else:
+            (notes if kind == "note" else messages).append(entry)
+    return messages, notes, drafts
+
+
+def _closure(concern: Any, trail: list[Any], drafts: dict[str, str]) -> dict[str, Any]:
+    closure = {"proposed_by": concern.proposed_by,
+               "outcome": concern.outcome or concern.proposed_outcome,
+               "closed_on": concern.closed_on.isoformat() if concern.closed_on else None}
+    if concern.status == workflow.CLOSURE_PROPOSED:
+        # As workflow.pending_feedback_id, from the trail already read.
+        proposals = [e for e in trail if e.type == "closure_proposed"]
+        pending = json.loads(proposals[-1].data).get("feedback") if proposals else None
+        closure["feedback"] = drafts.get(pending) if pending else None
+    return closure
 
 
 def _hand_over(session: Session, instance: InstanceKeys, case_ref: str,

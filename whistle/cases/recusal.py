@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from whistle import keys as instancekeys
 from whistle import notify, routing
-from whistle.cases import audit, notices, proposals, sharing, workflow
+from whistle.cases import audit, identity_release, notices, proposals, sharing, workflow
 from whistle.cases import keys as casekeys
 from whistle.cases.reading import Reader, case_keys
 from whistle.config import Settings
@@ -103,6 +103,7 @@ def recuse(session: Session, signed: Reader, instance: InstanceKeys, settings: S
                                   settings.min_reviewers, event="assigned",
                                   data={"replacing": me}) for rid in picked]
     _withdraw_shares(session, concern.id, me, set(picked), now)
+    identity_release.leaving(session, concern.id, me, now)  # their identity share (22)
     _leave(session, concern.id, me)
     note = workflow.add_message(session, concern, ck.case, "note", "reviewer", me, text,
                                 now.date())

@@ -59,6 +59,9 @@ REPORTER_EVENTS = frozenset({
     "closed", "reopened", "reviewer_message", "reporter_message", "feedback",
     "acknowledge_overdue", "feedback_overdue", "token_replaced", "attachment_added",
     "escalated",
+    "referred",  # to an outside agency (issue 23, whistle.cases.referrals)
+    "matched", "released",  # a held concern sent on (issue 25, whistle.cases.escrow)
+    "identity_added", "identity_released",  # issue 22, whistle.cases.identity_release
 })
 
 

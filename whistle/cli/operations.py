@@ -48,19 +48,28 @@ def init_command(recovery_out: str | None) -> None:
         reviewers = s.scalar(select(func.count()).select_from(Reviewer)) or 0
         admins = s.scalar(select(func.count()).select_from(Reviewer)
                           .where(Reviewer.is_admin.is_(True))) or 0
-    if reviewers == 0:
-        click.echo("\nNo reviewers yet. Enrol at least two (each is asked for a password):")
-        click.echo("  flask --app app reviewer add --name 'Ada Example' --email ada@example.org "
-                   "--unit Education --independent")
-        click.echo("  flask --app app reviewer add --name 'Sam Example' --email sam@example.org "
-                   "--admin")
-        click.echo("Add --password-stdin to read the password from standard input.")
+    # One recommended first run (issue 21): /setup in the browser; the command line is the
+    # other way, and enrolling an administrator there closes /setup.
     if admins == 0:
         from whistle.people import firstrun
 
         code = firstrun.issue_code(current_settings().keys_dir)
-        click.echo(f"\nOne-time setup code for /setup (enrol the first administrator "
+        click.echo("\nRecommended next step: open /setup in a browser and enrol the first "
+                   "administrator and the reviewers there.")
+        click.echo(f"One-time setup code for /setup (enrol the first administrator "
                    f"in the browser): {code}")
+    if reviewers == 0:
+        click.echo("\nOr, instead of /setup, enrol from the command line (at least two "
+                   "reviewers; each is asked for a password):")
+        click.echo("  flask --app app reviewer add --name 'Ada Example' --email ada@example.org "
+                   "--unit Education --independent")
+        click.echo("  flask --app app reviewer add --name 'Sam Example' --email sam@example.org "
+                   "--admin")
+        click.echo("Add --password-stdin to read the password from standard input. Enrolling "
+                   "an administrator this way closes /setup (its code then no longer works).")
+    if admins == 0 or reviewers == 0:
+        click.echo("\nThen sign in at /reviewer/login: the administration home lists what is "
+                   "left (the recovery key file, mail, schedules, the report form).")
 
 
 def _sign_existing_roster(keys_dir: str) -> None:
@@ -97,6 +106,11 @@ def outbox_command(at: str | None) -> None:
     with db.new_session(current_app) as s:
         report = notify.deliver_pending(s, current_app._get_current_object(), now=now)  # type: ignore[attr-defined]
     click.echo(f"sent {report.sent}, deferred {report.deferred}, given up {report.given_up}")
+    if report.reason:
+        server = f"{current_app.config['MAIL_SERVER']}:{current_app.config['MAIL_PORT']}"
+        click.echo(f"deferred because the mail server {server} could not take the mail "
+                   f"({report.reason}); it is tried again with back-off, and given up after "
+                   f"{current_app.config['OUTBOX_MAX_ATTEMPTS']} attempts")
 
 
 @click.command("deadlines")
@@ -127,6 +141,10 @@ def deadlines_command(as_of: str | None) -> None:
     with db.new_session(current_app) as s:
         # Files kept for a reporter's form (issue 20), on the real clock too.
         kept_gone = kept.purge_expired(s, current_settings().kept_upload_hours, real_now)
+    with db.new_session(current_app) as s:  # held concerns past ESCROW_DAYS (issue 25)
+        from whistle.cases import escrow
+
+        click.echo(f"{escrow.expire(s, now.date())} expired held concern(s) deleted")
     with db.new_session(current_app) as s:
         report = deadlines.run(s, current_settings(), instance_keys(), now)
     click.echo(_checkpoint()[0])  # after the run's changes, so that they are covered at once

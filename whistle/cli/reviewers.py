@@ -32,20 +32,27 @@ reviewer_group = click.Group("reviewer", help="Enrol, list and disable reviewers
 @click.option("--independent", is_flag=True)
 @click.option("--admin", is_flag=True, help="Also an administrator.")
 @click.option("--admin-only", is_flag=True, help="An administrator who reviews no cases.")
+@click.option("--operator", is_flag=True,
+              help="An intake operator: files concerns taken by phone or in a meeting on a "
+                   "reporter's behalf; reviews nothing (no other role).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def reviewer_add(name: str, email: str, units: tuple[str, ...], senior: bool,
-                 independent: bool, admin: bool, admin_only: bool, password_stdin: bool) -> None:
+                 independent: bool, admin: bool, admin_only: bool, operator: bool,
+                 password_stdin: bool) -> None:
     """Enrol a reviewer; the new id is the last line printed.
 
     Once the roster is sealed this only proposes the account: it waits for a second
     person's approval, and the person then chooses their own password from a mailed link
     (``--password-stdin`` is for setting up an instance, before sealing)."""
+    if operator and (admin or admin_only or senior or independent or units):
+        raise click.ClickException("an intake operator has no other role (no --admin, "
+                                   "--admin-only, --senior, --independent or --unit)")
     with db.new_session(current_app) as s:
         if roster.is_sealed(s):
             if password_stdin:
                 sys.stdin.readline()  # read and dropped: nobody sets a password for another
             _propose_account(s, name, email, list(units), senior, independent,
-                             admin or admin_only, not admin_only)
+                             admin or admin_only, not (admin_only or operator), operator)
             return
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -54,8 +61,9 @@ def reviewer_add(name: str, email: str, units: tuple[str, ...], senior: bool,
     with db.new_session(current_app) as s:
         try:
             r = accounts.enrol(s, current_settings(), name, email, password, list(units),
-                               senior, independent, admin or admin_only, reviews=not admin_only,
-                               keys=instance_keys())
+                               senior, independent, admin or admin_only,
+                               reviews=not (admin_only or operator), keys=instance_keys(),
+                               operator=operator)
         except InvalidInput as exc:
             raise click.ClickException(exc.message) from exc
         click.echo(f"enrolled {r.name} <{r.email}>")
@@ -67,10 +75,12 @@ def _context() -> approvals.Context:
 
 
 def _propose_account(s: Any, name: str, email: str, units: list[str], senior: bool,
-                     independent: bool, admin: bool, reviews: bool) -> None:
+                     independent: bool, admin: bool, reviews: bool, operator: bool = False
+                     ) -> None:
     try:
         r, change = approvals.add_account(s, _context(), name, email, units, senior,
-                                          independent, admin, reviews, adminlog.OPERATOR)
+                                          independent, admin, reviews, adminlog.OPERATOR,
+                                          operator=operator)
     except InvalidInput as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"proposed {r.name} <{r.email}>: state {r.state}; change "
@@ -106,7 +116,8 @@ def reviewer_list() -> None:
     with db.new_session(current_app) as s:
         for r in s.scalars(select(Reviewer).order_by(Reviewer.name)):
             roles = [x for x, on in (("reviewer", r.is_reviewer), ("admin", r.is_admin),
-                                     ("senior", r.is_senior), ("independent", r.is_independent))
+                                     ("senior", r.is_senior), ("independent", r.is_independent),
+                                     ("operator", r.is_operator))
                      if on]
             state = "active " if r.active else "DISABLED" if r.state == "disabled" else r.state
             click.echo(f"{r.id}  {state}  {r.name} <{r.email}>  "

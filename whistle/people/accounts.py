@@ -42,12 +42,14 @@ def check_password_strength(password: str) -> None:
 def enrol(session: Session, settings: Settings, name: str, email: str, password: str,
           units: list[str] | None = None, senior: bool = False, independent: bool = False,
           admin: bool = False, reviews: bool = True, actor: str = "operator", *,
-          keys: InstanceKeys) -> Reviewer:
+          keys: InstanceKeys, operator: bool = False) -> Reviewer:
     """Create an account with a fresh hybrid key pair locked under ``password``; recorded in
     the administration log as done by ``actor`` (see whistle.people.adminlog), and its
     roster entry signed with the instance signing key in ``keys`` (whistle.people.roster)."""
     from whistle import validation
+    from whistle.people import operators
 
+    operators.check_roles(operator, reviews, admin, senior, independent, units)
     # The name is shown to reporters choosing whom to exclude: no look-alikes (validation.line).
     name = validation.line(name, "name", settings.max_field_chars, required=True) or ""
     # The address becomes a mail header: one line, no control characters (no CR/LF).
@@ -61,7 +63,7 @@ def enrol(session: Session, settings: Settings, name: str, email: str, password:
     locked, check = crypto.lock_private_key(pair.private, password, settings.kdf)
     reviewer = Reviewer(
         name=name.strip(), email=email, units=json.dumps(units or []), is_senior=senior,
-        is_independent=independent, is_admin=admin, is_reviewer=reviews,
+        is_independent=independent, is_admin=admin, is_reviewer=reviews, is_operator=operator,
         public_key=pair.public, locked_private_key=locked, password_check=check,
         state="active", joined=utcnow(),
     )
@@ -69,7 +71,8 @@ def enrol(session: Session, settings: Settings, name: str, email: str, password:
     session.flush()
     adminlog.record(session, "reviewer_enrolled", actor, {
         "reviewer": reviewer.id,
-        "roles": adminlog.roles(reviews, admin, senior, independent),
+        "roles": adminlog.roles(reviews, admin, senior, independent)
+        + (["operator"] if operator else []),
         "units": sorted(set(units or []))})
     roster.sign_entry(reviewer, keys, session=session)
     session.commit()

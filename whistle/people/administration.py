@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from whistle.config import Settings
 from whistle import errors, validation
 from whistle.cases import keys as casekeys
-from whistle.cases import sharing
+from whistle.cases import clocks, sharing
 from whistle.keys import InstanceKeys
 from whistle.people import accounts, adminlog, firstrun, roster
 from whistle.store import options
@@ -156,15 +156,18 @@ def attention(session: Session, keys: InstanceKeys, admin_id: str,
     return Attention(cases, total)
 
 
-def parse_categories(text: Any) -> list[dict[str, str]]:
-    """One category per line, ``id | label``; ids are lower-case words joined by dashes."""
+def parse_categories(text: Any) -> list[dict[str, Any]]:
+    """One category per line, ``id | label``; ids are lower-case words joined by dashes.
+    After the label, optionally its own clock and retention (issue 23, whistle.cases.clocks):
+    ``| ack_working_days=1 | retention_days=27394``."""
     if not isinstance(text, str):
         raise InvalidInput("categories must be text", "categories")
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for n, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         cid, sep, label = raw.partition("|")
+        label, *own = label.split("|")  # the category's own clock and retention, if any
         cid, label = cid.strip(), label.strip()
         if not sep or not _CATEGORY_ID.fullmatch(cid) or not label:
             raise InvalidInput(f"line {n}: write it as id | label, e.g. fraud | Fraud or theft",
@@ -172,7 +175,7 @@ def parse_categories(text: Any) -> list[dict[str, str]]:
         label = validation.line(label, "categories", 200, required=True) or ""
         if cid in {c["id"] for c in out}:
             raise InvalidInput(f"line {n}: the id {cid} appears twice", "categories")
-        out.append({"id": cid, "label": label})
+        out.append({"id": cid, "label": label} | clocks.parse_category_fields(own, n))
     if not out or len(out) > 50:
         raise InvalidInput("offer between 1 and 50 categories", "categories")
     return out

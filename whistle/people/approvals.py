@@ -32,7 +32,7 @@ from whistle.cases import proposals
 from whistle.config import Settings
 from whistle.errors import InvalidInput, NotFound, Refused
 from whistle.keys import InstanceKeys
-from whistle.people import adminlog, credentials, roster
+from whistle.people import adminlog, credentials, operators, roster
 from whistle.store import options
 from whistle.store.models import Change, EnrolmentCode, Reviewer, utcnow
 
@@ -74,12 +74,12 @@ def _tell_approvers(session: Session, change: Change) -> None:
 
 
 def pending(session: Session) -> list[Change]:
-    """Pending roster changes."""
-    return proposals.pending(session, ROSTER_TYPES)
+    """Pending roster changes (and the other administrative kinds ``register``ed)."""
+    return proposals.pending(session, tuple(_APPLY))
 
 
 def _pending_change(session: Session, change_id: Any) -> Change:
-    return proposals.open_change(session, change_id, ROSTER_TYPES)
+    return proposals.open_change(session, change_id, tuple(_APPLY))
 
 
 def check_approver(session: Session, change: Change, approver_id: str) -> None:
@@ -124,6 +124,8 @@ def reject(session: Session, change_id: Any, decider_id: str, now: dt.datetime) 
         if decider_id not in {r.id for r in _approvers(session, change)}:
             raise NotAllowed()
     proposals.decide(change, REJECTED, decider_id, now)
+    if change.type in _ON_REJECT:
+        _ON_REJECT[change.type](session, change)
     if change.type == ENROL and change.subject:
         account = session.get(Reviewer, change.subject)
         if account is not None and account.state == "pending":
@@ -183,8 +185,10 @@ def _apply_reenable(session: Session, ctx: Context, change: Change) -> None:
 def _apply_grant(session: Session, ctx: Context, change: Change) -> None:
     account = _account(session, change)
     grant = json.loads(change.payload)
+    operators.check_grant(account, grant)  # an intake operator has no other role
     for field, column in (("admin", "is_admin"), ("independent", "is_independent"),
-                          ("senior", "is_senior"), ("reviews", "is_reviewer")):
+                          ("senior", "is_senior"), ("reviews", "is_reviewer"),
+                          ("operator", "is_operator")):
         if field in grant:
             setattr(account, column, bool(grant[field]))
     if "units" in grant:
@@ -205,19 +209,30 @@ def _apply_reset(session: Session, ctx: Context, change: Change) -> None:
 _APPLY: dict[str, Callable[[Session, Context, Change], None]] = {
     ENROL: _apply_enrol, REENABLE: _apply_reenable, GRANT: _apply_grant, RESET: _apply_reset,
 }
+_ON_REJECT: dict[str, Callable[[Session, Change], None]] = {}
+
+
+def register(type_: str, apply: Callable[[Session, Context, Change], None],
+             on_reject: Callable[[Session, Change], None] | None = None) -> None:
+    """Another kind of administrative change decided here, by the same guard and log
+    (agencies, whistle.people.agencies)."""
+    _APPLY[type_] = apply
+    if on_reject is not None:
+        _ON_REJECT[type_] = on_reject
 
 
 # -- proposing roster changes ----------------------------------------------------------------
 
 
 def add_account(session: Session, ctx: Context, name: Any, email: Any, units: list[str],
-                senior: bool, independent: bool, admin: bool, reviews: bool, proposer: str
-                ) -> tuple[Reviewer, Change | None]:
+                senior: bool, independent: bool, admin: bool, reviews: bool, proposer: str,
+                operator: bool = False) -> tuple[Reviewer, Change | None]:
     """An account for someone else, who chooses their own password through a mailed link.
 
     Once the roster is sealed the account waits for a second person (``pending``: no key
     pair, never routed, not on the roster, cannot sign in) and the proposal is returned.
     Before sealing (bootstrap, one person setting up) the link goes out at once. Commits."""
+    operators.check_roles(operator, reviews, admin, senior, independent, units)
     clean_name = validation.line(name, "name", ctx.settings.max_field_chars,
                                  required=True) or ""
     address = (validation.line(email, "email", 254, required=True) or "").lower()
@@ -232,11 +247,13 @@ def add_account(session: Session, ctx: Context, name: Any, email: Any, units: li
         raise InvalidInput(f"unknown unit {sorted(unknown)[0]}", "units")
     account = Reviewer(name=clean_name, email=address, units=json.dumps(sorted(set(units))),
                        is_senior=senior, is_independent=independent, is_admin=admin,
-                       is_reviewer=reviews, active=False, state="pending", public_key=b"",
+                       is_reviewer=reviews, is_operator=operator, active=False,
+                       state="pending", public_key=b"",
                        locked_private_key=b"", password_check=b"")
     session.add(account)
     session.flush()
-    details = {"roles": adminlog.roles(reviews, admin, senior, independent),
+    details = {"roles": adminlog.roles(reviews, admin, senior, independent)
+               + (["operator"] if operator else []),
                "units": sorted(set(units))}
     change = None
     if is_sealed(session):

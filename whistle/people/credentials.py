@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from whistle import crypto
-from whistle.cases import audit
+from whistle.cases import audit, identity
 from whistle.cases import keys as casekeys
 from whistle.config import Settings
 from whistle.errors import AuthError, InvalidInput
@@ -170,6 +170,8 @@ def rewrap_all(session: Session, reviewer: Reviewer, private: bytes,
         session.commit()
         if progress is not None:
             progress(done, len(refs))
+    # Their shares of reporters' identity keys too (whistle.cases.identity).
+    moved += identity.rewrap_holder(session, reviewer.id, reviewer.public_key, private, older)
     reviewer.rotating_key = None
     session.commit()
     return moved
@@ -216,6 +218,7 @@ def forget_keys(session: Session, reviewer: Reviewer, actor: str) -> list[str]:
     session.execute(delete(ReviewerSession).where(ReviewerSession.reviewer_id == reviewer.id))
     session.execute(delete(WrappedKey).where(WrappedKey.recipient_kind.in_(_HELD_KINDS),
                                              WrappedKey.recipient_id == reviewer.id))
+    identity.forget_holder(session, reviewer.id)  # shares for the old key open no more
     waiting = list(session.scalars(select(Assignment.concern_id).where(
         Assignment.reviewer_id == reviewer.id).order_by(Assignment.concern_id)))
     for case_ref in waiting:

@@ -192,7 +192,10 @@ def make_engine(url: str, busy_timeout_ms: int = 5000, cache_mib: int = 64,
     ``start_checkpointer``)."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, busy_timeout_ms, cache_mib, autocheckpoint_pages)
-    engine = create_engine(url, pool_size=5, max_overflow=5)
+    # A row or table lock held elsewhere: wait as long as SQLite's busy timeout, then fail
+    # (a 503 saying nothing was saved) instead of holding the request forever.
+    engine = create_engine(url, pool_size=5, max_overflow=5, connect_args={
+        "options": f"-c lock_timeout={int(busy_timeout_ms)}"})
     _handle_disconnects(engine)
     return engine
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, literal_column, select
 from sqlalchemy.orm import Session
 
-from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
+from whistle.config import DEFAULT_CATEGORIES, DEFAULT_CATEGORY_CLOCKS, DEFAULT_UNITS
 from whistle.store import db
 from whistle.store.models import Setting
 from whistle.store.prepared import PreparedQuery
@@ -64,7 +64,8 @@ def intake_state(session: Session) -> tuple[list[dict[str, str]], list[str], boo
     session.flush()
     found = dict(_INTAKE.all(session.connection(), {}))
     cats = (json.loads(found["categories"]) if "categories" in found
-            else [{"id": cid, "label": label} for cid, label in DEFAULT_CATEGORIES])
+            else [{"id": cid, "label": label} | DEFAULT_CATEGORY_CLOCKS.get(cid, {})
+                  for cid, label in DEFAULT_CATEGORIES])
     return (cats, json.loads(found["units"]) if "units" in found else list(DEFAULT_UNITS),
             ROSTER_SEALED in found)
 

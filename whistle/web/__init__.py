@@ -13,9 +13,10 @@ csrf = CSRFProtect()
 def init_app(app: Flask) -> None:
     from whistle import i18n
     from whistle.web import (
-        admin, adminlog_page, api, changes_api, enrol, errors, pages, report, reviewer,
-        transactions, uploads,
+        admin, adminlog_page, api, changes_api, enrol, errors, openapi, pages, report,
+        reviewer, transactions, uploads, escrow_api,
     )
+    from whistle.web import checkin_page, lifecycle_api, lifecycle_pages
     from whistle.web import setup as setup_web
 
     app.request_class = uploads.WhistleRequest
@@ -27,14 +28,41 @@ def init_app(app: Flask) -> None:
     transactions.init_app(app)
     csrf.exempt(api.bp)
     csrf.exempt(changes_api.bp)
+    csrf.exempt(lifecycle_api.bp)
     # The reporter's two forms check their CSRF token in the view (report.csrf_refusal), so
     # that an expired form or a lost cookie gives the reporter's words back (issue 20).
     csrf.exempt(report.report_submit)
     csrf.exempt(report.status_reply)
+    csrf.exempt(report.status_show)  # the older action=reply form too (it checks in the view)
     for blueprint in (api.bp, changes_api.bp, pages.bp, report.bp, reviewer.bp, admin.bp,
-                      adminlog_page.bp, setup_web.bp, enrol.bp):
+                      adminlog_page.bp, setup_web.bp, enrol.bp, openapi.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
+    app.register_blueprint(lifecycle_api.bp)  # issue 23: agencies, referrals, check-ins
+    app.register_blueprint(checkin_page.bp)  # issue 23: the status page's check-in
+    app.register_blueprint(lifecycle_pages.bp)  # issue 23: referral, erasure, agency pages
+    from whistle.web import retention_api  # issue 23: legal holds placed and lifted by two
+
+    csrf.exempt(retention_api.bp)
+    app.register_blueprint(retention_api.bp)
+    escrow_api.init_app(app, csrf)  # issue 25: send a held concern now, or withdraw it
+    from whistle.web import operator  # issue 24: oral reports filed by intake operators
+
+    csrf.exempt(operator.api_bp)
+    for blueprint in (operator.api_bp, operator.bp, operator.pages_bp):
+        app.register_blueprint(blueprint)
+    from whistle.web import identity_api  # issue 22: identity opened by two; receipts
+
+    csrf.exempt(identity_api.bp)
+    app.register_blueprint(identity_api.bp)
+    app.register_blueprint(identity_api.pages)
+    from whistle.web import organisation  # issue 21: whose channel this is
+
+    organisation.init_app(app)
+    app.register_blueprint(organisation.bp)
+    from whistle.web import admin_people
+
+    app.register_blueprint(admin_people.bp)
 
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]

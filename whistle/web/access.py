@@ -18,14 +18,18 @@ from whistle.people import sessions
 from whistle.store import db
 from whistle.web.common import ApiError
 
-PROTECTED_PREFIXES = ("/reviewer", "/admin", "/api/")
+PROTECTED_PREFIXES = ("/reviewer", "/admin", "/api/", "/operator")
 
 # Reachable without signing in, under the protected prefixes.
 PUBLIC = frozenset({
     "reviewer.login_form", "reviewer.login",
+    # The reporter's token, and receipts anyone may check (issue 22).
+    "identity_api.reporter_identity", "identity_api.verify_receipt", "identity_api.receipt_keys",
+    "lifecycle_api.checkin",  # the reporter's token, like api.status (issue 23)
+    "oral_api.transcript",  # the reporter's token: agree or correct the record (issue 24)
     "api.intake_options", "api.submit_concern", "api.status", "api.reporter_message",
     "api.rotate_token", "api.reporter_attachments", "api.login", "changes_api.enrol",
-    "api.public_roster",
+    "api.public_roster", "escrow_api.release_held", "escrow_api.withdraw_held", "openapi.openapi",
 })
 
 # Pages a reviewer may reach while their account still needs setting up.

@@ -15,11 +15,12 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from whistle import current_settings, instance_keys, validation
+from whistle.cases import clocks
 from whistle.people import administration, approvals, roster
 from whistle.store import db, options
 from whistle.store.models import Reviewer, utcnow
 from whistle.errors import InvalidInput
-from whistle.web import common
+from whistle.web import admin_people, common
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ADVICE_CHARS = 5000
@@ -39,7 +40,7 @@ def home() -> str:
     attention = administration.attention(session, instance_keys(), g.signed.reviewer_id)
     return render_template("admin/home.html", reviewers=reviewers, attention=attention,
                            units_of={r.id: json.loads(r.units) for r in reviewers},
-                           me=g.signed.reviewer)
+                           me=g.signed.reviewer, first_steps=admin_people.first_steps())
 
 
 def _enrol_form(error: str | None = None, form: dict[str, Any] | None = None,
@@ -112,8 +113,10 @@ def edit(reviewer_id: str) -> Any:
 
 
 @bp.post("/reviewers/<reviewer_id>/disable")
-def disable(reviewer_id: str) -> Response:
+def disable(reviewer_id: str) -> Response | tuple[str, int]:
     r = _reviewer_or_404(reviewer_id)
+    if common.form_fields().get("step") == "ask":  # asked once more first (issue 21)
+        return admin_people.confirm_disable(r.id)
     try:
         short = administration.disable(db.session(), current_settings(), instance_keys(),
                                        g.signed.reviewer, r.id)
@@ -135,7 +138,7 @@ def _settings_page(error: str | None = None, categories: str | None = None,
     if advice is None:
         advice = options.advice(session)
     if categories is None:
-        categories = "\n".join(f"{c['id']} | {c['label']}" for c in options.categories(session))
+        categories = "\n".join(clocks.category_line(c) for c in options.categories(session))
     if units is None:
         units = "\n".join(options.units(session))
     return render_template("admin/settings.html", me=g.signed.reviewer, error=error,

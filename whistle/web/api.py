@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from whistle import current_settings, instance_keys, validation
-from whistle.cases import attachments, checkpoints, inbox, proposals, reporter
+from whistle.cases import attachments, checkpoints, escrow, inbox, proposals, reporter
 from whistle.people import adminlog, sessions
 from whistle.store import db
-from whistle.web import common, shared, uploads
+from whistle.web import common, oral_gate, shared, uploads
 from whistle.web.common import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -64,8 +64,8 @@ def _concern_part(fields: dict[str, Any]) -> bytes:
     return raw
 
 
-def _reporter_view(data: dict[str, Any]) -> reporter.ReporterView:
-    view = shared.find_case(data.get("token"))
+def _reporter_view(data: dict[str, Any], replacing: bool = False) -> reporter.ReporterView:
+    view = shared.find_case(data.get("token"), replacing)
     if view is None:
         raise ApiError(404, "not_found", "no case matches this token")
     return view
@@ -73,7 +73,11 @@ def _reporter_view(data: dict[str, Any]) -> reporter.ReporterView:
 
 @bp.post("/status")
 def status() -> Response:
-    view = _reporter_view(common.json_body())
+    data = common.json_body()
+    try:
+        view = _reporter_view(data)
+    except escrow.Held as held:  # held until a match (issue 25)
+        return jsonify(escrow.status_json(held.held, instance_keys()))
     return jsonify(shared.status_json(view, read_only=True))
 
 
@@ -87,8 +91,12 @@ def reporter_message() -> tuple[Response, int]:
 
 @bp.post("/status/token")
 def rotate_token() -> Response:
-    view = _reporter_view(common.json_body())
-    return jsonify(token=reporter.rotate_token(db.session(), instance_keys(), view))
+    data = common.json_body()
+    try:
+        view = _reporter_view(data, replacing=True)  # an operator's token too
+    except escrow.Held as held:  # held until a match (issue 25)
+        return jsonify(token=escrow.rotate_token(db.session(), instance_keys(), held.held))
+    return jsonify(token=oral_gate.replace_token(view))
 
 
 @bp.post("/status/attachments")

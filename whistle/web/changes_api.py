@@ -56,10 +56,11 @@ def propose_reviewer() -> tuple[Response, int]:
     data = common.json_body()
     session = db.session()
     admin_only = _flag(data, "admin_only")
+    operator = _flag(data, "operator")  # an intake operator (issue 24): no other role
     account, change = approvals.add_account(
         session, _context(), data.get("name"), data.get("email"), _units(data),
         _flag(data, "senior"), _flag(data, "independent"), _flag(data, "admin") or admin_only,
-        not admin_only, proposer)
+        not (admin_only or operator), proposer, operator=operator)
     if change is not None:
         return jsonify(id=account.id, state=account.state, change_id=change.id), 202
     return jsonify(id=account.id, state=account.state, change_id=None), 201

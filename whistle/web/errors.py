@@ -5,6 +5,7 @@
   key material, which is a ``DomainError`` too);
 - a ciphertext that does not open -> 409 ``integrity_error``;
 - Werkzeug's HTTP errors (404 route, 405, 413, CSRF ...) -> their status;
+- a 413 on a reporter's form -> that form again with what they typed (whistle.web.oversize);
 - anything else -> 500, logging the exception's type only (its text might quote input).
 """
 
@@ -22,6 +23,7 @@ from werkzeug.exceptions import HTTPException, SecurityError
 from whistle import crypto
 from whistle.errors import DomainError, KeyMaterialError, Refused
 from whistle.store import db
+from whistle.web import oversize
 
 UNAVAILABLE = ("Whistle cannot reach its database just now. Nothing you sent was saved. "
                "Please keep your text and try again in a few minutes.")
@@ -64,7 +66,18 @@ def _answer(status: int, code: str, message: str, field: str | None = None,
         if field:
             body["field"] = field
         return jsonify(body), status, headers or {}
-    return render_template("error.html", code=status, message=message), status, headers or {}
+    return _page(status, message), status, headers or {}
+
+
+def _page(status: int, message: str) -> str:
+    """The error page. A refusal before the view (the request screen, the CSRF hook) has no
+    unit of work yet, and the page's frame may read settings: it gets a read-only one."""
+    try:
+        db.session()
+    except RuntimeError:
+        with db.unit_of_work(db.database_of(current_app), db.Mode.READ):
+            return render_template("error.html", code=status, message=message)
+    return render_template("error.html", code=status, message=message)
 
 
 @contextlib.contextmanager
@@ -87,6 +100,10 @@ def register(app: Flask) -> None:
     def domain_error(exc: DomainError) -> Any:
         if isinstance(exc, KeyMaterialError):
             return _answer(503, exc.code, NO_KEYS_JSON if wants_json() else NO_KEYS_HTML)
+        if exc.status == 413 and not wants_json():  # a reporter's form: their words back
+            page = oversize.answer(exc)
+            if page is not None:
+                return page
         return _answer(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     @app.errorhandler(HTTPException)
@@ -95,6 +112,10 @@ def register(app: Flask) -> None:
         if isinstance(exc, SecurityError):
             # A Host outside TRUSTED_HOSTS: no URL can be built for it, so no template.
             return Response("Bad request: unknown host\n", 400, mimetype="text/plain")
+        if code == 413 and not wants_json():
+            page = oversize.answer(exc)
+            if page is not None:
+                return page
         error = (exc.name or "error").lower().replace(" ", "_")
         message = exc.description or (error if wants_json() else "")
         if not wants_json() and exc.description == type(exc).description:

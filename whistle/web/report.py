@@ -13,10 +13,11 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 
 from whistle import current_settings, instance_keys, tokens, validation
-from whistle.cases import intake, kept, reporter, spool
+from whistle.cases import intake, kept, oral, reporter, spool
 from whistle.store import db
 from whistle.errors import DomainError, InvalidInput, NotFound
-from whistle.web import common, csrf, errors, shared, uploads
+from whistle.cases import escrow
+from whistle.web import common, csrf, errors, escrow_api, oral_gate, oversize, shared, uploads
 from whistle.web.common import ApiError
 
 bp = Blueprint("report", __name__)
@@ -32,6 +33,9 @@ def _form_to_concern(form: dict[str, Any]) -> dict[str, Any]:
     if form.get("identity") == "named":
         data["identity"] = {"name": form.get("name"), "role": form.get("role") or None,
                             "contact": form.get("contact") or None}
+        if form.get("release") == "to_reviewers":  # who may open it (issue 22)
+            data["identity"]["release"] = "to_reviewers"
+    data |= escrow_api.form_about(form)  # whom it is about; hold it (issue 25)
     return data
 
 
@@ -200,6 +204,9 @@ def status_form() -> str:
 
 def _status_page(view: reporter.ReporterView, **extra: Any) -> str:
     cfg = current_settings()
+    from whistle.web import experience  # issue 21: what the reporter sent
+
+    extra.setdefault("sent", experience.sent_copy(view))
     return render_template("report/status.html", status=shared.status_json(view),
                            allow_attachments=cfg.allow_later_attachments,
                            max_files=cfg.max_attachments,
@@ -219,9 +226,13 @@ def _on_case(form: dict[str, Any], act: StatusAction, retry: bool = False) -> An
     for a reply (``retry``), the reply form with the reporter's words still in it)."""
     token = form.get("token", "")
     try:
-        view = shared.find_case(token)
+        view = shared.find_case(token, replacing=act is _rotate)
         if view is None:
             raise NotFound(NO_CASE)
+    except oral.TokenChangeRequired:  # an operator's token: say why, offer the replacement
+        return render_template("report/token_change.html", token=token), 403
+    except escrow.Held as held:  # held until a match (issue 25): its own page
+        return escrow_api.held_page(held.held, token), 200
     except OperationalError:
         if not retry:
             raise
@@ -240,13 +251,13 @@ def _reply_again(form: dict[str, Any], **extra: Any) -> str:
     that could not be taken before its case was found (nothing looked up, nothing stored)."""
     cfg = current_settings()
     token = form.get("token", "")
+    extra.setdefault("files_again",
+                     any(f.filename for f in request.files.getlist("attachment")))
     return render_template("report/status_retry.html", token_field=True,
                            token=token if isinstance(token, str) else "",
                            draft=form.get("body", ""), allow_attachments=cfg.allow_later_attachments,
                            max_files=cfg.max_attachments,
-                           max_mib=cfg.max_attachment_bytes // 1048576,
-                           files_again=any(f.filename for f in request.files.getlist("attachment")),
-                           **extra)
+                           max_mib=cfg.max_attachment_bytes // 1048576, **extra)
 
 
 def _send_reply(view: reporter.ReporterView, body: Any) -> None:
@@ -285,7 +296,8 @@ def _reply(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Ans
                              attachment_notes=notes), exc.status, exc.headers)
     notice = (REPLY_AND_FILES if body and files else "Your files were added." if files
               else "Your message was sent.")
-    return _status_page(view, token=token, notice=notice, attachment_notes=notes), 200
+    return _status_page(view, token=token, notice=notice, attachment_notes=notes,
+                        own_action=True), 200
 
 
 def _attach(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Answer:
@@ -295,11 +307,13 @@ def _attach(view: reporter.ReporterView, form: dict[str, Any], token: str) -> An
     except DomainError as exc:
         return _status_page(view, token=token, error=exc.message), exc.status, exc.headers
     return _status_page(view, token=token, notice="Your files were added.",
-                        attachment_notes=notes), 200
+                        attachment_notes=notes, own_action=True), 200
 
 
-def _rotate(view: reporter.ReporterView, _form: dict[str, Any], _token: str) -> Answer:
-    new = reporter.rotate_token(db.session(), shared.instance_keys(), view)
+def _rotate(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Answer:
+    if form.get("step") == "ask":  # the page's button asks first (issue 21)
+        return render_template("report/token_confirm.html", token=token), 200
+    new = oral_gate.replace_token(view)
     return render_template("report/token.html", receipt=None, words=new.split(),
                            rotated=True), 200
 
@@ -311,6 +325,12 @@ _ACTIONS: dict[str, StatusAction] = {"reply": _reply, "attach": _attach, "rotate
 @bp.post("/status")
 def status_show() -> Answer:
     form = common.form_fields()
+    refused = csrf_refusal()  # checked here, as on /status/reply (exempt from the hook)
+    if refused is not None:
+        if form.get("action") == "reply":  # the older reply form: the words come back
+            return _reply_again(form, csrf_failed=refused), 400
+        raise CSRFError("The CSRF token has expired." if refused == "expired"
+                        else "The CSRF token is missing or invalid.")
     return _on_case(form, _ACTIONS.get(form.get("action", "view"), _show))
 
 
@@ -331,6 +351,32 @@ def status_files() -> Answer:
 @bp.post("/status/token")
 def status_token() -> Answer:
     return _on_case(common.form_fields(), _rotate)
+
+
+# -- a form over a size limit (refused while it was parsed) comes back with its text ------
+
+
+def _oversize_report(found: oversize.Rescued, exc: Exception) -> Answer:
+    form = found.as_dict(multi=("exclude_reviewers", "kept"))
+    for name in ("csrf_token", "step"):
+        form.pop(name, None)
+    error = exc if isinstance(exc, DomainError) else ApiError(413, "too_large", TOO_LARGE)
+    return _render_form(form, error, 413, kept_files=_kept_names(form),
+                        files_again=found.had_files)
+
+
+def _oversize_reply(found: oversize.Rescued, exc: Exception) -> Answer | None:
+    form = found.as_dict()
+    if request.endpoint == "report.status_show" and form.get("action") != "reply":
+        return None  # the token form, files or a new token: the usual 413 page
+    error = exc.message if isinstance(exc, DomainError) else TOO_LARGE
+    return _reply_again(form, error=error, files_again=found.had_files), 413
+
+
+TOO_LARGE = "the request is too large: see the limits on files and text"
+oversize.PAGES.update({"report.report_submit": _oversize_report,
+                       "report.status_reply": _oversize_reply,
+                       "report.status_show": _oversize_reply})
 
 
 # -- "check that you kept your token": nothing is stored, before or after -----------------
@@ -374,6 +420,10 @@ def token_kept() -> tuple[str, int]:
     except ValueError:
         ack = None
     typed = [form.get(f"word_{i}", "").strip().lower() for i in (1, 2)]
+    if form.get("step") == "relang":  # the same page in another language (issue 21)
+        return render_template("report/token.html", receipt=None, words=words,
+                               check_positions=positions, kept_case_ref=case_ref, kept_ack=ack,
+                               rotated=form.get("rotated") == "yes"), 200
     if typed == [words[p - 1] for p in positions]:
         return render_template("report/token_kept.html", case_ref=case_ref,
                                acknowledge_by=ack), 200

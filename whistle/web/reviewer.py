@@ -20,13 +20,13 @@ from werkzeug.wrappers import Response
 
 from whistle import current_settings, instance_keys
 from whistle.cases import inbox as case_list
-from whistle.cases import sharing, workflow
+from whistle.cases import checkins, sharing, workflow
 from whistle.cases import stats as stats_mod
 from whistle.people import accounts, adminlog, credentials, sessions, twofactor
 from whistle.store import db, options
 from whistle.store.models import Reviewer
 from whistle.errors import AuthError, DomainError, InvalidInput
-from whistle.web import adminlog_page, common, shared
+from whistle.web import adminlog_page, common, experience, shared
 
 bp = Blueprint("reviewer", __name__, url_prefix="/reviewer")
 
@@ -47,6 +47,8 @@ def login() -> Any:
                                email=form.get("email", "")), exc.status, exc.headers
     session.clear()  # a fresh cookie at sign-in: no fixation
     session["sid"] = secret
+    if reviewer.is_operator:  # an intake operator's page is the form (issue 24)
+        return redirect(url_for("operator.form"))
     return redirect(url_for("admin.home") if reviewer.is_admin and not reviewer.is_reviewer
                     else url_for("reviewer.inbox"))
 
@@ -66,7 +68,9 @@ def inbox() -> str:
         sort = "overdue"
     found, total = case_list.list_cases(db.session(), g.signed.reviewer_id, status, page, per_page,
                                      sort)
-    return render_template("reviewer/inbox.html", cases=[case_list.summary(c) for c in found],
+    cases = [case_list.summary(c) for c in found]
+    return render_template("reviewer/inbox.html", cases=cases,
+                           activity=experience.inbox_activity(g.signed.reviewer_id, cases),
                            total=total, page=page, per_page=per_page, status=status,
                            statuses=workflow.STATUSES, sort=sort, sorts=case_list.SORTS,
                            me=g.signed.reviewer,
@@ -100,9 +104,12 @@ def roster_seen() -> Response:
 @bp.get("/cases/<case_ref>")
 def case(case_ref: str) -> str:
     data = shared.open_case(g.signed, case_ref)
+    from whistle.cases import activity  # issue 21: the inbox marks what comes after this
+
+    activity.mark_seen(db.session(), data["case_ref"], g.signed.reviewer_id)
     others = sharing.share_candidates(db.session(), instance_keys(), data["case_ref"],
                                      {x["id"] for x in data["reviewers"]})
-    names = {x["id"]: x["name"] for x in data["reviewers"]}
+    names = experience.trail_names(data) | {x["id"]: x["name"] for x in data["reviewers"]}
     return render_template("reviewer/case.html", case=data, me=g.signed.reviewer,
                            outcomes=workflow.OUTCOMES, others=others, names=names,
                            pending_shares=shared.pending_shares(data["case_ref"], names),
@@ -113,9 +120,11 @@ def case(case_ref: str) -> str:
 
 
 @bp.post("/cases/<case_ref>/transition")
-def transition(case_ref: str) -> Response:
+def transition(case_ref: str) -> Any:
     form = common.form_fields()
     data = {k: (form.get(k) or None) for k in ("to", "note", "outcome", "feedback")}
+    if form.get("step") == "ask":  # the page asks once more first (issue 21)
+        return experience.confirm_transition(case_ref, data)
     _act(lambda: shared.transition(g.signed, case_ref, data), "Status updated.")
     return redirect(url_for("reviewer.case", case_ref=case_ref))
 
@@ -130,8 +139,10 @@ def message(case_ref: str) -> Response:
 
 
 @bp.post("/cases/<case_ref>/share")
-def share(case_ref: str) -> Response:
+def share(case_ref: str) -> Any:
     form = common.form_fields()
+    if form.get("step") == "ask":
+        return experience.confirm_share(case_ref, form.get("reviewer_id"))
     _act(lambda: shared.share(g.signed, case_ref, form.get("reviewer_id")),
          "Sharing proposed: another reviewer of this case must approve it.")
     return redirect(url_for("reviewer.case", case_ref=case_ref))
@@ -152,9 +163,11 @@ def reject_share(case_ref: str, reviewer_id: str) -> Response:
 
 
 @bp.post("/cases/<case_ref>/recuse")
-def recuse(case_ref: str) -> Response:
+def recuse(case_ref: str) -> Any:
     """Stepping off: on success the case is no longer theirs, so back to the inbox."""
     form = common.form_fields()
+    if form.get("step") == "ask":
+        return experience.confirm_recusal(case_ref, form.get("reason"))
     try:
         shared.recuse(g.signed, case_ref, form.get("reason"))
     except DomainError as exc:
@@ -196,13 +209,18 @@ def account() -> tuple[str, int]:
 @bp.post("/account/password")
 def change_password() -> Any:
     form = common.form_fields()
+    if "new2" in form and form.get("new2") != form.get("new"):  # typed twice (issue 21)
+        from flask_babel import gettext
+
+        return _account_page(gettext("The two new passwords are not the same: nothing was "
+                                     "changed."), 400)
     try:
         credentials.change_password(db.session(), current_settings(), instance_keys(),
                                     g.signed.reviewer, form.get("old", ""), form.get("new", ""))
     except (AuthError, InvalidInput) as exc:
         return _account_page(exc.message, 400)
     session.clear()
-    return redirect(url_for("reviewer.login_form"))
+    return redirect(url_for("reviewer.login_form", changed="password"))
 
 
 def _totp_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
@@ -264,4 +282,5 @@ def stats() -> str:
                            rtl=i18n.current().direction == "rtl",
                            threshold=stats_mod.THRESHOLD,
                            ack_days=current_settings().ack_deadline_days,
-                           feedback_days=current_settings().feedback_deadline_days)
+                           feedback_days=current_settings().feedback_deadline_days,
+                           checkins=checkins.breakdown(session))  # issue 23

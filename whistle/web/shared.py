@@ -29,14 +29,16 @@ from whistle.ratelimit import limiter
 from whistle.store import db, options
 from whistle.store.models import Change, Reviewer
 from whistle.errors import AuthError, InvalidInput
-from whistle.web import errors
+from whistle.web import errors, lifecycle_api, oral_gate
 from whistle.web.common import ApiError
 
 
 def intake_options(session: Any) -> dict[str, Any]:
+    from whistle.cases import clocks
+
     categories, units = options.intake_lists(session)
     return _fixed_options() | {
-        "categories": categories,
+        "categories": clocks.with_clocks(categories, current_settings()),
         "units": units,
         "reviewers": reviewer_choices(session),
     }
@@ -44,10 +46,13 @@ def intake_options(session: Any) -> dict[str, Any]:
 
 def offline_intake_options() -> dict[str, Any]:
     """The form's options when the database is unreachable: defaults and no reviewer list."""
-    from whistle.config import DEFAULT_CATEGORIES, DEFAULT_UNITS
+    from whistle.cases import clocks
+    from whistle.config import DEFAULT_CATEGORIES, DEFAULT_CATEGORY_CLOCKS, DEFAULT_UNITS
 
     return _fixed_options() | {
-        "categories": [{"id": case_ref, "label": label} for case_ref, label in DEFAULT_CATEGORIES],
+        "categories": clocks.with_clocks(
+            [{"id": case_ref, "label": label} | DEFAULT_CATEGORY_CLOCKS.get(case_ref, {})
+             for case_ref, label in DEFAULT_CATEGORIES], current_settings()),
         "units": list(DEFAULT_UNITS), "reviewers": [],
     }
 
@@ -107,8 +112,8 @@ def _posted(files: list[Any]) -> int:
     return sum(1 for f in files if getattr(f, "filename", None))
 
 
-def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
-           ) -> intake.Receipt:
+def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None,
+           on_stored: intake.OnStored | None = None) -> intake.Receipt:
     """Validate and store a concern. 4xx for bad input, 503 if it could not be stored."""
     bounded("submission")
     bounded("upload", _posted(files))
@@ -131,7 +136,7 @@ def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
             if existing is not None:
                 raise intake.AlreadySubmitted()
         return intake.submit(session, keys, current_settings(), sub, idempotency_key,
-                             on_sealed=roster.sealed_by_first_concern)
+                             on_sealed=roster.sealed_by_first_concern, on_stored=on_stored)
     except OperationalError as exc:
         session.rollback()
         raise errors.Unavailable(errors.NOT_SAVED) from exc
@@ -140,15 +145,21 @@ def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None
 def receipt_json(r: intake.Receipt) -> dict[str, Any]:
     out: dict[str, Any] = {"case_ref": r.case_ref, "token": r.token, "status": r.status,
                            "reviewer_count": r.reviewer_count,
-                           "acknowledge_by": r.acknowledge_by.isoformat()}
+                           # None while held (issue 25): no deadline runs yet
+                           "acknowledge_by": r.acknowledge_by.isoformat() if r.acknowledge_by
+                           else None}
     if r.under_routed:
         out["under_routed"] = True
     if r.attachment_notes:
         out["attachment_notes"] = list(r.attachment_notes)
-    return out
+    if r.receipt:  # the signed receipt (issue 22)
+        out["receipt"] = r.receipt
+    from whistle.cases import clocks
+
+    return out | clocks.words(out)  # acknowledge_by_words (issue 23, clocks)
 
 
-def find_case(token: Any) -> reporter.ReporterView | None:
+def find_case(token: Any, replacing: bool = False) -> reporter.ReporterView | None:
     """Look a token up; too many misses anywhere -> 429 for misses (hits always pass).
 
     The status check is declared ``SINGLE_READS`` (whistle.web.transactions): on SQLite
@@ -158,10 +169,17 @@ def find_case(token: Any) -> reporter.ReporterView | None:
     """
     view = reporter.find_by_token(db.session(), instance_keys(), token)
     if view is None:
+        from whistle.cases import escrow  # a held concern (issue 25): 409 but where it acts
+
+        held = escrow.find(db.session(), instance_keys(), token)
+        if held is not None:
+            raise escrow.Held(held)
         lim = limiter()
         if not lim.fail("status", "miss"):
             raise ApiError(429, "rate_limited", "too many attempts: wait and try again",
                            headers={"Retry-After": str(lim.retry_after("status", "miss"))})
+    else:  # an operator-issued token: 403 until replaced (``replacing``: the replacement)
+        oral_gate.check(view, replacing)
     return view
 
 
@@ -182,7 +200,14 @@ def status_json(view: reporter.ReporterView, read_only: bool = False) -> dict[st
     }
     if c.status == workflow.CLOSED:
         out["outcome"] = c.outcome
-    return out
+    out |= lifecycle_api.reporter_part(session, c, out["events"])  # issue 23
+    out |= oral_gate.status_part(view, read_only)  # a concern taken by an operator
+    from whistle.web import identity_api
+
+    out |= identity_api.status_part(session, view, out["events"])  # identity, receipt (22)
+    from whistle.cases import clocks
+
+    return out | clocks.words(out)  # the deadlines in words (issue 23, clocks)
 
 
 def login(email: Any, password: Any, otp: Any) -> tuple[str, Reviewer]:
@@ -223,8 +248,11 @@ def list_args(args: Mapping[str, str]) -> tuple[str | None, int, int]:
 
 
 def open_case(signed: sessions.SignedIn, case_ref: str) -> dict[str, Any]:
-    with errors.case_integrity():
-        return reading.open_case(db.session(), signed, case_ref, instance=instance_keys())
+    from whistle.cases import clocks, retention
+
+    with errors.case_integrity(), retention.gone_if_deleted(db.session(), signed, case_ref):
+        data = reading.open_case(db.session(), signed, case_ref, instance=instance_keys())
+    return data | clocks.words(data)  # the deadlines in words (issue 23, clocks)
 
 
 def transition(signed: sessions.SignedIn, case_ref: str, data: Mapping[str, Any]) -> str:
@@ -283,6 +311,7 @@ def download(signed: sessions.SignedIn, case_ref: str, attachment_id: str) -> Re
 
     with errors.case_integrity():
         att, keys = reading.attachment_for(db.session(), signed, case_ref, attachment_id)
+        lifecycle_api.refuse_if_erased(att)  # 410 once two reviewers erased it (issue 23)
         # Every chunk is verified before the response starts: never partial plaintext.
         verified = attachments.open_download(db.session(), att, keys)
     reading.record_download(db.session(), signed, att)  # before the first byte leaves

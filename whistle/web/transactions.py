@@ -25,6 +25,8 @@ MODES: dict[str, Mode] = {
     # A submission routes and seals (the hybrid KEM work) before it takes the lock.
     "api.submit_concern": Mode.WRITE_WITH_LOCK,
     "report.report_submit": Mode.WRITE_WITH_LOCK,
+    "oral_api.operator_concern": Mode.WRITE_WITH_LOCK,  # an operator's filing (issue 24)
+    "operator.submit": Mode.WRITE_WITH_LOCK,
     # Reviewers' hot reads: each of their writes is one statement (a session's
     # last-seen time, the "opened" event), so on PostgreSQL they run in autocommit.
     "api.cases": Mode.READ_ALONE,

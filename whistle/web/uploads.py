@@ -20,12 +20,15 @@ from whistle import current_settings
 from whistle.cases import attachments, spool
 from whistle.store import db
 from whistle.errors import InvalidInput
+from whistle.web import oversize
 from whistle.web.common import ApiError
 
 DOWNLOAD_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
 
 
 class WhistleRequest(Request):
+    # A reporter's form over a limit still gives back its text (whistle.web.oversize).
+    form_data_parser_class = oversize.KeepingParser
     _upload_budget: spool.Budget | None = None
     _upload_parts = 0
 
@@ -52,8 +55,19 @@ class WhistleRequest(Request):
                 _cache_urlencoded_body(self)
             super()._load_form_data()
         except RequestEntityTooLarge as exc:
+            oversize.rescue_unread(self)
+            self._parsed_nothing()
             raise ApiError(413, "too_large", "the request is too large: see the limits on "
                            "files and text") from exc
+        except InvalidInput:  # an attachment limit (413), found while parsing
+            self._parsed_nothing()
+            raise
+
+    def _parsed_nothing(self) -> None:
+        # A form refused while parsing reads as empty from then on, never parsed again
+        # from the middle of its body.
+        self.__dict__["form"] = self.parameter_storage_class()
+        self.__dict__["files"] = self.parameter_storage_class()
 
 
 def _cache_urlencoded_body(req: Request) -> None:

@@ -58,6 +58,9 @@ class Reviewer(Base):
     is_independent: Mapped[bool] = mapped_column(Boolean, default=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_reviewer: Mapped[bool] = mapped_column(Boolean, default=True)
+    # An intake operator (issue 24): files concerns taken by phone or in a meeting on a
+    # reporter's behalf; never a reviewer, holds no case key, never routed.
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     locked_private_key: Mapped[bytes] = mapped_column(LargeBinary)
@@ -142,6 +145,9 @@ class Concern(Base):
     escalation_tier: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     escalated_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     handover_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The acknowledgement clock the case was filed under (issue 23, whistle.cases.clocks):
+    # ``1wd`` (working days) or ``7d``; None for cases filed before clocks per category.
+    ack_clock: Mapped[str | None] = mapped_column(String(8), nullable=True)
     details_ct: Mapped[bytes] = mapped_column(LargeBinary)
     identity_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -1,0 +1,206 @@
+"""Signed receipts (issue 22): proof of what was sent and when, that anyone can check.
+
+The receipt verifies; a changed byte anywhere fails; details that differ by one character do
+not match; it holds no token and no content marker; a receipt signed with another key, or
+edited to name another case, is not valid, and the check says nothing about other cases.
+It verifies after a key rotation (past keys stay published), from the command line
+(exit 0 only when valid), and offline with openssl and the published Ed25519 key.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import shutil
+import subprocess  # nosec B404 - runs openssl on files the test wrote
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.support.factories import make_reviewer, submit_concern
+from tests.support.webflow import encodings, marker, post_form, reporter_status
+from whistle import crypto
+from whistle.cases import receipts
+from whistle.errors import InvalidInput
+
+DETAILS = "The fire doors on ward 4 are chained shut at night.\nIt happened again."
+
+
+@pytest.fixture
+def sent(app: Flask, client: FlaskClient) -> dict[str, Any]:
+    make_reviewer(app), make_reviewer(app)
+    return submit_concern(client, details=DETAILS)
+
+
+def check(client: FlaskClient, receipt: Any, details: Any = None) -> Any:
+    body = {"receipt": receipt} | ({"details": details} if details is not None else {})
+    return client.post("/api/v1/receipts/verify", json=body)
+
+
+def published(app: Flask) -> list[bytes]:
+    keys = app.extensions["whistle_keys"]
+    return receipts.published_keys(app.config["KEYS_DIR"], keys.signing_public)
+
+
+def test_the_receipt_verifies_and_matches_exactly_what_was_sent(
+        client: FlaskClient, sent: dict[str, Any]) -> None:
+    text = sent["receipt"]
+    ok = check(client, text, DETAILS)
+    assert ok.status_code == 200
+    assert ok.get_json() == {"valid": True, "case_ref": sent["case_ref"],
+                             "received": dt.date.today().isoformat(), "content_matches": True}
+    assert check(client, text).get_json()["content_matches"] is None
+    for changed in (DETAILS[:-1] + "?", DETAILS + " ", DETAILS.replace("4", "5"), ""):
+        answer = check(client, text, changed).get_json()
+        assert answer["valid"] is True and answer["content_matches"] is False
+    assert check(client, text.replace("\n", "\r\n"), DETAILS.replace("\n", "\r\n")
+                 ).get_json()["content_matches"] is True  # pasted through Windows
+    assert reporter_status(client, sent["token"])["receipt"] == text  # fetched again
+
+
+def test_a_changed_byte_anywhere_fails(app: Flask, sent: dict[str, Any]) -> None:
+    text, keys = sent["receipt"], published(app)
+    assert receipts.verify(text, keys).valid
+    failed = 0
+    for i, ch in enumerate(text):
+        if ch == "\n" and i == len(text) - 1:
+            continue  # the final newline: a file saved without it is the same receipt
+        swapped = "A" if ch != "A" else "B"
+        edited = text[:i] + swapped + text[i + 1:]
+        try:
+            assert not receipts.verify(edited, keys).valid, (i, ch)
+        except InvalidInput:
+            pass
+        failed += 1
+    assert failed == len(text) - 1
+
+
+def test_it_holds_no_token_and_no_content(client: FlaskClient, app: Flask) -> None:
+    make_reviewer(app), make_reviewer(app)
+    secret, name = marker("DETAILS"), marker("NAME")
+    made = submit_concern(client, details=f"About {secret} today",
+                          identity={"name": name})
+    text = made["receipt"].encode()
+    for value in (secret, name, made["token"], *made["token"].split()):
+        for form in encodings(value):
+            assert form not in text, value
+    assert "\nReceived: " + dt.date.today().isoformat() + "\n" in made["receipt"]
+    assert ":" not in made["receipt"].split("Received: ")[1].split("\n")[0]  # a day, no time
+
+
+def test_forged_or_edited_receipts_are_not_valid_and_tell_nothing_of_other_cases(
+        app: Flask, client: FlaskClient, sent: dict[str, Any]) -> None:
+    other = submit_concern(client, details="another concern")
+    text = sent["receipt"]
+    # A receipt signed with a key the instance never published.
+    forged = receipts.issue(crypto.generate_signing_key(), sent["case_ref"],
+                            dt.date.today(), DETAILS, [])
+    assert check(client, forged, DETAILS).get_json()["valid"] is False
+    # The same receipt edited to name another case, or another day.
+    moved = text.replace(sent["case_ref"], other["case_ref"])
+    answer = check(client, moved).get_json()
+    assert answer["valid"] is False and answer["case_ref"] == other["case_ref"]
+    earlier = text.replace("Received: " + dt.date.today().isoformat(), "Received: 2020-01-01")
+    assert earlier != text
+    assert check(client, earlier).get_json()["valid"] is False
+    # A made-up case reference gets the same kind of answer as a real one: no lookup.
+    unknown = text.replace(sent["case_ref"], "WH-0000-0000-0000-0000-0000-0000-0000")
+    assert check(client, unknown).get_json().keys() == answer.keys()
+    assert check(client, unknown).get_json()["valid"] is False
+    for malformed in ("", "not a receipt", 12, None, ["x"], "x" * 70000):
+        refused = check(client, malformed)
+        assert refused.status_code == 400, malformed
+        assert refused.get_json()["error"] in ("malformed_receipt", "invalid_input")
+    assert check(client, text, 5).status_code == 400
+
+
+def test_past_keys_stay_published_so_old_receipts_still_verify(
+        app: Flask, client: FlaskClient, sent: dict[str, Any]) -> None:
+    old_key = crypto.generate_signing_key()
+    old = receipts.issue(old_key, sent["case_ref"], dt.date(2025, 1, 2), DETAILS, [])
+    assert check(client, old).get_json()["valid"] is False
+    past = Path(app.config["KEYS_DIR"]) / receipts.PAST_KEYS_FILE
+    past.write_text("# retired 2026-01-01\n" + crypto.signing_public_key(old_key).hex() + "\n")
+    assert check(client, old, DETAILS).get_json() == {
+        "valid": True, "case_ref": sent["case_ref"], "received": "2025-01-02",
+        "content_matches": True}
+    listed = client.get("/api/v1/receipts/keys").get_json()["keys"]
+    ids = [k["id"] for k in listed]
+    assert ids[0] in sent["receipt"] and listed[0]["current"] is True
+    assert receipts.key_id(crypto.signing_public_key(old_key)) in ids
+
+
+def test_the_command_line_exits_zero_only_for_a_valid_receipt(
+        app: Flask, sent: dict[str, Any], tmp_path: Path) -> None:
+    good, bad, details = tmp_path / "good.txt", tmp_path / "bad.txt", tmp_path / "d.txt"
+    good.write_text(sent["receipt"])
+    bad.write_text(sent["receipt"].replace("Attachments: 0", "Attachments: 1"))
+    details.write_text(DETAILS)
+    runner = app.test_cli_runner()
+    ok = runner.invoke(args=["receipt", "verify", str(good), "--details-file", str(details)])
+    assert ok.exit_code == 0 and "details match" in ok.output, ok.output
+    assert runner.invoke(args=["receipt", "verify", str(bad)]).exit_code == 1
+    details.write_text(DETAILS + "!")
+    mismatch = runner.invoke(args=["receipt", "verify", str(good), "--details-file",
+                                   str(details)])
+    assert mismatch.exit_code == 1
+    garbage = tmp_path / "g.txt"
+    garbage.write_text("hello")
+    assert runner.invoke(args=["receipt", "verify", str(garbage)]).exit_code == 1
+
+
+def test_it_verifies_offline_with_openssl(client: FlaskClient, sent: dict[str, Any],
+                                          tmp_path: Path) -> None:
+    """The documented command (docs/identity-and-receipts.md): the Ed25519 half, with the
+    published PEM key and nothing from Whistle."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    text = sent["receipt"]
+    lines = text.splitlines()
+    body = "\n".join(lines[1:lines.index("Signature:")]) + "\n"
+    signature = base64.b64decode("".join(lines[lines.index("Signature:") + 1:-1]))
+    (tmp_path / "signed.bin").write_bytes(b"whistle:1:sign:" + body.encode())
+    (tmp_path / "ed25519.sig").write_bytes(signature[1:65])
+    pem = client.get("/api/v1/receipts/keys").get_json()["keys"][0]["ed25519_public_key_pem"]
+    (tmp_path / "key.pem").write_text(pem)
+
+    def verify() -> int:
+        return subprocess.run(  # nosec B603 - fixed arguments
+            [openssl, "pkeyutl", "-verify", "-pubin", "-inkey", "key.pem", "-rawin",
+             "-in", "signed.bin", "-sigfile", "ed25519.sig"], cwd=tmp_path,
+            capture_output=True, check=False).returncode
+
+    assert verify() == 0
+    (tmp_path / "signed.bin").write_bytes(b"whistle:1:sign:" + body.replace(
+        "Attachments: 0", "Attachments: 1").encode())
+    assert verify() != 0
+
+
+def test_the_pages_show_and_save_the_receipt_without_javascript(
+        app: Flask, client: FlaskClient) -> None:
+    make_reviewer(app), make_reviewer(app)
+    page = post_form(client, "/report", {"category": "conduct", "details": DETAILS,
+                                         "identity": "anonymous"}, "/report")
+    assert page.status_code == 201
+    html = page.get_data(as_text=True)
+    assert "-----BEGIN WHISTLE RECEIPT-----" in html and "Your receipt" in html
+    start = html.index("-----BEGIN WHISTLE RECEIPT-----")
+    text = html[start:html.index("-----END WHISTLE RECEIPT-----", start) + 29] + "\n"
+    assert receipts.verify(text, published(app)).valid
+    token = " ".join(re.findall(r'<span class="w">([a-z]+)</span>', html))
+    saved = post_form(client, "/status/receipt", {"token": token}, "/verify")
+    assert saved.status_code == 200 and saved.mimetype == "text/plain"
+    assert "attachment" in saved.headers["Content-Disposition"]
+    assert saved.get_data(as_text=True) == text
+    miss = post_form(client, "/status/receipt", {"token": "abandon " * 11 + "about"}, "/verify")
+    assert miss.status_code == 404 and "BEGIN WHISTLE RECEIPT" not in miss.get_data(as_text=True)
+    status = post_form(client, "/status", {"token": token}, "/status").get_data(as_text=True)
+    assert text.strip() in status.replace("&#43;", "+").replace("&#x2B;", "+")
+    checked = post_form(client, "/verify", {"receipt": text, "details": DETAILS}, "/verify")
+    assert "This receipt is genuine." in checked.get_data(as_text=True)
+    assert "The text matches what was sent." in checked.get_data(as_text=True)
