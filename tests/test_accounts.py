@@ -111,7 +111,8 @@ def test_changing_the_password_relocks_the_key_and_every_case_still_opens(
     changed = post_form(browser, "/reviewer/account/password",
                         {"old": PASSWORD, "new": "a brand new passphrase"}, "/reviewer/account")
     assert changed.status_code == 302
-    assert changed.headers["Location"].endswith("/reviewer/login?changed=password")  # issue 21
+    # issue 21: the server-side strength meter rides along ("a brand new passphrase": 4 of 4)
+    assert changed.headers["Location"].endswith("/reviewer/login?changed=password&strength=4")
     assert sessions_of(app, ann["id"]) == 0  # every session ended, the API one too
     assert client.get("/api/v1/cases", headers=other_session).status_code == 401
     old = client.post("/api/v1/auth/login", json={"email": ann["email"], "password": PASSWORD})

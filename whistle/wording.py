@@ -59,6 +59,9 @@ TOO_LARGE = _l("What you sent is too large. Check the limits on files and text, 
                "again.")
 
 FIXED = {
+    # A password too easy to guess (issue 21, whistle.people.strength).
+    "this password is easy to guess: use a longer passphrase of several unrelated words": _l(
+        "This password is easy to guess. Use a longer passphrase of several unrelated words."),
     # The detriment check-in (issue 23, whistle.cases.checkins).
     "answer must be yes or no": _l("Choose yes or no."),
     "the check-in opens once the case is closed": _l(

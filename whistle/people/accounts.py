@@ -32,11 +32,16 @@ from whistle.store.models import (
 # -- accounts ------------------------------------------------------------
 
 
-def check_password_strength(password: str) -> None:
+def check_password_strength(password: str, personal: tuple[str, ...] = ()) -> None:
+    """At least 12 characters, at most 1024, and not easy to guess (whistle.people.strength:
+    ``personal`` are the account's name and address, which count as easy guesses)."""
+    from whistle.people import strength
+
     if len(password) < 12:
         raise InvalidInput("the password must have at least 12 characters", "password")
     if len(password) > 1024:
         raise InvalidInput("the password is too long", "password")
+    strength.check(password, personal)
 
 
 def enrol(session: Session, settings: Settings, name: str, email: str, password: str,
@@ -58,7 +63,7 @@ def enrol(session: Session, settings: Settings, name: str, email: str, password:
         raise InvalidInput("enter an email address", "email")
     if session.scalars(select(Reviewer).where(Reviewer.email == email)).first():
         raise InvalidInput("a reviewer with this email already exists", "email", "duplicate", 409)
-    check_password_strength(password)
+    check_password_strength(password, (name, email))
     pair = crypto.generate_keypair()
     locked, check = crypto.lock_private_key(pair.private, password, settings.kdf)
     reviewer = Reviewer(

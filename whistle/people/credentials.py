@@ -75,7 +75,7 @@ def redeem(session: Session, settings: Settings, keys: InstanceKeys, code: Any,
         raise InvalidCode()
     if not isinstance(password, str):
         raise InvalidInput("the password must be text", "password")
-    accounts.check_password_strength(password)
+    accounts.check_password_strength(password, (account.name, account.email))
     pair = crypto.generate_keypair()
     account.public_key = pair.public
     account.locked_private_key, account.password_check = crypto.lock_private_key(
@@ -107,7 +107,7 @@ def change_password(session: Session, settings: Settings, keys: InstanceKeys,
     re-wrapped for the new key."""
     if not isinstance(old, str) or not isinstance(new, str) or len(old) > 1024:
         raise AuthError()
-    accounts.check_password_strength(new)
+    accounts.check_password_strength(new, (reviewer.name, reviewer.email))
     try:
         old_private = crypto.unlock_private_key(reviewer.locked_private_key, old,
                                                 reviewer.password_check)

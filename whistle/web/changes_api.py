@@ -105,5 +105,9 @@ def change_password() -> Response:
                                             g.signed.reviewer, data.get("password"),
                                             data.get("new_password"))
     me = g.signed.reviewer
+    from whistle.people import strength
+
+    rating = strength.rate(data["new_password"], (me.name, me.email))  # checked above
     return jsonify(reviewer={"id": me.id, "name": me.name}, rewrapped=rewrapped,
-                   fingerprint=crypto.digest(me.public_key).hex())
+                   fingerprint=crypto.digest(me.public_key).hex(),
+                   strength={"score": rating.score, "label": rating.label})

@@ -220,7 +220,10 @@ def change_password() -> Any:
     except (AuthError, InvalidInput) as exc:
         return _account_page(exc.message, 400)
     session.clear()
-    return redirect(url_for("reviewer.login_form", changed="password"))
+    from whistle.people import strength  # the server-side meter (issue 21)
+
+    rating = strength.rate(form.get("new", ""), (g.signed.reviewer.name, g.signed.reviewer.email))
+    return redirect(url_for("reviewer.login_form", changed="password", strength=rating.score))
 
 
 def _totp_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
