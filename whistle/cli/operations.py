@@ -122,18 +122,7 @@ def deadlines_command(as_of: str | None) -> None:
     """Send due deadline reminders and escalate overdue cases once, and delete expired
     reviewer sessions (for cron)."""
     real_now = utcnow()
-    now = real_now
-    if as_of is not None:
-        try:
-            day = dt.date.fromisoformat(as_of)
-        except ValueError:
-            raise click.BadParameter(f"{as_of!r} is not a date (YYYY-MM-DD)",
-                                     param_hint="--as-of") from None
-        if day < real_now.date():
-            raise click.BadParameter(
-                f"{day.isoformat()} is earlier than today ({real_now.date().isoformat()}): "
-                "deadlines never run in the past", param_hint="--as-of")
-        now = dt.datetime.combine(day, real_now.time())
+    now = as_of_time(as_of, real_now, "deadlines")
     with db.new_session(current_app) as s:
         # First, so that a failure in the deadlines never keeps a session's key material.
         # On the real clock: a rehearsal ahead of time does not end today's sessions.
@@ -297,3 +286,20 @@ def inbox_recount_command(check: bool) -> None:
 
 COMMANDS = (init_command, outbox_command, deadlines_command, audit_group, inbox_group,
             sessions_group)
+
+
+def as_of_time(as_of: str | None, real_now: dt.datetime, job: str) -> dt.datetime:
+    """``--as-of YYYY-MM-DD`` of a scheduled command: that day at this time of day, never
+    earlier than today (``job`` names the command in the refusal)."""
+    if as_of is None:
+        return real_now
+    try:
+        day = dt.date.fromisoformat(as_of)
+    except ValueError:
+        raise click.BadParameter(f"{as_of!r} is not a date (YYYY-MM-DD)",
+                                 param_hint="--as-of") from None
+    if day < real_now.date():
+        raise click.BadParameter(
+            f"{day.isoformat()} is earlier than today ({real_now.date().isoformat()}): "
+            f"the {job} command never runs in the past", param_hint="--as-of")
+    return dt.datetime.combine(day, real_now.time())

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 import click
 from flask import current_app
@@ -12,23 +11,9 @@ from sqlalchemy.orm import Session
 
 from whistle import current_settings, instance_keys
 from whistle.cases import checkpoints, retention
+from whistle.cli import operations
 from whistle.store import db
 from whistle.store.models import utcnow
-
-
-def _day(as_of: str | None, real_now: dt.datetime) -> dt.datetime:
-    if as_of is None:
-        return real_now
-    try:
-        day = dt.date.fromisoformat(as_of)
-    except ValueError:
-        raise click.BadParameter(f"{as_of!r} is not a date (YYYY-MM-DD)",
-                                 param_hint="--as-of") from None
-    if day < real_now.date():
-        raise click.BadParameter(
-            f"{day.isoformat()} is earlier than today ({real_now.date().isoformat()}): "
-            "retention never runs in the past", param_hint="--as-of")
-    return dt.datetime.combine(day, real_now.time())
 
 
 def _checkpoint(session: Session) -> None:
@@ -50,7 +35,7 @@ def _checkpoint(session: Session) -> None:
 def retention_command(as_of: str | None, dry_run: bool) -> None:
     """Remind the reviewers of closed cases whose retention ends soon, and delete the cases
     whose retention has ended (not those on hold), leaving a content-free tombstone."""
-    now = _day(as_of, utcnow())
+    now = operations.as_of_time(as_of, utcnow(), "retention")
     with db.new_session(current_app) as s:
         report = retention.run(s, current_settings(), now, before_scrub=_checkpoint,
                                dry_run=dry_run)

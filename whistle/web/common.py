@@ -7,7 +7,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import g, request
+from flask import flash, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from whistle import current_settings
@@ -163,3 +163,15 @@ def form_fields(multi: tuple[str, ...] = ()) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def act(action: Any, done: str) -> None:
+    """Run a reviewer page's action and flash ``done``, or the refusal's message; a 404
+    (not the caller's case) stays a 404."""
+    try:
+        action()
+        flash(done, "ok")
+    except DomainError as exc:
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, jsonify, redirect, render_template, url_for
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, url_for
 from werkzeug.wrappers import Response as Redirect
 
 from whistle import current_settings, instance_keys
@@ -134,14 +134,7 @@ def receipt_keys() -> Response:
 # -- the reviewer's buttons on the case page ------------------------------------------------
 
 
-def _act(action: Any, done: str) -> None:
-    try:
-        action()
-        flash(done, "ok")
-    except DomainError as exc:
-        if exc.status == 404:
-            raise
-        flash(exc.message, "error")
+_act = common.act
 
 
 @pages.post("/reviewer/cases/<case_ref>/identity/request")

@@ -25,14 +25,11 @@ bp = Blueprint("lifecycle_pages", __name__)
 
 
 def _act(action: Callable[[], Any], done: str) -> None:
-    try:
+    def checked() -> None:
         with case_integrity():
             action()
-        flash(done, "ok")
-    except DomainError as exc:
-        if exc.status == 404:
-            raise
-        flash(exc.message, "error")
+
+    common.act(checked, done)
 
 
 def _back(case_ref: str) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -184,14 +183,7 @@ def attachment(case_ref: str, attachment_id: str) -> Any:
     return shared.download(g.signed, case_ref, attachment_id)
 
 
-def _act(action: Callable[[], Any], done: str) -> None:
-    try:
-        action()
-        flash(done, "ok")
-    except DomainError as exc:
-        if exc.status == 404:
-            raise
-        flash(exc.message, "error")
+_act = common.act
 
 
 def _account_page(error: str | None = None, status: int = 200) -> tuple[str, int]:
