@@ -2,13 +2,16 @@
 
 ``only PATH...``: restrict ``[tool.mutmut] only_mutate`` in the copy's pyproject.toml.
 ``tests ARG...``: replace its ``pytest_add_cli_args_test_selection`` (files, ``-k`` ...).
-``write REPORT COMMAND SECONDS``: read mutmut's results and write REPORT (docs/mutation.md):
-the date, the command, the score per module, and every surviving mutant with its diff.
+``write REPORT COMMAND SECONDS``: read mutmut's results and update REPORT (docs/mutation.md):
+for each module mutated, its section (the date, the command, the tests, the counts and every
+surviving mutant with its diff) is replaced; the other modules' sections are kept, and the
+table of scores is made from them all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import subprocess
 import sys
@@ -50,42 +53,65 @@ def module_of(mutant: str) -> str:
     return mutant.split(".x_")[0].split(".xǁ")[0]
 
 
+BLOCK = re.compile(r"<!-- mutate:(?P<module>[\w.]+) (?P<counts>\{.*?\}) -->\n(?P<body>.*?)"
+                   r"<!-- /mutate:(?P=module) -->\n", re.S)
+
+
 def write(report: Path, command: str, seconds: str) -> None:
+    """Replace, in REPORT, the sections of the modules this run mutated (each with its date,
+    command, tests and survivors) and keep the others: one module can be rerun alone."""
     found = results()
     config = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["mutmut"]
     by_module: dict[str, Counter[str]] = defaultdict(Counter)
     for name, status in found.items():
         by_module[module_of(name)][status] += 1
+    kept: dict[str, tuple[Counter[str], str]] = {}
+    if report.exists():
+        for m in BLOCK.finditer(report.read_text()):
+            kept[m["module"]] = (Counter(json.loads(m["counts"])), m["body"])
+    when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    for module, counts in by_module.items():
+        body = [f"## {module}", "",
+                f"- date: {when}",
+                f"- command: `{command}` (mutmut {version('mutmut')}, "
+                f"{int(seconds) // 60} min for the run)",
+                f"- modules of the run: {', '.join(config['only_mutate'])}",
+                f"- tests: {', '.join(config['pytest_add_cli_args_test_selection'])}",
+                f"- result: {_summary(counts)}", ""]
+        survivors = [n for n, s in sorted(found.items())
+                     if module_of(n) == module and s not in CAUGHT]
+        if not survivors:
+            body += ["No surviving mutant.", ""]
+        for name in survivors:
+            diff = mutmut("show", name).strip()
+            body += [f"### `{name}` ({found[name]})", "", "```diff", diff, "```", ""]
+        kept[module] = (counts, "\n".join(body) + "\n")
     lines = [
-        "# Mutation testing: the latest run",
+        "# Mutation testing: the latest run of each module",
         "",
         "Written by `scripts/mutate` (do not edit by hand; the method, the mutations applied by",
-        "hand and the explanation of each survivor are in docs/mutation-testing.md).",
-        "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- command: `{command}` (mutmut {version('mutmut')}, {int(seconds) // 60} min)",
-        f"- modules: {', '.join(config['only_mutate'])}",
-        f"- tests: {', '.join(config['pytest_add_cli_args_test_selection'])}",
+        "hand and the explanation of each survivor are in docs/mutation-testing.md). A run",
+        "replaces the sections of the modules it mutated and keeps the others.",
         "",
         "| module | mutants | killed | timeout | survived | no tests | other | score |",
         "|---|---|---|---|---|---|---|---|",
     ]
     total: Counter[str] = Counter()
-    for module in sorted(by_module):
-        counts = by_module[module]
-        total.update(counts)
-        lines.append(_row(module, counts))
+    for module in sorted(kept):
+        total.update(kept[module][0])
+        lines.append(_row(module, kept[module][0]))
     lines.append(_row("**all**", total))
     lines += ["", "Score: mutants caught (killed, timed out or refused by the type checker) over",
-              "all mutants; \"no tests\" mutants count as not caught.", "",
-              "## Surviving mutants", ""]
-    survivors = [n for n, s in sorted(found.items()) if s not in CAUGHT]
-    if not survivors:
-        lines.append("None.")
-    for name in survivors:
-        diff = mutmut("show", name).strip()
-        lines += [f"### `{name}` ({found[name]})", "", "```diff", diff, "```", ""]
+              "all mutants; \"no tests\" mutants count as not caught.", ""]
+    for module in sorted(kept):
+        counts, body = kept[module]
+        lines += [f"<!-- mutate:{module} {json.dumps(dict(sorted(counts.items())))} -->",
+                  body.rstrip("\n"), f"<!-- /mutate:{module} -->", ""]
     report.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def _summary(counts: Counter[str]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _row(module: str, counts: Counter[str]) -> str:

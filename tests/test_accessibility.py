@@ -78,6 +78,9 @@ def shot(page: Any, name: str, full: bool = True) -> None:
 
 
 def no_sideways_scroll(page: Any) -> bool:
+    # Measured once the page and its stylesheet have loaded: on a busy machine the text can be
+    # in place before the CSS that wraps it is applied.
+    page.wait_for_load_state("load")
     return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"))
 
 
@@ -95,6 +98,7 @@ def report_through_the_form(page: Any, base: str, lang: str = "en") -> list[str]
     page.select_option("#category", "conduct")  # no category is preselected (issue 21)
     page.click("button[name=step][value=review]")
     page.click("button[type=submit]:not([name])")
+    page.wait_for_load_state("load")  # the stylesheet too: callers measure the layout
     words: list[str] = page.locator("span.w").all_inner_texts()
     assert len(words) == 12
     return words

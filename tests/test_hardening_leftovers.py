@@ -290,6 +290,11 @@ def test_the_older_status_form_still_checks_its_token_for_every_action(
 # -- 4. nginx's own 413 answers as Whistle does, through the shipped configurations -----
 
 
+# Under pytest-xdist the tests of this file run in one worker, so the servers of the
+# module-scoped fixture below start once.
+pytestmark = pytest.mark.xdist_group("test_hardening_leftovers")
+
+
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.conftest import need

@@ -119,6 +119,11 @@ def _flask(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     return proc.stdout
 
 
+# Under pytest-xdist the tests of this file run in one worker, so the servers of the
+# module-scoped fixture below start once.
+pytestmark = pytest.mark.xdist_group("test_scale_out")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("scale-out")

@@ -137,6 +137,11 @@ def nginx_front(tmp: Path, app: server.Server) -> Iterator[Front]:
         out.close()
 
 
+# Under pytest-xdist the tests of this file run in one worker, so the servers of the
+# module-scoped fixture below start once.
+pytestmark = pytest.mark.xdist_group("test_serving")
+
+
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     """One sync worker behind nginx: if a slow upload held it, nothing else would answer."""
