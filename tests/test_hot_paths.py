@@ -348,6 +348,98 @@ def test_the_status_check_reads_outside_transactions(app: Flask, client: FlaskCl
     assert len(inserts) >= 5 and not any(inserts)  # the submission: transactional
 
 
+def test_a_status_check_is_one_read_and_still_says_everything(app: Flask,
+                                                            client: FlaskClient) -> None:
+    """After the day's first check, a status check of a concern sent online is one statement:
+    the lookup itself carries the operator's token gate, the identity's state and the stored
+    receipt (each was once a read of its own). The answer still holds all three."""
+    make_reviewer(app), make_reviewer(app)
+    made = submit_concern(client, identity={"name": "Named Reporter"})
+    assert client.post("/api/v1/status", json={"token": made["token"]}).status_code == 200
+    with statement_modes(app) as seen:
+        answer = client.post("/api/v1/status", json={"token": made["token"]})
+    body = answer.get_json()
+    assert answer.status_code == 200, body
+    assert body["receipt"] == made["receipt"]
+    assert (body["identity_state"], body["identity_release"]) == ("sealed", "on_request")
+    assert "transcript" not in body
+    assert [verb for verb, _a in seen if verb not in ("BEGIN", "COMMIT", "ROLLBACK")] \
+        == ["SELECT"], seen
+    # An anonymous concern: no identity, the receipt all the same, still one read.
+    anonymous = submit_concern(client)
+    assert client.post("/api/v1/status", json={"token": anonymous["token"]}).status_code == 200
+    with statement_modes(app) as seen:
+        body = client.post("/api/v1/status", json={"token": anonymous["token"]}).get_json()
+    assert body["identity_state"] == "none" and body["receipt"] == anonymous["receipt"]
+    assert [verb for verb, _a in seen if verb == "SELECT"] == ["SELECT"], seen
+
+
+@contextlib.contextmanager
+def statements_seen(app: Flask) -> Iterator[list[str]]:
+    """The text of every statement sent to the database meanwhile (the driver's trace on
+    SQLite; SQLAlchemy's statement events on PostgreSQL, which the hot statements pass)."""
+    seen: list[str] = []
+    engine = db.engine_for(app)
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append(statement)
+
+    def trace(driver: Any, _record: Any, _proxy: Any) -> None:
+        driver.set_trace_callback(seen.append)
+
+    def untrace(driver: Any, _record: Any) -> None:
+        driver.set_trace_callback(None)
+
+    listeners: list[tuple[str, Any]] = (
+        [("checkout", trace), ("checkin", untrace)] if engine.dialect.name == "sqlite"
+        else [("before_cursor_execute", note)])
+    for name, fn in listeners:
+        event.listen(engine, name, fn)
+    try:
+        yield seen
+    finally:
+        for name, fn in listeners:
+            event.remove(engine, name, fn)
+
+
+def test_opening_a_case_reads_the_parts_it_has_and_only_those(app: Flask,
+                                                              client: FlaskClient) -> None:
+    """A concern sent online that names no one and gives no identity: the case view reads no
+    oral record, no person concerned and no identity state (the case's own read says they are
+    absent). A concern with an identity still reads its state, and shows it."""
+    reviewers = [make_reviewer(app), make_reviewer(app)]
+    plain = submit_concern(client)["case_ref"]
+    named = submit_concern(client, identity={"name": "Named Reporter"})["case_ref"]
+    heads = login(client, reviewers[0])
+    for case_ref in (plain, named):  # the day's first opening records "opened"
+        assert client.get(f"/api/v1/cases/{case_ref}", headers=heads).status_code == 200
+    with statements_seen(app) as seen:
+        opened = client.get(f"/api/v1/cases/{plain}", headers=heads)
+    body = opened.get_json()
+    assert opened.status_code == 200, body
+    assert (body["channel"], body["transcript"], body["about"], body["identity"],
+            body["identity_state"], body["identity_requests"]) == ("web", None, None, None,
+                                                                    "none", [])
+    # Each read names its table in its first column (``SELECT oral_reports.concern_id ...``);
+    # the case's own read only tests the parts' presence in EXISTS clauses.
+    read = [first_table(statement) for statement in seen]
+    assert "concerns" in read  # the positive control: the case's own read was seen
+    for table in ("oral_reports", "concern_about", "case_identities", "changes"):
+        assert table not in read, (table, seen)
+    with statements_seen(app) as seen:
+        body = client.get(f"/api/v1/cases/{named}", headers=heads).get_json()
+    assert body["identity_state"] == "sealed" and body["identity"] is None
+    assert "case_identities" in [first_table(statement) for statement in seen]
+
+
+def first_table(statement: str) -> str:
+    """The table of a SELECT's first column (``SELECT t.c AS x, ...`` -> ``t``), else ''."""
+    words = statement.split()
+    if len(words) < 2 or words[0].upper() != "SELECT":
+        return ""
+    return words[1].split(".")[0].strip('"')
+
+
 def test_a_reviewers_inbox_and_case_view_read_in_autocommit_on_postgresql(
         app: Flask, client: FlaskClient, postgres: services.PostgresServer | None) -> None:
     """Their only writes are single statements (last seen, the "opened" event): both still

@@ -105,11 +105,12 @@ def store(session: Session, settings: Settings, case_ref: str, case_key: bytes,
     return tag
 
 
-def case_view(session: Session, reviewer_id: str, case_ref: str, case_key: bytes
-              ) -> dict[str, Any]:
+def case_view(session: Session, reviewer_id: str, case_ref: str, case_key: bytes,
+              present: bool = True) -> dict[str, Any]:
     """``about``, ``matched`` and ``linked`` of a reviewer's case view. ``linked``: the other
-    cases about the same person that this reviewer can read themselves (assigned)."""
-    row = session.get(ConcernAbout, case_ref)
+    cases about the same person that this reviewer can read themselves (assigned).
+    ``present=False``: the caller knows the concern names no one (nothing is read)."""
+    row = session.get(ConcernAbout, case_ref) if present else None
     if row is None:
         return {"about": None, "matched": False, "linked": []}
     about = json.loads(crypto.open_sealed(case_key, row.about_ct,

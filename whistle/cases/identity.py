@@ -140,22 +140,31 @@ def state_of(session: Session, case_ref: str, legacy_ct: bytes | None = None) ->
 
 
 def view(session: Session, case_ref: str, keys: casekeys.CaseKeys,
-         legacy_ct: bytes | None) -> dict[str, Any]:
+         legacy_ct: bytes | None, row: CaseIdentity | None = None) -> dict[str, Any]:
     """What a reader of the case sees: ``identity`` (None until released),
-    ``identity_provided``, ``identity_state``, ``identity_release``."""
-    row = session.get(CaseIdentity, case_ref)
+    ``identity_provided``, ``identity_state``, ``identity_release``. ``row``: the case's
+    identity row if the caller has read it."""
     if row is None:
-        identity = (json.loads(crypto.open_sealed(keys.case, legacy_ct, identity_part(case_ref)))
-                    if legacy_ct else None)
-        return {"identity": identity, "identity_provided": identity is not None,
-                "identity_state": RELEASED if identity is not None else NONE,
-                "identity_release": TO_REVIEWERS if identity is not None else None}
+        row = session.get(CaseIdentity, case_ref)
+    if row is None:
+        return view_without_row(case_ref, keys, legacy_ct)
     identity = None
     if row.state == RELEASED and row.open_ct is not None:
         identity = _opened(row, crypto.open_sealed(keys.thread, row.open_ct,
                                                    open_part(case_ref)))
     return {"identity": identity, "identity_provided": True, "identity_state": row.state,
             "identity_release": row.release}
+
+
+def view_without_row(case_ref: str, keys: casekeys.CaseKeys, legacy_ct: bytes | None
+                     ) -> dict[str, Any]:
+    """``view`` of a case with no identity sealed apart: none, or one sealed with the case
+    key before identities were sealed apart (shown to its readers, as then)."""
+    identity = (json.loads(crypto.open_sealed(keys.case, legacy_ct, identity_part(case_ref)))
+                if legacy_ct else None)
+    return {"identity": identity, "identity_provided": identity is not None,
+            "identity_state": RELEASED if identity is not None else NONE,
+            "identity_release": TO_REVIEWERS if identity is not None else None}
 
 
 # -- holders ----------------------------------------------------------------------------------

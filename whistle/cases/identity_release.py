@@ -250,10 +250,13 @@ def _advance(session: Session, instance: InstanceKeys, signed: Reader, row: Case
 
 
 def advance_on_reading(session: Session, instance: InstanceKeys, signed: Reader,
-                       case_ref: str, ck: casekeys.CaseKeys) -> bool:
+                       case_ref: str, ck: casekeys.CaseKeys,
+                       row: CaseIdentity | None = None) -> bool:
     """A case opened by an assigned reviewer while an approved release waits for a second
-    share: try to complete it, in a transaction of its own (commits). True if released."""
-    row = session.get(CaseIdentity, case_ref)
+    share: try to complete it, in a transaction of its own (commits). True if released.
+    ``row``: the case's identity row if the caller has read it."""
+    if row is None:
+        row = session.get(CaseIdentity, case_ref)
     if row is None or row.state == ident.RELEASED or row.approved_request is None:
         return False
     session.commit()  # the reads end here
@@ -302,15 +305,20 @@ def _names(session: Session, ids: set[str]) -> dict[str, str]:
 
 def reader_part(session: Session, instance: InstanceKeys | None, signed: Reader,
                 case_ref: str, keys: casekeys.CaseKeys, legacy_ct: bytes | None,
-                case: dict[str, Any]) -> dict[str, Any]:
+                case: dict[str, Any], has_row: bool = True) -> dict[str, Any]:
     """What ``GET /api/v1/cases/<ref>`` adds: ``identity`` (None until released),
     ``identity_provided``, ``identity_state``, ``identity_release``, ``identity_requests``;
     the identity events of ``case["events"]`` get their request's reason and both names. With
     ``instance``, an approved release waiting for a second share completes here if this
-    reader's session holds it."""
-    if instance is not None:
-        advance_on_reading(session, instance, signed, case_ref, keys)
-    out = ident.view(session, case_ref, keys, legacy_ct)
+    reader's session holds it. ``has_row=False``: the caller knows no identity is sealed
+    apart for the case (then none can be requested, and nothing is read)."""
+    if not has_row:
+        return ident.view_without_row(case_ref, keys, legacy_ct) | {"identity_requests": []}
+    row = session.get(CaseIdentity, case_ref)
+    if (instance is not None and row is not None
+            and advance_on_reading(session, instance, signed, case_ref, keys, row)):
+        row = session.get(CaseIdentity, case_ref, populate_existing=True)  # now released
+    out = ident.view(session, case_ref, keys, legacy_ct, row)
     ids = session.execute(select(Change.proposed_by, Change.decided_by).join(
         IdentityRequest, IdentityRequest.id == Change.id).where(
         IdentityRequest.concern_id == case_ref)).tuples().all()

@@ -240,10 +240,12 @@ _CORRECTIONS = select(TranscriptCorrection.id, TranscriptCorrection.created,
     TranscriptCorrection.concern_id == bindparam("cid")).order_by(TranscriptCorrection.seq)
 
 
-def reviewer_part(session: Session, case_ref: str, thread_key: bytes) -> dict[str, Any]:
+def reviewer_part(session: Session, case_ref: str, thread_key: bytes, present: bool = True
+                  ) -> dict[str, Any]:
     """``channel`` and ``transcript`` for a reviewer's case view (``transcript`` null and
-    ``channel`` "web" for a concern the reporter sent themselves)."""
-    found = state(session, case_ref)
+    ``channel`` "web" for a concern the reporter sent themselves). ``present=False``: the
+    caller knows the case has no oral record (nothing is read)."""
+    found = state(session, case_ref) if present else None
     if found is None:
         return {"channel": WEB, "transcript": None}
     corrections = [

@@ -4,6 +4,7 @@ sealed apart (whistle.cases.identity) and the signed receipt (whistle.cases.rece
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from collections.abc import Callable
@@ -48,23 +49,43 @@ _REPORTER = PreparedQuery(select(
     Concern.id == bindparam("cid")))
 
 
+@dataclass(frozen=True)
+class ReporterProof:
+    """The columns ``reporter_part`` needs: read by ``_REPORTER``, or by the token lookup
+    itself (``reporter._BY_TOKEN``), which carries them for the status check."""
+
+    has_identity: bool
+    identity_state: str | None
+    identity_release: str | None
+    identity_request: str | None
+    receipt_ct: bytes | None
+
+
 def reporter_part(session: Session, keys: InstanceKeys, case_ref: str,
-                  thread_key: Callable[[], bytes], events: list[dict[str, Any]]
-                  ) -> dict[str, Any]:
+                  thread_key: Callable[[], bytes], events: list[dict[str, Any]],
+                  looked_up: Any | None = None) -> dict[str, Any]:
     """What ``POST /api/v1/status`` adds: ``identity_state``, ``identity_release``,
     ``receipt``; and the reason beside ``identity_released`` on the reporter's timeline
-    (``thread_key`` is called only then)."""
-    rows = db.single_read(session, _REPORTER, {"cid": case_ref})
-    if not rows:
-        return {}
-    row = rows[0]
-    if row.state is not None:
-        state = row.state
+    (``thread_key`` is called only then). ``looked_up``: those columns as the token lookup
+    read them in this request (nothing changed since), saving a read."""
+    if looked_up is not None:
+        row = ReporterProof(bool(looked_up.has_identity), looked_up.identity_state,
+                            looked_up.identity_release, looked_up.identity_request,
+                            looked_up.receipt_ct)
     else:
-        state = identity.RELEASED if row.identity_ct else identity.NONE
+        rows = db.single_read(session, _REPORTER, {"cid": case_ref})
+        if not rows:
+            return {}
+        found = rows[0]
+        row = ReporterProof(found.identity_ct is not None, found.state, found.release,
+                            found.approved_request, found.receipt_ct)
+    if row.identity_state is not None:
+        state = row.identity_state
+    else:
+        state = identity.RELEASED if row.has_identity else identity.NONE
     released = [e for e in events if e.get("type") == "identity_released"]
-    if released and row.approved_request:
-        request = session.get(IdentityRequest, row.approved_request)
+    if released and row.identity_request:
+        request = session.get(IdentityRequest, row.identity_request)
         if request is not None:
             reason = crypto.open_sealed(thread_key(), request.reason_ct, casekeys.part(
                 case_ref, f"identity-reason:{request.id}")).decode()
@@ -72,4 +93,5 @@ def reporter_part(session: Session, keys: InstanceKeys, case_ref: str,
                 event["reason"] = reason
     receipt = (receipts.opened(case_ref, receipts.storage_key(keys.reporter_pepper),
                                row.receipt_ct) if row.receipt_ct is not None else None)
-    return {"identity_state": state, "identity_release": row.release, "receipt": receipt}
+    return {"identity_state": state, "identity_release": row.identity_release,
+            "receipt": receipt}

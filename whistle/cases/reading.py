@@ -24,8 +24,11 @@ from whistle.store.models import (
     Assignment,
     Attachment,
     AuditEvent,
+    CaseIdentity,
     Concern,
+    ConcernAbout,
     Message,
+    OralReport,
     Reviewer,
     WrappedKey,
     utcnow,
@@ -114,6 +117,15 @@ _OPEN = PreparedQuery(select(
     # Most cases have no messages or files yet: then their queries are skipped.
     select(Message.id).where(Message.concern_id == Concern.id).exists().label("has_messages"),
     select(Attachment.id).where(Attachment.concern_id == Concern.id).exists().label("has_files"),
+    # Most cases were sent online, name no one and carry no identity sealed apart: then the
+    # reads of the oral record (issue 24), the person concerned (issue 25) and the identity's
+    # state and requests (issue 22) are skipped too.
+    select(OralReport.concern_id).where(OralReport.concern_id == Concern.id).exists()
+    .label("is_oral"),
+    select(ConcernAbout.concern_id).where(ConcernAbout.concern_id == Concern.id).exists()
+    .label("has_about"),
+    select(CaseIdentity.concern_id).where(CaseIdentity.concern_id == Concern.id).exists()
+    .label("has_identity_row"),
 ).select_from(Assignment).join(Concern, Concern.id == Assignment.concern_id).outerjoin(
     WrappedKey, and_(WrappedKey.concern_id == Assignment.concern_id,
                      WrappedKey.recipient_kind == literal_column("'reviewer'"),
@@ -174,10 +186,13 @@ def open_case(session: Session, signed: Reader, case_ref: Any,
         "acknowledged_on": concern.acknowledged_on.isoformat() if concern.acknowledged_on
         else None,
     }
-    data |= oral.reviewer_part(session, case_ref, keys.thread)  # channel, record (issue 24)
-    data |= about.case_view(session, signed.reviewer_id, case_ref, keys.case)  # issue 25
+    # channel, record (issue 24); the person concerned (issue 25)
+    data |= oral.reviewer_part(session, case_ref, keys.thread, present=concern.is_oral)
+    data |= about.case_view(session, signed.reviewer_id, case_ref, keys.case,
+                            present=concern.has_about)
     from whistle.cases.identity_release import reader_part  # opened by two (issue 22)
-    data |= reader_part(session, instance, signed, case_ref, keys, concern.identity_ct, data)
+    data |= reader_part(session, instance, signed, case_ref, keys, concern.identity_ct, data,
+                        has_row=concern.has_identity_row)
     if concern.status in (workflow.CLOSURE_PROPOSED, workflow.CLOSED):
         data["closure"] = _closure(concern, trail, drafts)
     if instance is not None and concern.handover_due:

@@ -23,8 +23,11 @@ from whistle.keys import InstanceKeys
 from whistle.store import db
 from whistle.store.models import (
     AuditEvent,
+    CaseIdentity,
+    CaseReceipt,
     Concern,
     Message,
+    OralReport,
     WrappedKey,
     utcnow,
 )
@@ -44,14 +47,26 @@ _HAS_THREAD = select(Message.id).where(Message.concern_id == Concern.id,
 _REPORTER_TYPES = constants(workflow.REPORTER_EVENTS)
 # The case and its reporter timeline in one read: one row per event (the case's columns
 # repeated), or one row without an event. A second query cost a round trip on every check.
+# The same read carries what every status check adds (each was a read of its own): whether
+# an operator filed the concern and its token still waits for replacement (issue 24; NULL:
+# filed online), the identity's state and the stored receipt (issue 22).
 _BY_TOKEN = PreparedQuery(select(Concern.id, Concern.status, Concern.created, Concern.acknowledge_by,
                    Concern.feedback_by, Concern.overdue, Concern.outcome,
                    Concern.token_last_used, _HAS_THREAD.label("has_thread"),
-                   AuditEvent.at.label("event_at"), AuditEvent.type.label("event_type")
+                   AuditEvent.at.label("event_at"), AuditEvent.type.label("event_type"),
+                   OralReport.token_pending.label("oral_pending"),
+                   Concern.identity_ct.is_not(None).label("has_identity"),
+                   CaseIdentity.state.label("identity_state"),
+                   CaseIdentity.release.label("identity_release"),
+                   CaseIdentity.approved_request.label("identity_request"),
+                   CaseReceipt.receipt_ct.label("receipt_ct"),
                    ).select_from(Concern).outerjoin(AuditEvent, and_(
                        AuditEvent.concern_id == Concern.id,
-                       AuditEvent.type.in_(_REPORTER_TYPES))).where(
-    Concern.token_lookup == bindparam("lookup")).order_by(AuditEvent.seq))
+                       AuditEvent.type.in_(_REPORTER_TYPES))
+                   ).outerjoin(OralReport, OralReport.concern_id == Concern.id
+                   ).outerjoin(CaseIdentity, CaseIdentity.concern_id == Concern.id
+                   ).outerjoin(CaseReceipt, CaseReceipt.concern_id == Concern.id
+                   ).where(Concern.token_lookup == bindparam("lookup")).order_by(AuditEvent.seq))
 _THREAD = select(Message.id, Message.sender, Message.created, Message.kind, Message.body_ct).where(
     Message.concern_id == bindparam("cid"), Message.kind.in_(_REPORTER_KINDS)
 ).order_by(Message.seq)

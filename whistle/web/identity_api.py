@@ -84,12 +84,14 @@ def reporter_identity() -> tuple[Response, int]:
     return jsonify(case_ref=view.case.id, identity_state=state), 201
 
 
-def status_part(session: Any, view: reporter.ReporterView, events: list[dict[str, Any]]
-                ) -> dict[str, Any]:
+def status_part(session: Any, view: reporter.ReporterView, events: list[dict[str, Any]],
+                read_only: bool = False) -> dict[str, Any]:
     """What ``POST /api/v1/status`` adds: ``identity_state``, ``identity_release``,
-    ``receipt``; the reason beside ``identity_released``."""
+    ``receipt``; the reason beside ``identity_released``. ``read_only``: nothing changed
+    in this request, so the token lookup's columns stand."""
     return proof.reporter_part(session, instance_keys(), view.case.id,
-                               lambda: view.thread_key, events)
+                               lambda: view.thread_key, events,
+                               view.case if read_only else None)
 
 
 # -- anyone: verify a receipt, the published keys ----------------------------------------

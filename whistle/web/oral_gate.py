@@ -19,7 +19,11 @@ from whistle.store import db
 
 
 def check(view: reporter.ReporterView, replacing: bool) -> None:
-    """Refuse (403) a token an operator issued unless this is its replacement."""
+    """Refuse (403) a token an operator issued unless this is its replacement. The lookup
+    said whether an operator filed the concern: only then is its oral record read."""
+    if view.case.oral_pending is None:  # sent online: no oral record, no gate
+        g.oral_state = (view.case.id, None)
+        return
     found = oral.state(db.session(), view.case.id)
     g.oral_state = (view.case.id, found)
     oral.require_own_token(found, replacing)

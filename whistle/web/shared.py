@@ -204,7 +204,7 @@ def status_json(view: reporter.ReporterView, read_only: bool = False) -> dict[st
     out |= oral_gate.status_part(view, read_only)  # a concern taken by an operator
     from whistle.web import identity_api
 
-    out |= identity_api.status_part(session, view, out["events"])  # identity, receipt (22)
+    out |= identity_api.status_part(session, view, out["events"], read_only)  # issue 22
     from whistle.cases import clocks
 
     return out | clocks.words(out)  # the deadlines in words (issue 23, clocks)
