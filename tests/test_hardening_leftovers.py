@@ -554,7 +554,8 @@ def test_a_100_mib_upload_over_a_slow_start_completes_while_status_checks_answer
                                               "application/json", check)
         waits.append(time.monotonic() - started)
         assert status == 200, answer[:300]
-        assert waits[-1] < 3, waits
+        # No clock limit (the suite asserts no wall-clock time): that they are answered while
+        # the upload streams is shown by their number (at least 6 during it, below).
         thread.join(10)
     assert "error" not in result, result.get("error")
     assert float(result["sent_after"]) > 60
