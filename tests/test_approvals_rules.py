@@ -198,3 +198,211 @@ def test_a_registered_kind_is_applied_on_approval_and_undone_on_rejection(
         for kind in ("test_kind", "test_plain"):
             approvals._APPLY.pop(kind, None)
             approvals._ON_REJECT.pop(kind, None)
+
+
+# -- adding an account, before and after the roster is sealed --------------------------------
+
+
+def log_entries(session: Any, type_: str) -> list[tuple[str, dict[str, Any]]]:
+    import json
+
+    from whistle.store.models import AdminEvent
+
+    return [(e.actor, json.loads(e.data)) for e in session.scalars(
+        select(AdminEvent).where(AdminEvent.type == type_).order_by(AdminEvent.seq))]
+
+
+def add(app: Flask, session: Any, proposer: str, **fields: Any) -> tuple[Reviewer, Any]:
+    given = {"name": "Pat Example", "email": "Pat@Example.org", "units": [],
+             "senior": False, "independent": False, "admin": False, "reviews": True} | fields
+    return approvals.add_account(session, context(app), given.pop("name"), given.pop("email"),
+                                 given.pop("units"), given.pop("senior"),
+                                 given.pop("independent"), given.pop("admin"),
+                                 given.pop("reviews"), proposer, **given)
+
+
+def test_before_sealing_an_added_account_is_invited_at_once_with_every_field_kept(
+        app: Flask, session: Any, smtp: SmtpServer) -> None:
+    ada = make_reviewer(app, "Ada Admin", admin=True)
+    account, change = add(app, session, ada["id"], units=["Health", "Education", "Health"],
+                          senior=True, independent=True, admin=True, reviews=False)
+    assert change is None
+    row = session.get(Reviewer, account.id)
+    assert (row.name, row.email, row.state, row.active) == (
+        "Pat Example", "pat@example.org", "invited", False)
+    assert row.units == '["Education", "Health"]'
+    assert (row.is_senior, row.is_independent, row.is_admin, row.is_reviewer,
+            row.is_operator) == (True, True, True, False, False)
+    assert (row.public_key, row.locked_private_key, row.password_check) == (b"", b"", b"")
+    assert log_entries(session, "reviewer_invited") == [(ada["id"], {
+        "reviewer": account.id, "roles": ["admin", "senior", "independent"],
+        "units": ["Education", "Health"]})]
+    assert log_entries(session, "change_proposed") == []
+    code = session.scalars(select(EnrolmentCode).where(
+        EnrolmentCode.reviewer_id == account.id)).one()
+    assert code.purpose == "enrol" and code.used is None
+    session.commit()  # the reads end: delivery writes from a session of its own
+    deliver_mail(app)
+    assert any(m["Subject"] == "Whistle: choose your password" and "pat@example.org" in m["To"]
+               for m in smtp.messages)
+    # An intake operator: the role is logged too.
+    operator, _ = add(app, session, ada["id"], email="op@example.org", reviews=False,
+                      operator=True)
+    assert session.get(Reviewer, operator.id).is_operator
+    assert log_entries(session, "reviewer_invited")[-1][1]["roles"] == ["operator"]
+
+
+def test_after_sealing_an_added_account_waits_for_a_second_person(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    account, change = add(app, session, staff["ada"]["id"], units=["Health"])
+    assert change is not None and session.get(Reviewer, account.id).state == "pending"
+    stored = session.get(Change, change.id)
+    assert (stored.type, stored.subject, stored.proposed_by) == (
+        approvals.ENROL, account.id, staff["ada"]["id"])
+    assert proposals.payload(stored) == {"roles": ["reviewer"], "units": ["Health"]}
+    assert log_entries(session, "reviewer_invited") == []
+    assert log_entries(session, "change_proposed") == [(staff["ada"]["id"], {
+        "change": change.id, "type": approvals.ENROL, "subject": account.id})]
+    assert session.scalars(select(EnrolmentCode).where(
+        EnrolmentCode.reviewer_id == account.id)).all() == []
+
+
+def test_adding_an_account_refuses_what_is_missing_malformed_taken_or_unknown(
+        app: Flask, session: Any) -> None:
+    ada = make_reviewer(app, "Ada Admin", admin=True, email="ada@example.org")
+    refusals: list[tuple[dict[str, Any], str, str, str, int]] = [
+        ({"name": ""}, "name", "invalid_input", "", 400),
+        ({"name": None}, "name", "invalid_input", "", 400),
+        ({"email": ""}, "email", "invalid_input", "", 400),
+        ({"email": "no-at-sign"}, "email", "invalid_input", "^enter an email address$", 400),
+        ({"email": "a" * 243 + "@example.org"}, "email", "invalid_input", "", 400),  # 255
+        ({"email": "ADA@example.org"}, "email", "duplicate",
+         "^a reviewer with this email already exists$", 409),
+        ({"units": ["Health", "Zulu", "Alpha"]}, "units", "invalid_input",
+         "^unknown unit Alpha$", 400),
+        ({"operator": True}, "operator", "invalid_input", "^an intake operator has no", 400),
+        ({"operator": True, "reviews": False, "units": ["Health"]}, "operator",
+         "invalid_input", "", 400),
+        ({"operator": True, "reviews": False, "admin": True}, "operator", "invalid_input", "",
+         400),
+        ({"operator": True, "reviews": False, "senior": True}, "operator", "invalid_input", "",
+         400),
+        ({"operator": True, "reviews": False, "independent": True}, "operator",
+         "invalid_input", "", 400),
+    ]
+    for fields, field, code, message, status in refusals:
+        with pytest.raises(InvalidInput, match=message or None) as refused:
+            add(app, session, ada["id"], **fields)
+        assert (refused.value.field, refused.value.code, refused.value.status) == (
+            field, code, status), fields
+        session.rollback()
+    assert session.scalars(select(Reviewer).where(Reviewer.id != ada["id"])).all() == []
+    # The longest address allowed (254 characters) is taken.
+    account, _ = add(app, session, ada["id"], email="a" * 242 + "@example.org")
+    assert len(account.email) == 254
+
+
+# -- approving and rejecting ----------------------------------------------------------------
+
+
+def test_an_approval_is_recorded_with_both_names_and_applied_in_the_approvers_name(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    from whistle.people import roster
+
+    ada, ben, cat = staff["ada"]["id"], staff["ben"]["id"], staff["cat"]["id"]
+    change = approvals.propose_for(session, approvals.GRANT, cat, {"senior": True}, ada)
+    approvals.approve(session, context(app), change.id, ben)
+    stored = session.get(Change, change.id)
+    assert (stored.state, stored.decided_by, stored.decided_at) == (
+        proposals.APPROVED, ben, NOW)
+    assert log_entries(session, "change_approved") == [(ben, {
+        "change": change.id, "type": approvals.GRANT, "subject": cat, "proposed_by": ada})]
+    # The account's new roster entry is signed, and the signature logged, by the approver.
+    account = session.get(Reviewer, cat)
+    assert roster.verified(account, app.extensions["whistle_keys"].signing_public)
+    signed = [actor for actor, data in log_entries(session, roster.ENTRY_SIGNED)
+              if data.get("reviewer") == cat]
+    assert signed and signed[-1] == ben, log_entries(session, roster.ENTRY_SIGNED)
+
+
+def test_a_grant_sets_exactly_what_it_names(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    from whistle.people import roster
+
+    cat = staff["cat"]["id"]
+    before = session.get(Reviewer, cat)
+    kept_units = before.units
+    grant = {"admin": True, "independent": True, "senior": True, "reviews": False,
+             "categories": ["conduct", "conduct", "abuse"]}
+    change = approvals.propose_for(session, approvals.GRANT, cat, grant, staff["ada"]["id"])
+    approvals.approve(session, context(app), change.id, staff["ben"]["id"])
+    row = session.get(Reviewer, cat)
+    assert (row.is_admin, row.is_independent, row.is_senior, row.is_reviewer,
+            row.is_operator) == (True, True, True, False, False)
+    assert row.categories == '["abuse", "conduct"]' and row.units == kept_units
+    assert roster.verified(row, app.extensions["whistle_keys"].signing_public)
+    change = approvals.propose_for(session, approvals.GRANT, cat,
+                                   {"units": ["Health", "Education", "Health"],
+                                    "operator": False}, staff["ada"]["id"])
+    approvals.approve(session, context(app), change.id, staff["ben"]["id"])
+    row = session.get(Reviewer, cat)
+    assert row.units == '["Education", "Health"]' and row.is_admin  # the rest kept
+    assert roster.verified(row, app.extensions["whistle_keys"].signing_public)
+
+
+def test_re_enabling_restores_an_account_with_keys_and_invites_one_without(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    from whistle.people import roster
+
+    cat = session.get(Reviewer, staff["cat"]["id"])
+    cat.state, cat.active = "disabled", False
+    version = cat.credentials_version
+    session.commit()
+    change = approvals.propose_for(session, approvals.REENABLE, cat.id, {}, staff["ada"]["id"])
+    approvals.approve(session, context(app), change.id, staff["ben"]["id"])
+    row = session.get(Reviewer, cat.id)
+    assert (row.state, row.active, row.credentials_version) == ("active", True, version + 1)
+    assert roster.verified(row, app.extensions["whistle_keys"].signing_public)
+    # An account that never chose a password gets a new link instead.
+    pending, enrol = add(app, session, staff["ada"]["id"], email="late@example.org")
+    approvals.reject(session, enrol.id, staff["ben"]["id"], utcnow())
+    assert session.get(Reviewer, pending.id).state == "disabled"
+    change = approvals.propose_for(session, approvals.REENABLE, pending.id, {},
+                                   staff["ada"]["id"])
+    approvals.approve(session, context(app), change.id, staff["ben"]["id"])
+    row = session.get(Reviewer, pending.id)
+    assert (row.state, row.active) == ("invited", False)
+    assert session.scalars(select(EnrolmentCode.purpose).where(
+        EnrolmentCode.reviewer_id == pending.id)).all() == ["enrol"]
+
+
+def test_who_may_reject_and_what_a_rejection_does(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    from whistle.people.approvals import NotAllowed, SecondPersonRequired
+
+    ada, ben, cat = staff["ada"]["id"], staff["ben"]["id"], staff["cat"]["id"]
+    grant = approvals.propose_for(session, approvals.GRANT, cat, {"admin": True}, ada)
+    with pytest.raises(SecondPersonRequired):  # the person it concerns
+        approvals.reject(session, grant.id, cat, utcnow())
+    dan = make_reviewer(app, "Dan Reviewer")
+    with pytest.raises(NotAllowed):  # administrators exist: a reviewer may not decide
+        approvals.reject(session, grant.id, dan["id"], utcnow())
+    assert session.get(Change, grant.id).state == proposals.PENDING
+    approvals.reject(session, grant.id, ada, NOW)  # the proposer withdraws it
+    stored = session.get(Change, grant.id)
+    assert (stored.state, stored.decided_by, stored.decided_at) == (
+        proposals.REJECTED, ada, NOW)
+    assert not session.get(Reviewer, cat).is_admin
+    assert log_entries(session, "change_rejected") == [(ada, {
+        "change": grant.id, "type": approvals.GRANT, "subject": cat})]
+    with pytest.raises(Refused, match="already rejected"):
+        approvals.reject(session, grant.id, ben, utcnow())
+    # A rejected enrolment disables the pending account; an invited one is left as it is.
+    pending, enrol = add(app, session, ada, email="one@example.org")
+    approvals.reject(session, enrol.id, ben, utcnow())
+    assert session.get(Reviewer, pending.id).state == "disabled"
+    other, enrol = add(app, session, ada, email="two@example.org")
+    session.get(Reviewer, other.id).state = "invited"
+    session.commit()
+    approvals.reject(session, enrol.id, ben, utcnow())
+    assert session.get(Reviewer, other.id).state == "invited"
