@@ -1,0 +1,131 @@
+"""The workflow's small parts one by one (whistle.cases.workflow): the deadline a case owes,
+when it is overdue, the overdue mark its assignments copy, message numbering and which
+closure proposal's feedback is pending. The moves are tested in test_workflow_rules.py (the
+table) and test_workflow.py (through the API); these pin what mutation testing found
+unchecked (scripts/mutate)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.support.factories import login, make_reviewer, submit_concern
+from whistle.cases import workflow
+from whistle.store import db
+from whistle.store.models import Assignment, Concern
+
+ACK, FEEDBACK = dt.date(2026, 12, 8), dt.date(2027, 3, 1)
+
+
+def case(status: str, feedback_by: dt.date | None = FEEDBACK) -> Any:
+    return SimpleNamespace(status=status, acknowledge_by=ACK, feedback_by=feedback_by)
+
+
+@pytest.mark.parametrize("status", workflow.STATUSES)
+def test_the_deadline_owed_is_acknowledgement_then_feedback_then_none(status: str) -> None:
+    owed = workflow.owed_deadline(case(status))
+    if status == workflow.RECEIVED:
+        assert owed == (workflow.ACKNOWLEDGE, ACK)
+    elif status in workflow.OPEN_STATUSES:
+        assert owed == (workflow.FEEDBACK, FEEDBACK)
+    else:
+        assert owed is None
+    assert workflow.owed(status, ACK, FEEDBACK) == owed
+    # An open case without a feedback date owes nothing more until it has one.
+    if status != workflow.RECEIVED:
+        assert workflow.owed(status, ACK, None) is None
+
+
+def test_a_case_is_overdue_only_after_the_day_it_owes() -> None:
+    received, open_, closed = (case(workflow.RECEIVED), case(workflow.INVESTIGATING),
+                               case(workflow.CLOSED))
+    assert not workflow.is_overdue(received, ACK)  # the last day is still in time
+    assert workflow.is_overdue(received, ACK + dt.timedelta(days=1))
+    assert not workflow.is_overdue(open_, FEEDBACK)
+    assert workflow.is_overdue(open_, FEEDBACK + dt.timedelta(days=1))
+    assert not workflow.is_overdue(open_, ACK + dt.timedelta(days=1))  # owes feedback now
+    assert not workflow.is_overdue(closed, FEEDBACK + dt.timedelta(days=400))
+
+
+@pytest.fixture
+def cases(app: Flask, client: FlaskClient) -> tuple[str, str]:
+    make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    return submit_concern(client)["case_ref"], submit_concern(client)["case_ref"]
+
+
+def overdue_marks(app: Flask, case_ref: str) -> tuple[bool, list[bool]]:
+    with db.new_session(app) as s:
+        return (s.get_one(Concern, case_ref).overdue,
+                list(s.scalars(select(Assignment.overdue).where(
+                    Assignment.concern_id == case_ref))))
+
+
+def test_the_overdue_mark_is_copied_to_the_cases_assignments_only(
+        app: Flask, cases: tuple[str, str]) -> None:
+    one, other = cases
+    with db.new_session(app) as s:
+        workflow.set_overdue(s, s.get_one(Concern, one), True)
+        s.commit()
+    assert overdue_marks(app, one) == (True, [True, True])
+    assert overdue_marks(app, other) == (False, [False, False])
+    with db.new_session(app) as s:
+        workflow.set_overdue(s, s.get_one(Concern, one), True)  # already: nothing to do
+        workflow.set_overdue(s, s.get_one(Concern, other), False)
+        s.commit()
+    assert overdue_marks(app, one) == (True, [True, True])
+    with db.new_session(app) as s:
+        workflow.set_overdue(s, s.get_one(Concern, one), False)
+        s.commit()
+    assert overdue_marks(app, one) == (False, [False, False])
+
+
+def test_messages_are_numbered_from_one_per_case(app: Flask, cases: tuple[str, str]) -> None:
+    one, other = cases
+    key = b"k" * 32
+    with db.new_session(app) as s:
+        first = workflow.add_message(s, s.get_one(Concern, one), key, "note", "reviewer", None,
+                                     "first", dt.date(2026, 12, 5))
+        s.flush()
+        second = workflow.add_message(s, s.get_one(Concern, one), key, "note", "reviewer",
+                                      None, "second", dt.date(2026, 12, 5))
+        elsewhere = workflow.add_message(s, s.get_one(Concern, other), key, "note",
+                                         "reviewer", None, "other", dt.date(2026, 12, 5))
+        s.flush()
+        assert (first.seq, second.seq, elsewhere.seq) == (1, 2, 1)
+
+
+def test_the_pending_feedback_is_the_latest_proposals_of_this_case(
+        app: Flask, client: FlaskClient, cases: tuple[str, str]) -> None:
+    one, other = cases
+    with db.new_session(app) as s:
+        assert workflow.pending_feedback_id(s, one) is None
+    ids = {}
+    for ref, words in ((one, "feedback one"), (other, "feedback other")):
+        proposed = client.post(f"/api/v1/cases/{ref}/transitions",
+                               headers=_login_any(app, client, ref),
+                               json={"to": "closed", "outcome": "not_substantiated",
+                                     "feedback": words})
+        assert proposed.status_code == 200, proposed.get_data(as_text=True)
+        with db.new_session(app) as s:
+            ids[ref] = workflow.pending_feedback_id(s, ref)
+    assert ids[one] and ids[other] and ids[one] != ids[other]
+    with db.new_session(app) as s:
+        assert workflow.pending_feedback_id(s, one) == ids[one]  # not the later one elsewhere
+
+
+def _login_any(app: Flask, client: FlaskClient, case_ref: str) -> dict[str, str]:
+    """Bearer headers of a reviewer assigned to ``case_ref`` (the factory's password)."""
+    from tests.support.factories import PASSWORD
+    from whistle.store.models import Reviewer
+
+    with db.new_session(app) as s:
+        rid = s.scalars(select(Assignment.reviewer_id).where(
+            Assignment.concern_id == case_ref)).first()
+        email = s.get_one(Reviewer, rid).email
+    return login(client, {"email": email, "password": PASSWORD})
