@@ -129,3 +129,50 @@ def _login_any(app: Flask, client: FlaskClient, case_ref: str) -> dict[str, str]
             Assignment.concern_id == case_ref)).first()
         email = s.get_one(Reviewer, rid).email
     return login(client, {"email": email, "password": PASSWORD})
+
+
+def _logins(app: Flask, client: FlaskClient, case_ref: str) -> list[dict[str, str]]:
+    """Bearer headers of every reviewer assigned to ``case_ref``, in id order."""
+    from tests.support.factories import PASSWORD
+    from whistle.store.models import Reviewer
+
+    with db.new_session(app) as s:
+        emails = [s.get_one(Reviewer, rid).email for rid in sorted(s.scalars(
+            select(Assignment.reviewer_id).where(Assignment.concern_id == case_ref)))]
+    return [login(client, {"email": e, "password": PASSWORD}) for e in emails]
+
+
+def test_a_move_changes_this_cases_assignments_and_restarts_the_feedback_reminders(
+        app: Flask, client: FlaskClient, cases: tuple[str, str]) -> None:
+    one, other = cases
+    with db.new_session(app) as s:
+        concern = s.get_one(Concern, one)
+        concern.reminded_feedback = concern.escalated_feedback = True
+        s.commit()
+    ann = _logins(app, client, one)[0]
+    moved = client.post(f"/api/v1/cases/{one}/transitions", headers=ann,
+                        json={"to": "acknowledged"})
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    with db.new_session(app) as s:
+        concern = s.get_one(Concern, one)
+        assert (concern.reminded_feedback, concern.escalated_feedback) == (False, False)
+        statuses = {ref: set(s.scalars(select(Assignment.status).where(
+            Assignment.concern_id == ref))) for ref in (one, other)}
+    assert statuses == {one: {"acknowledged"}, other: {"received"}}
+
+
+def test_the_closed_event_names_the_feedback_it_released(
+        app: Flask, client: FlaskClient, cases: tuple[str, str]) -> None:
+    one, _other = cases
+    ann, bob = _logins(app, client, one)
+    proposed = client.post(f"/api/v1/cases/{one}/transitions", headers=ann, json={
+        "to": "closed", "outcome": "not_substantiated", "feedback": "What we found."})
+    assert proposed.status_code == 200, proposed.get_data(as_text=True)
+    confirmed = client.post(f"/api/v1/cases/{one}/transitions", headers=bob,
+                            json={"to": "closed"})
+    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
+    case_view = client.get(f"/api/v1/cases/{one}", headers=bob).get_json()
+    closed = [e for e in case_view["events"] if e["type"] == "closed"][-1]
+    released = [m for m in case_view["messages"] if m["kind"] == "feedback"]
+    assert [m["body"] for m in released] == ["What we found."]
+    assert closed["data"]["released_feedback"] == released[0]["id"]
