@@ -1,0 +1,123 @@
+"""Intake's small parts one by one (whistle.cases.intake): the case reference, the checks a
+submission passes before anything is stored, and the SQL literals built from our own names.
+Submissions through the API are tested in test_core.py and test_hostile_input.py; these pin
+what mutation testing found unchecked (scripts/mutate)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.support.factories import make_reviewer
+from whistle import settings_of
+from whistle.cases import intake
+from whistle.cases.receipts import _CASE
+from whistle.errors import InvalidInput
+from whistle.store import db
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+REF = re.compile(r"^WH-[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){6}$")
+
+
+def test_a_case_reference_is_140_random_bits_in_seven_groups_of_crockford_base32() -> None:
+    refs = [intake.new_case_ref() for _ in range(400)]
+    assert len(set(refs)) == len(refs)
+    for ref in refs:
+        assert REF.match(ref), ref
+        assert _CASE.fullmatch(ref), ref  # what a receipt names
+        chars = ref[3:].replace("-", "")
+        assert len(chars) == 28
+        value = sum(CROCKFORD.index(c) << (5 * i) for i, c in enumerate(chars))
+        assert value < 2**140
+    # Every one of the 28 places takes many values: no place is fixed or left empty.
+    for place in range(28):
+        seen = {ref[3:].replace("-", "")[place] for ref in refs}
+        assert len(seen) > 16, (place, seen)
+
+
+def test_sql_literals_are_made_only_from_plain_names_in_sorted_order() -> None:
+    made = intake.constants({"zeta", "alpha_beta", "bad'; drop", "two words", "x-y"})
+    assert [str(c) for c in made] == ["'alpha_beta'", "'zeta'"]
+
+
+@pytest.fixture
+def parse(app: Flask) -> Iterator[Any]:
+    settings = settings_of(app)
+    with db.new_session(app) as s:
+        yield lambda data: intake.parse_submission(data, s, settings)
+
+
+def refused(parse: Any, data: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as caught:
+        parse(data)
+    return caught.value
+
+
+def test_a_submission_must_be_an_object_with_known_fields(parse: Any) -> None:
+    for data in (None, [], "details", 5):
+        assert refused(parse, data).message == "the concern must be a JSON object"
+    bad = refused(parse, {"category": "conduct", "details": "x", "zz": 1, "aa": 2})
+    assert (bad.message, bad.field) == ("unknown field: aa", "aa")
+    # Every documented field is known (each is refused, if at all, for its value only).
+    for field in ("category", "details", "unit", "about_senior", "exclude_reviewers",
+                  "identity", "idempotency_key", "clean_metadata", "about", "escrow"):
+        try:
+            parse({"category": "conduct", "details": "x", field: None})
+        except InvalidInput as exc:
+            assert not exc.message.startswith("unknown field"), (field, exc.message)
+
+
+def test_category_unit_and_details_are_checked(app: Flask, parse: Any) -> None:
+    max_details = settings_of(app).max_details_chars
+    cases = [({"details": "x"}, "category", None),
+             ({"category": "no-such", "details": "x"}, "category", "unknown category"),
+             ({"category": "conduct", "details": "x", "unit": "Nowhere"}, "unit",
+              "unknown unit"),
+             ({"category": "conduct"}, "details", None),
+             ({"category": "conduct", "details": ""}, "details", None),
+             ({"category": "conduct", "details": "x" * (max_details + 1)}, "details", None)]
+    for data, field, message in cases:
+        found = refused(parse, data)
+        assert found.field == field, (data, found.message)
+        if message is not None:
+            assert found.message == message
+    sub = parse({"category": "conduct", "details": "x" * max_details, "unit": "Health",
+                 "about_senior": True})
+    assert (sub.category, sub.details, sub.unit, sub.about_senior, sub.identity) == (
+        "conduct", "x" * max_details, "Health", True, None)
+    assert parse({"category": "conduct", "details": "x"}).about_senior is False
+
+
+def test_exclusions_name_known_reviewers_once_each_in_the_order_given(app: Flask,
+                                                                     parse: Any) -> None:
+    one, two = make_reviewer(app)["id"], make_reviewer(app)["id"]
+    sub = parse({"category": "conduct", "details": "x",
+                 "exclude_reviewers": [two, one, two]})
+    assert sub.exclude_reviewers == (two, one)
+    unknown = refused(parse, {"category": "conduct", "details": "x",
+                              "exclude_reviewers": [one, "0" * 32]})
+    assert (unknown.field, unknown.message) == (
+        "exclude_reviewers", "unknown reviewer in exclude_reviewers")
+
+
+def test_an_identity_is_an_object_with_a_name_and_optional_role_contact_and_release(
+        parse: Any) -> None:
+    base = {"category": "conduct", "details": "x"}
+    for identity in ("Ann", ["Ann"], {"name": "Ann", "address": "x"}):
+        bad = refused(parse, base | {"identity": identity})
+        assert (bad.field, bad.message) == (
+            "identity", "identity must be an object with name, role, contact")
+    assert refused(parse, base | {"identity": {"role": "Nurse"}}).field == "identity.name"
+    sub = parse(base | {"identity": {"name": "Ann", "role": "Nurse", "contact": "ann@x",
+                                     "release": "to_reviewers"}})
+    assert sub.identity is not None
+    assert (sub.identity.name, sub.identity.role, sub.identity.contact,
+            sub.identity.release) == ("Ann", "Nurse", "ann@x", "to_reviewers")
+    plain = parse(base | {"identity": {"name": "Ann"}})
+    assert plain.identity is not None
+    assert (plain.identity.role, plain.identity.contact, plain.identity.release) == (
+        None, None, "on_request")
