@@ -189,3 +189,11 @@ def test_escalation_ties_are_broken_by_the_random_source_given() -> None:
     # Without a source given, a system one is used (and the call still works).
     assert escalation_reviewers(Need("conduct"), cands, [], 1)[0] in {"a", "b"}
     assert replacements(Need("conduct"), [], cands, 1)[0] in {"a", "b"}
+
+
+def test_too_few_eligible_reviewers_is_said_with_the_numbers() -> None:
+    found = route(Need("conduct", excluded=frozenset({"b"})),
+                  [Candidate(id="a"), Candidate(id="b")], 2)
+    assert found.reviewer_ids == ["a"] and found.under_routed
+    assert found.reasons == ["only 1 eligible reviewers, 2 required"]
+    assert route(Need("conduct"), [Candidate(id="a"), Candidate(id="b")], 2).reasons == []
