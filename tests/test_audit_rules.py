@@ -37,6 +37,9 @@ def test_a_link_hashes_the_documented_bytes() -> None:
                             actor="r1", data=data)
     assert audit._record(event) == record
     assert audit.crypto.chain_hash(previous, record) == expected
+    # ASCII only, whatever a field holds.
+    assert audit._fields("WH-A", 1, AT.replace(microsecond=0), "note", "r\u00e9", "{}") == (
+        b'["WH-A",1,"2026-12-01T09:30:15","note","r\\u00e9","{}"]')
 
 
 def events_of(app: Flask, case_ref: str) -> list[AuditEvent]:
