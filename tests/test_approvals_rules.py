@@ -29,7 +29,8 @@ NOW = dt.datetime(2026, 12, 1, 9, 30)
 
 @pytest.fixture
 def app_config() -> dict[str, Any]:
-    return {"PUBLIC_URL": "https://whistle.example.org/"}  # the trailing slash is dropped
+    # The trailing slash is dropped, and only it (an "X" before it stays).
+    return {"PUBLIC_URL": "https://whistle.example.org/intakeX/"}
 
 
 def context(app: Flask, now: dt.datetime = NOW) -> approvals.Context:
@@ -149,10 +150,10 @@ def test_an_enrolment_link_is_one_time_replaces_older_ones_and_is_mailed_at_the_
     sent = {m["To"]: m for m in smtp.messages}
     mine = [m for to, m in sent.items() if cat.email in to]
     assert mine and mine[-1]["Subject"] == "Whistle: choose your password"
-    assert f"https://whistle.example.org/enrol?code={second}" in mine[-1].get_content()
+    assert f"https://whistle.example.org/intakeX/enrol?code={second}" in mine[-1].get_content()
     theirs = [m for to, m in sent.items() if other.email in to]
     assert theirs and theirs[-1]["Subject"] == "Whistle: choose a new password"
-    assert f"https://whistle.example.org/enrol?code={others_code}" in theirs[-1].get_content()
+    assert f"https://whistle.example.org/intakeX/enrol?code={others_code}" in theirs[-1].get_content()
 
 
 def test_an_approved_reset_forgets_the_keys_in_the_approvers_name_and_mails_a_reset_link(
@@ -273,7 +274,7 @@ def test_adding_an_account_refuses_what_is_missing_malformed_taken_or_unknown(
     refusals: list[tuple[dict[str, Any], str, str, str, int]] = [
         ({"name": ""}, "name", "invalid_input", "", 400),
         ({"name": None}, "name", "invalid_input", "", 400),
-        ({"email": ""}, "email", "invalid_input", "", 400),
+        ({"email": ""}, "email", "invalid_input", "^email is required$", 400),
         ({"email": "no-at-sign"}, "email", "invalid_input", "^enter an email address$", 400),
         ({"email": "a" * 243 + "@example.org"}, "email", "invalid_input", "", 400),  # 255
         ({"email": "ADA@example.org"}, "email", "duplicate",
@@ -406,3 +407,126 @@ def test_who_may_reject_and_what_a_rejection_does(
     session.commit()
     approvals.reject(session, enrol.id, ben, utcnow())
     assert session.get(Reviewer, other.id).state == "invited"
+
+
+# -- the details mutation testing found unchecked on a second run ---------------------------
+
+
+def test_a_proposal_is_dated_by_its_caller_pending_and_its_payload_sorted(
+        session: Any, staff: dict[str, dict[str, str]]) -> None:
+    change = proposals.create(session, "test_kind", None, {"b": 1, "a": 2},
+                              staff["ada"]["id"], NOW)
+    session.commit()
+    stored = session.get(Change, change.id)
+    assert (stored.proposed_at, stored.state, stored.payload) == (
+        NOW, proposals.PENDING, '{"a": 2, "b": 1}')
+    assert proposals.describe(stored) == {
+        "id": change.id, "type": "test_kind", "subject": None,
+        "proposed_by": staff["ada"]["id"], "at": NOW.isoformat(), "state": "pending",
+        "details": {"a": 2, "b": 1}}
+
+
+def test_pending_changes_are_of_the_kinds_asked_oldest_first_then_by_id(
+        session: Any, staff: dict[str, dict[str, str]]) -> None:
+    ada = staff["ada"]["id"]
+    later = proposals.create(session, approvals.GRANT, None, {}, ada, NOW)
+    early = [proposals.create(session, approvals.GRANT, None, {}, ada,
+                              NOW - dt.timedelta(hours=1)) for _ in range(3)]
+    other_kind = proposals.create(session, "not_administrative", None, {}, ada, NOW)
+    session.commit()
+    expected = sorted(c.id for c in early) + [later.id]
+    assert [c.id for c in proposals.pending(session, [approvals.GRANT])] == expected
+    assert [c.id for c in approvals.pending(session)] == expected  # not the other kind
+    assert [c.id for c in proposals.pending(session, ["not_administrative"])] == [
+        other_kind.id]
+
+
+def test_an_approved_enrolment_invites_with_an_enrolment_link(
+        app: Flask, session: Any, smtp: SmtpServer, staff: dict[str, dict[str, str]]) -> None:
+    account, change = add(app, session, staff["ada"]["id"], email="new@example.org")
+    approvals.approve(session, context(app), change.id, staff["ben"]["id"])
+    assert session.get(Reviewer, account.id).state == "invited"
+    assert session.scalars(select(EnrolmentCode.purpose).where(
+        EnrolmentCode.reviewer_id == account.id)).all() == ["enrol"]
+    deliver_mail(app)
+    assert any(m["Subject"] == "Whistle: choose your password" and "new@example.org" in m["To"]
+               for m in smtp.messages)
+
+
+def test_a_grant_can_make_a_plain_account_an_intake_operator(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    cat = staff["cat"]["id"]
+    change = approvals.propose_for(session, approvals.GRANT, cat,
+                                   {"operator": True, "reviews": False}, staff["ada"]["id"])
+    approvals.approve(session, context(app), change.id, staff["ben"]["id"])
+    row = session.get(Reviewer, cat)
+    assert (row.is_operator, row.is_reviewer) == (True, False)
+
+
+def test_re_enabling_is_signed_in_the_approvers_name(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    from whistle.people import accounts, roster
+
+    cat = staff["cat"]["id"]
+    accounts.disable(session, settings_of(app), cat, staff["ada"]["id"],
+                     keys=app.extensions["whistle_keys"])
+    session.commit()
+    change = approvals.propose_for(session, approvals.REENABLE, cat, {}, staff["ada"]["id"])
+    approvals.approve(session, context(app), change.id, staff["ben"]["id"])
+    signed = [(actor, data["state"]) for actor, data in log_entries(session, roster.ENTRY_SIGNED)
+              if data.get("reviewer") == cat]
+    assert signed[-1] == (staff["ben"]["id"], "active"), signed
+
+
+def test_only_an_account_both_active_and_in_the_active_state_may_approve(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    from whistle.people.approvals import NotAllowed
+
+    ada, ben = staff["ada"]["id"], staff["ben"]["id"]
+    change = approvals.propose_for(session, approvals.GRANT, staff["cat"]["id"],
+                                   {"senior": True}, ada)
+    for state, active in (("disabled", True), ("active", False)):
+        row = session.get(Reviewer, ben)
+        row.state, row.active = state, active
+        session.commit()
+        with pytest.raises(NotAllowed):
+            approvals.check_approver(session, session.get(Change, change.id), ben)
+
+
+def test_a_new_link_leaves_the_time_an_older_link_was_used(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    cat = session.get(Reviewer, staff["cat"]["id"])
+    approvals.issue_code(session, context(app), cat, "reset")
+    used_at = NOW - dt.timedelta(days=2)
+    for code in session.scalars(select(EnrolmentCode).where(
+            EnrolmentCode.reviewer_id == cat.id)):
+        code.used = used_at
+    session.commit()
+    approvals.issue_code(session, context(app), cat, "reset")
+    session.commit()
+    assert sorted(session.scalars(select(EnrolmentCode.used).where(
+        EnrolmentCode.reviewer_id == cat.id)), key=str) == [used_at, None]
+
+
+def test_rejecting_another_kind_of_change_leaves_a_pending_account_pending(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    account, _enrol = add(app, session, staff["ada"]["id"], email="wait@example.org")
+    grant = approvals.propose_for(session, approvals.GRANT, account.id, {"senior": True},
+                                  staff["ada"]["id"])
+    approvals.reject(session, grant.id, staff["ben"]["id"], utcnow())
+    assert session.get(Reviewer, account.id).state == "pending"
+
+
+def test_a_registered_rejection_is_given_the_session(
+        app: Flask, session: Any, staff: dict[str, dict[str, str]]) -> None:
+    given: list[Any] = []
+    approvals.register("test_session", lambda s, ctx, change: None,
+                       lambda s, change: given.append(s))
+    try:
+        change = approvals.propose(session, "test_session", None, {}, staff["ada"]["id"])
+        session.commit()
+        approvals.reject(session, change.id, staff["ben"]["id"], utcnow())
+        assert given == [session]
+    finally:
+        approvals._APPLY.pop("test_session", None)
+        approvals._ON_REJECT.pop("test_session", None)
