@@ -129,3 +129,15 @@ def test_age_encrypt_refuses_a_bad_recipient_with_its_own_message() -> None:
     for bad in ("age1notarecipient", "", "AGE-SECRET-KEY-1XYZ"):
         with pytest.raises(crypto.CryptoError, match="^cannot encrypt to this age recipient$"):
             crypto.age_encrypt(b"data", bad)
+
+
+def test_shares_are_told_apart_by_their_index_byte_alone() -> None:
+    """Two shares whose share bytes happen to begin alike are still two shares: found by
+    searching splittings until the first byte after the index repeats (about 1 in 256)."""
+    for _ in range(20000):
+        a, b = crypto.split_key(KEY, 2)
+        if a[1] == b[1]:
+            break
+    else:
+        pytest.fail("no splitting with a repeated byte found")
+    assert crypto.combine_key([a, b]) == KEY
