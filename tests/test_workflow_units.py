@@ -176,3 +176,45 @@ def test_the_closed_event_names_the_feedback_it_released(
     released = [m for m in case_view["messages"] if m["kind"] == "feedback"]
     assert [m["body"] for m in released] == ["What we found."]
     assert closed["data"]["released_feedback"] == released[0]["id"]
+
+
+def test_a_move_that_pays_the_owed_step_clears_overdue_and_one_that_does_not_keeps_it(
+        app: Flask, client: FlaskClient, cases: tuple[str, str]) -> None:
+    one, other = cases
+    today = dt.date.today()
+    with db.new_session(app) as s:
+        for ref in (one, other):
+            concern = s.get_one(Concern, ref)
+            concern.acknowledge_by = today - dt.timedelta(days=1)
+            workflow.set_overdue(s, concern, True)
+        s.commit()
+    # Acknowledging pays the acknowledgement owed: no longer overdue (feedback is months away).
+    ann = _logins(app, client, one)[0]
+    assert client.post(f"/api/v1/cases/{one}/transitions", headers=ann,
+                       json={"to": "acknowledged"}).status_code == 200
+    assert overdue_marks(app, one) == (False, [False, False])
+    # A case whose feedback is overdue stays overdue when it moves on without feedback.
+    bob = _logins(app, client, other)[0]
+    assert client.post(f"/api/v1/cases/{other}/transitions", headers=bob,
+                       json={"to": "acknowledged"}).status_code == 200
+    with db.new_session(app) as s:
+        concern = s.get_one(Concern, other)
+        concern.feedback_by = today - dt.timedelta(days=1)
+        workflow.set_overdue(s, concern, True)
+        s.commit()
+    assert client.post(f"/api/v1/cases/{other}/transitions", headers=bob,
+                       json={"to": "investigating"}).status_code == 200
+    assert overdue_marks(app, other) == (True, [True, True])
+
+
+def test_feedback_given_with_any_move_but_a_proposal_reaches_the_reporter_at_once(
+        app: Flask, client: FlaskClient) -> None:
+    make_reviewer(app, "Ann Reviewer"), make_reviewer(app, "Bob Reviewer")
+    made = submit_concern(client)
+    ann = _logins(app, client, made["case_ref"])[0]
+    moved = client.post(f"/api/v1/cases/{made['case_ref']}/transitions", headers=ann,
+                        json={"to": "acknowledged", "feedback": "We have read it."})
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    seen = client.post("/api/v1/status", json={"token": made["token"]}).get_json()
+    assert [(m["kind"], m["body"]) for m in seen["messages"]] == [
+        ("feedback", "We have read it.")]
