@@ -121,3 +121,84 @@ def test_an_identity_is_an_object_with_a_name_and_optional_role_contact_and_rele
     assert plain.identity is not None
     assert (plain.identity.role, plain.identity.contact, plain.identity.release) == (
         None, None, "on_request")
+
+
+# -- routing as intake feeds it, and the same concern sent twice --------------------------
+
+
+def assigned(app: Flask, case_ref: str) -> set[str]:
+    from sqlalchemy import select
+
+    from whistle.store.models import Assignment
+
+    with db.new_session(app) as s:
+        return set(s.scalars(select(Assignment.reviewer_id).where(
+            Assignment.concern_id == case_ref)))
+
+
+def send(app: Flask, **fields: Any) -> Any:
+    settings, keys = settings_of(app), app.extensions["whistle_keys"]
+    with db.new_session(app) as s:
+        sub = intake.parse_submission({"category": "conduct", "details": "x"} | fields, s,
+                                      settings)
+        return intake.submit(s, keys, settings, sub)
+
+
+def test_intake_routes_by_unit_category_role_and_load(app: Flask) -> None:
+    from whistle.people import roster
+    from whistle.store.models import Reviewer
+
+    admin = make_reviewer(app, admin=True)["id"]
+    finance_only = make_reviewer(app)["id"]
+    plain = [make_reviewer(app)["id"] for _ in range(3)]
+    health = make_reviewer(app, units=["Health"])["id"]
+    with db.new_session(app) as s:
+        row = s.get_one(Reviewer, finance_only)
+        row.categories = '["finance"]'
+        roster.sign_entry(row, app.extensions["whistle_keys"], session=s)
+        s.commit()
+    # The unit's reviewer first, whatever the load; never the administrator, nor the one
+    # for another category, while others are eligible.
+    for _ in range(3):
+        chosen = assigned(app, send(app, unit="Health").case_ref)
+        assert health in chosen and len(chosen) == 2
+        assert not chosen & {admin, finance_only}
+    # Without a unit: the load decides among the equal ones (the unit's reviewer carries 3).
+    loads = dict.fromkeys(plain, 0)
+    for _ in range(9):
+        chosen = assigned(app, send(app).case_ref)
+        assert not chosen & {admin, finance_only}
+        for rid in chosen & set(plain):
+            loads[rid] += 1
+    # 18 places over four reviewers, the unit's starting at 3: 6 for it, 5 for each other.
+    assert sorted(loads.values()) == [5, 5, 5], loads
+
+
+def test_a_reviewer_whose_key_no_longer_matches_is_left_out_and_the_case_under_routed(
+        app: Flask) -> None:
+    from whistle.store.models import Reviewer
+
+    people = [make_reviewer(app)["id"] for _ in range(4)]
+    with db.new_session(app) as s:
+        s.get_one(Reviewer, people[0]).public_key = bytes(1216)  # swapped behind the roster
+        s.commit()
+    for _ in range(4):
+        receipt = send(app)
+        assert people[0] not in assigned(app, receipt.case_ref)
+        assert receipt.under_routed is True and receipt.reviewer_count == 2
+
+
+def test_the_same_concern_sent_twice_with_its_key_is_stored_once(app: Flask) -> None:
+    make_reviewer(app), make_reviewer(app)
+    settings, keys = settings_of(app), app.extensions["whistle_keys"]
+    with db.new_session(app) as s:
+        sub = intake.parse_submission({"category": "conduct", "details": "x"}, s, settings)
+        first = intake.submit(s, keys, settings, sub, idempotency_key=b"k" * 16)
+    with db.new_session(app) as s, pytest.raises(intake.AlreadySubmitted) as again:
+        intake.submit(s, keys, settings, sub, idempotency_key=b"k" * 16)
+    assert (again.value.code, again.value.status, again.value.message) == (
+        "already_submitted", 409,
+        "this concern was already received; its token was shown then")
+    with db.new_session(app) as s:
+        found = intake.replay(s, keys, b"k" * 16)
+        assert found is not None and found.id == first.case_ref
