@@ -202,3 +202,14 @@ def test_the_same_concern_sent_twice_with_its_key_is_stored_once(app: Flask) -> 
     with db.new_session(app) as s:
         found = intake.replay(s, keys, b"k" * 16)
         assert found is not None and found.id == first.case_ref
+
+
+def test_a_new_reviewer_with_no_cases_is_chosen_before_those_with_one(app: Flask) -> None:
+    """Each round a reviewer with no open case joins reviewers who each have one or more:
+    the new one is chosen every time (ties among the others are broken at random)."""
+    for _ in range(4):
+        make_reviewer(app)
+    send(app), send(app)  # the four have one open case each
+    for _ in range(4):
+        fresh = make_reviewer(app)["id"]
+        assert fresh in assigned(app, send(app).case_ref)
