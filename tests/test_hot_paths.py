@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import bindparam, event, func, insert, inspect, select, update
+from sqlalchemy import bindparam, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from tests.support import services
 from tests.support.factories import login, make_reviewer, share_case, submit_concern
+from tests.support.statements import watched
 from tests.support.webflow import post_form
 from whistle import crypto, instance_keys, keys, settings_of
 from whistle.cases import intake
@@ -291,33 +292,11 @@ def test_requests_survive_postgresql_dropping_its_connections(
 
 @contextlib.contextmanager
 def statement_modes(app: Flask) -> Iterator[list[tuple[str, bool]]]:
-    """(first word, outside any transaction?) of every statement the app sends meanwhile:
-    psycopg's autocommit, seen through SQLAlchemy's statement events; on SQLite, no BEGIN
-    open on the sqlite3 connection, seen by the driver's own trace (whistle.store.prepared
-    sends the hot statements to the driver directly, past SQLAlchemy's events)."""
+    """(first word, outside any transaction?) of every statement the app sends meanwhile
+    (tests.support.statements.watched says how each engine is watched)."""
     seen: list[tuple[str, bool]] = []
-    engine = db.engine_for(app)
-
-    def note(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
-
-    def trace(driver: Any, _record: Any, _proxy: Any) -> None:
-        driver.set_trace_callback(
-            lambda statement: seen.append((statement.split()[0], not driver.in_transaction)))
-
-    def untrace(driver: Any, _record: Any) -> None:
-        driver.set_trace_callback(None)
-
-    listeners: list[tuple[str, Any]] = (
-        [("checkout", trace), ("checkin", untrace)] if engine.dialect.name == "sqlite"
-        else [("before_cursor_execute", note)])
-    for name, fn in listeners:
-        event.listen(engine, name, fn)
-    try:
+    with watched(app, lambda statement, outside: seen.append((statement.split()[0], outside))):
         yield seen
-    finally:
-        for name, fn in listeners:
-            event.remove(engine, name, fn)
 
 
 def test_the_status_check_reads_outside_transactions(app: Flask, client: FlaskClient) -> None:
@@ -376,30 +355,10 @@ def test_a_status_check_is_one_read_and_still_says_everything(app: Flask,
 
 @contextlib.contextmanager
 def statements_seen(app: Flask) -> Iterator[list[str]]:
-    """The text of every statement sent to the database meanwhile (the driver's trace on
-    SQLite; SQLAlchemy's statement events on PostgreSQL, which the hot statements pass)."""
+    """The text of every statement sent to the database meanwhile."""
     seen: list[str] = []
-    engine = db.engine_for(app)
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    def trace(driver: Any, _record: Any, _proxy: Any) -> None:
-        driver.set_trace_callback(seen.append)
-
-    def untrace(driver: Any, _record: Any) -> None:
-        driver.set_trace_callback(None)
-
-    listeners: list[tuple[str, Any]] = (
-        [("checkout", trace), ("checkin", untrace)] if engine.dialect.name == "sqlite"
-        else [("before_cursor_execute", note)])
-    for name, fn in listeners:
-        event.listen(engine, name, fn)
-    try:
+    with watched(app, lambda statement, _outside: seen.append(statement)):
         yield seen
-    finally:
-        for name, fn in listeners:
-            event.remove(engine, name, fn)
 
 
 def test_opening_a_case_reads_the_parts_it_has_and_only_those(app: Flask,

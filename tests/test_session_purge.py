@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from tests.support.factories import database_bytes, login, make_reviewer, submit_concern
+from tests.support.statements import watched
 from whistle import settings_of
 from whistle.people import sessions
 from whistle.store import db
@@ -206,34 +207,15 @@ def test_a_session_no_one_may_use_is_purged(
 
 @contextmanager
 def reviewer_session_deletes(app: Flask) -> Iterator[list[str]]:
-    """Every DELETE on reviewer_sessions sent meanwhile (SQLite: the driver's own trace,
-    which also sees statements sent past SQLAlchemy; PostgreSQL: SQLAlchemy's events)."""
+    """Every DELETE on reviewer_sessions sent meanwhile (tests.support.statements)."""
     seen: list[str] = []
-    engine = db.engine_for(app)
 
-    def keep(statement: str) -> None:
+    def keep(statement: str, _outside: bool) -> None:
         if statement.lstrip().upper().startswith("DELETE FROM REVIEWER_SESSIONS"):
             seen.append(statement)
 
-    def note(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        keep(statement)
-
-    def trace(driver: Any, _record: Any, _proxy: Any) -> None:
-        driver.set_trace_callback(keep)
-
-    def untrace(driver: Any, _record: Any) -> None:
-        driver.set_trace_callback(None)
-
-    listeners: list[tuple[str, Any]] = (
-        [("checkout", trace), ("checkin", untrace)] if engine.dialect.name == "sqlite"
-        else [("before_cursor_execute", note)])
-    for name, fn in listeners:
-        event.listen(engine, name, fn)
-    try:
+    with watched(app, keep):
         yield seen
-    finally:
-        for name, fn in listeners:
-            event.remove(engine, name, fn)
 
 
 def test_the_purge_at_sign_in_is_one_statement_however_many_rows_go(
