@@ -213,3 +213,88 @@ def test_a_new_reviewer_with_no_cases_is_chosen_before_those_with_one(app: Flask
     for _ in range(4):
         fresh = make_reviewer(app)["id"]
         assert fresh in assigned(app, send(app).case_ref)
+
+
+def test_a_stored_concern_starts_its_trail_with_the_documented_events(app: Flask) -> None:
+    import json
+
+    from sqlalchemy import select
+
+    from whistle.store import options
+    from whistle.store.models import AuditEvent
+
+    people = [make_reviewer(app)["id"] for _ in range(2)]
+    receipt = send(app, category="lado")
+    with db.new_session(app) as s:
+        events = [(e.type, e.actor, json.loads(e.data)) for e in s.scalars(
+            select(AuditEvent).where(AuditEvent.concern_id == receipt.case_ref)
+            .order_by(AuditEvent.seq))]
+        sealed = options.get(s, options.ROSTER_SEALED, None)
+    assert events[0] == ("received", "reporter", {"reviewers": 2, "under_routed": False,
+                                                  "attachments": 0})
+    assert sorted(events[1:], key=str) == sorted(
+        (("assigned", "system", {"reviewer": rid}) for rid in people), key=str)
+    import datetime as dt
+
+    assert sealed == {"at": dt.date.today().isoformat(), "by": "first_concern"}
+    # An under-routed concern says so in its trail, by the system.
+    lonely = send(app, exclude_reviewers=[people[0]])
+    with db.new_session(app) as s:
+        last = s.scalars(select(AuditEvent).where(AuditEvent.concern_id == lonely.case_ref)
+                         .order_by(AuditEvent.seq.desc())).first()
+    assert last is not None and (last.type, last.actor) == ("under_routed", "system")
+
+
+def test_the_category_chooses_its_reviewers_and_its_clock(app: Flask) -> None:
+    from whistle.people import roster
+    from whistle.store.models import Concern, Reviewer
+
+    ids = [make_reviewer(app)["id"] for _ in range(3)]
+    with db.new_session(app) as s:
+        for rid, cats in zip(ids, ('["conduct"]', '["fraud"]', '["fraud"]'), strict=True):
+            row = s.get_one(Reviewer, rid)
+            row.categories = cats
+            roster.sign_entry(row, app.extensions["whistle_keys"], session=s)
+        s.commit()
+    for _ in range(4):  # the one for the category every time, however loaded
+        assert ids[0] in assigned(app, send(app, category="conduct").case_ref)
+    # The safeguarding-of-children category owes a decision within one working day.
+    lado = send(app, category="lado")
+    plain = send(app, category="conduct")
+    with db.new_session(app) as s:
+        lado_row, plain_row = s.get_one(Concern, lado.case_ref), s.get_one(Concern, plain.case_ref)
+        assert lado_row.ack_clock != plain_row.ack_clock
+        assert lado_row.acknowledge_by < plain_row.acknowledge_by
+
+
+def test_the_reporters_key_opens_the_thread_and_never_the_case(app: Flask) -> None:
+    from sqlalchemy import select
+
+    from whistle.store.models import WrappedKey
+
+    make_reviewer(app), make_reviewer(app)
+    receipt = send(app)
+    with db.new_session(app) as s:
+        kinds = {(w.recipient_kind, w.key_kind) for w in s.scalars(select(WrappedKey).where(
+            WrappedKey.concern_id == receipt.case_ref))}
+    reporter = {kind for who, kind in kinds if who == "reporter"}
+    assert reporter and all("case" not in kind for kind in reporter), kinds
+    assert any("case" in kind for who, kind in kinds if who == "reviewer"), kinds
+
+
+def test_the_under_routed_alert_goes_to_active_administrators_only(app: Flask,
+                                                                   smtp: Any) -> None:
+    from tests.support.webflow import deliver_mail
+    from whistle.store.models import Reviewer
+
+    active = make_reviewer(app, admin=True, reviews=False, email="on@example.org")["id"]
+    gone = make_reviewer(app, admin=True, reviews=False, email="off@example.org")["id"]
+    make_reviewer(app)
+    with db.new_session(app) as s:
+        s.get_one(Reviewer, gone).active = False
+        s.commit()
+    assert send(app).under_routed
+    assert active
+    deliver_mail(app)
+    to = [m["To"] for m in smtp.messages]
+    assert any("on@example.org" in t for t in to) and not any("off@example.org" in t for t in to)
