@@ -463,3 +463,22 @@ def test_each_person_is_matched_apart_and_a_matched_concern_is_no_longer_held(
     assert client.post("/api/v1/status/release",
                        json={"token": mine["token"]}).status_code == 409  # matched already
 
+
+
+def test_a_released_concern_keeps_its_reporters_key_for_the_conversation(
+        app: Flask, client: FlaskClient, people: list[dict[str, str]]) -> None:
+    """Released by a match, the held concern is sealed for the same reporter key its token
+    derives: the reporter reads the reviewer's message and answers with the token they hold."""
+    waiting = held(client, "held until a match")
+    submit_concern(client, details="about Pat too", about={"email": PAT_AGAIN})
+    reader = next(r for r in people if r["id"] in reviewers_of(app, waiting["case_ref"]))
+    sent = client.post(f"/api/v1/cases/{waiting['case_ref']}/messages",
+                       headers=login(client, reader), json={"body": "Can you tell us more?"})
+    assert sent.status_code == 201, sent.get_data(as_text=True)
+    status = reporter_status(client, waiting["token"])
+    assert [m["body"] for m in status["messages"]] == ["Can you tell us more?"]
+    answered = client.post("/api/v1/status/messages",
+                           json={"token": waiting["token"], "body": "Yes: twice in May."})
+    assert answered.status_code == 201, answered.get_data(as_text=True)
+    bodies = [m["body"] for m in view(client, reader, waiting["case_ref"]).get_json()["messages"]]
+    assert bodies == ["Can you tell us more?", "Yes: twice in May."]
