@@ -298,3 +298,18 @@ def test_the_under_routed_alert_goes_to_active_administrators_only(app: Flask,
     deliver_mail(app)
     to = [m["To"] for m in smtp.messages]
     assert any("on@example.org" in t for t in to) and not any("off@example.org" in t for t in to)
+
+
+def test_each_refusal_names_its_field(parse: Any) -> None:
+    base = {"category": "conduct", "details": "x"}
+    cases = [({"unit": 5}, "unit"), ({"about_senior": "yes"}, "about_senior"),
+             ({"exclude_reviewers": "one"}, "exclude_reviewers"),
+             ({"identity": {"name": "Ann", "role": 5}}, "identity.role"),
+             ({"identity": {"name": "Ann", "contact": ["x"]}}, "identity.contact")]
+    for fields, field in cases:
+        assert refused(parse, base | fields).field == field, fields
+    missing = refused(parse, {"details": "x"})
+    assert (missing.field, missing.message) == ("category", "category is required")
+    long = refused(parse, {"category": "c" * 65, "details": "x"})
+    assert long.field == "category" and long.message != "unknown category"
+    assert refused(parse, {"category": "c" * 64, "details": "x"}).message == "unknown category"
