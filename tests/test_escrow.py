@@ -482,3 +482,14 @@ def test_a_released_concern_keeps_its_reporters_key_for_the_conversation(
     assert answered.status_code == 201, answered.get_data(as_text=True)
     bodies = [m["body"] for m in view(client, reader, waiting["case_ref"]).get_json()["messages"]]
     assert bodies == ["Can you tell us more?", "Yes: twice in May."]
+
+
+def test_held_concerns_released_as_an_instances_first_concerns_seal_the_roster_on_record(
+        app: Flask, client: FlaskClient, people: list[dict[str, str]]) -> None:
+    from whistle.store.models import AdminEvent
+
+    held(client, "first, held")
+    held(client, "second, the same person", email=PAT_AGAIN)  # a match: both sent on
+    with db.new_session(app) as s:
+        types = list(s.scalars(select(AdminEvent.type)))
+    assert types.count("roster_sealed") == 1, types

@@ -313,3 +313,16 @@ def test_each_refusal_names_its_field(parse: Any) -> None:
     long = refused(parse, {"category": "c" * 65, "details": "x"})
     assert long.field == "category" and long.message != "unknown category"
     assert refused(parse, {"category": "c" * 64, "details": "x"}).message == "unknown category"
+
+
+def test_a_concern_filed_for_someone_is_never_held_even_past_the_operator_form(
+        app: Flask) -> None:
+    """The operator pages refuse "hold" themselves; intake refuses it again."""
+    make_reviewer(app), make_reviewer(app)
+    settings, keys = settings_of(app), app.extensions["whistle_keys"]
+    with db.new_session(app) as s:
+        sub = intake.parse_submission({"category": "conduct", "details": "x", "escrow": True,
+                                       "about": {"email": "pat@example.org"}}, s, settings)
+        with pytest.raises(InvalidInput) as refused:
+            intake.submit(s, keys, settings, sub, on_stored=lambda *_args: None)
+    assert refused.value.field == "escrow"

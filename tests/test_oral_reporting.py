@@ -500,3 +500,26 @@ def test_a_grant_cannot_make_an_operator_a_reviewer(app: Flask, client: FlaskCli
     with db.new_session(app) as s:
         r = s.get(Reviewer, operator["id"])
         assert r is not None and r.is_operator and not r.is_reviewer
+
+
+def test_an_operators_filing_is_never_held_links_by_whom_it_names_and_seals_the_roster(
+        app: Flask, client: FlaskClient, team: dict[str, dict[str, str]]) -> None:
+    from sqlalchemy import select
+
+    from whistle.store.models import AdminEvent
+
+    about = {"email": "pat.smith@example.org"}
+    refused = client.post("/api/v1/operator/concerns", headers=login(client, team["op"]),
+                          json={"category": "conduct", "details": "Minutes.", "channel": "phone",
+                                "about": about, "escrow": True})
+    assert refused.status_code == 400 and refused.get_json()["field"] == "escrow"
+    first = file_by_phone(client, team["op"], about=about)  # the instance's first concern
+    with db.new_session(app) as s:
+        assert list(s.scalars(select(AdminEvent.type))).count("roster_sealed") == 1
+    second = submit_concern(client, details="Also about Pat.",
+                            about={"email": "PAT.smith@example.org"})
+    reader = team["a"]
+    seen = client.get(f"/api/v1/cases/{first['case_ref']}", headers=login(client, reader))
+    assert seen.status_code == 200, seen.get_data(as_text=True)
+    assert seen.get_json()["matched"] is True
+    assert second["case_ref"] in seen.get_json()["linked"]
