@@ -326,3 +326,26 @@ def test_a_concern_filed_for_someone_is_never_held_even_past_the_operator_form(
         with pytest.raises(InvalidInput) as refused:
             intake.submit(s, keys, settings, sub, on_stored=lambda *_args: None)
     assert refused.value.field == "escrow"
+
+
+def test_a_filing_and_what_its_caller_adds_are_stored_together_or_not_at_all(
+        app: Flask) -> None:
+    """``on_stored`` (an operator's oral record) runs in the concern's own transaction: when it
+    fails, the concern is not stored either."""
+    from sqlalchemy import func, select
+
+    from whistle.store.models import Concern
+
+    make_reviewer(app), make_reviewer(app)
+    settings, keys = settings_of(app), app.extensions["whistle_keys"]
+
+    def fails(*_args: Any) -> None:
+        raise RuntimeError("the oral record could not be written")
+
+    with db.new_session(app) as s:
+        sub = intake.parse_submission({"category": "conduct", "details": "x"}, s, settings)
+        with pytest.raises(RuntimeError):
+            intake.submit(s, keys, settings, sub, on_stored=fails)
+        s.rollback()
+    with db.new_session(app) as s:
+        assert s.scalar(select(func.count()).select_from(Concern)) == 0
