@@ -108,6 +108,14 @@ def status_page(client: FlaskClient, token: str) -> str:
     return response.get_data(as_text=True)
 
 
+def reader_text(html: str) -> str:
+    """The page as a reader sees it: without the receipt's base64 block and without the
+    values of form fields (CSRF tokens), whose random letters can spell any short word."""
+    html = re.sub(r"-----BEGIN WHISTLE RECEIPT-----.*?-----END WHISTLE RECEIPT-----", "",
+                  html, flags=re.S)
+    return re.sub(r'\svalue="[^"]*"', "", html)
+
+
 def deliver_mail(app: Flask) -> int:
     with db.new_session(app) as s:
         return notify.deliver_pending(s, app).sent
