@@ -105,6 +105,9 @@ class SignedIn:
         self.reviewer_id: str = found.reviewer_id
         self.is_admin: bool = found.is_admin
         self.has_totp: bool = found.has_totp
+        # An intake operator and nothing else (issue 24): whistle.web.access keeps it to its form.
+        self.operator_only: bool = bool(found.is_operator and not found.is_reviewer
+                                        and not found.is_admin)
         self.password_set_by_admin: bool = found.flag is not None
         self._key_ct: bytes = found.key_ct
         self.secret = secret
@@ -134,8 +137,8 @@ class SignedIn:
 _SIGNED_IN = PreparedQuery(select(ReviewerSession.id.label("sid"), ReviewerSession.reviewer_id,
                      ReviewerSession.created, ReviewerSession.last_seen,
                      ReviewerSession.credentials_version, ReviewerSession.key_ct,
-                     Reviewer.active, Reviewer.is_admin,
-                     Reviewer.credentials_version.label("reviewer_version"),
+                     Reviewer.active, Reviewer.is_admin, Reviewer.is_reviewer,
+                     Reviewer.is_operator, Reviewer.credentials_version.label("reviewer_version"),
                      Reviewer.totp_secret_ct.is_not(None).label("has_totp"),
                      Setting.key.label("flag"))
               .outerjoin(Reviewer, Reviewer.id == ReviewerSession.reviewer_id)

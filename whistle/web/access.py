@@ -41,6 +41,19 @@ SETUP_PAGES = {
 }
 
 
+# What an intake operator (issue 24) may reach: its own form and API, its account, and the
+# list of cases (always empty for it). Routes about one case are left to the case's own
+# check, which answers 404 to an operator as to anyone not assigned. Everything else (the
+# administration log, pending changes, statistics, the list of reviewers) answers 403:
+# an operator reviews, administers and approves nothing, so it sees none of that either.
+OPERATOR_SCOPE = frozenset({
+    "operator.form", "operator.submit", "operator.words", "oral_api.operator_concern",
+    "reviewer.inbox", "reviewer.logout", "reviewer.account", "reviewer.change_password",
+    "reviewer.totp_form", "reviewer.totp_enable", "reviewer.totp_disable",
+    "api.logout", "api.me", "api.cases", "changes_api.change_password",
+})
+
+
 # API calls a reviewer may make while their account still needs setting up.
 _WHILE_SETTING_UP = frozenset({"api.logout", "changes_api.change_password"})
 
@@ -56,6 +69,14 @@ def current() -> sessions.SignedIn | None:
     return sessions.authenticate(db.session(), current_settings(), token) if token else None
 
 
+def _operator_scope(signed: sessions.SignedIn) -> None:
+    """403 when an intake operator asks for anything outside ``OPERATOR_SCOPE``."""
+    rule = request.url_rule.rule if request.url_rule is not None else ""
+    if (signed.operator_only and request.endpoint not in OPERATOR_SCOPE
+            and "<case_ref>" not in rule):
+        raise ApiError(403, "forbidden", "an intake operator files concerns and sees nothing else")
+
+
 def _api_guard() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -65,6 +86,7 @@ def _api_guard() -> None:
         raise ApiError(401, "unauthorized", "sign in first",
                        headers={"WWW-Authenticate": "Bearer"})
     g.signed = signed
+    _operator_scope(signed)
     if request.endpoint not in _WHILE_SETTING_UP and signed.setup_needed(current_settings()):
         raise ApiError(403, "account_setup_required", "finish setting up your account "
                        "(your own password, or two-factor sign-in) on the reviewer pages")
@@ -83,6 +105,7 @@ def _page_guard() -> Any:
             return redirect(url_for(target))
     if request.path.startswith("/admin") and not signed.is_admin:
         raise ApiError(403, "forbidden", "administrators only")
+    _operator_scope(signed)
     return None
 
 

@@ -60,7 +60,9 @@ def logout() -> Response:
 
 
 @bp.get("/")
-def inbox() -> str:
+def inbox() -> Any:
+    if g.signed.operator_only:  # an operator has no inbox, nor the roster notices (issue 24)
+        return redirect(url_for("operator.form"))
     status, page, per_page = shared.list_args(request.args)
     sort = request.args.get("sort") or "overdue"
     if sort not in case_list.SORTS:

@@ -1,0 +1,98 @@
+"""An intake operator reviews, administers and approves nothing (issue 24), so it reaches
+nothing but its own form, its account and the routes about one case (which answer 404, as to
+anyone not assigned). Every other signed-in route is walked from ``app.url_map`` as the
+operator: each answers 403 and changes nothing, while a reviewer reaches the same routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.support.factories import login, make_operator, make_reviewer, submit_concern
+from tests.support.probes import Snapshot, build_paths, csrf, html_login
+from whistle.web import access
+
+_ARGS = {"case_ref": "0" * 28, "reviewer_id": "0" * 32, "agency_id": "0" * 32,
+         "erasure_id": "0" * 32, "referral_id": "0" * 32, "request_id": "0" * 32,
+         "decision": "approve"}
+
+
+def _outside_scope(app: Flask, method: str, api: bool) -> list[str]:
+    """Every signed-in route outside the operator's scope that takes ``method``."""
+    adapter = app.url_map.bind("localhost")
+    out = []
+    for path in build_paths(app, method, api, _ARGS):
+        endpoint = adapter.match(path, method=method)[0]
+        rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
+        if (access.protected(path, endpoint) and endpoint not in access.OPERATOR_SCOPE
+                and "<case_ref>" not in rule.rule):
+            out.append(path)
+    return out
+
+
+def test_an_operator_reaches_no_api_route_but_its_own(app: Flask, client: FlaskClient) -> None:
+    reviewer = make_reviewer(app, "Ann Reviewer", admin=True)
+    make_reviewer(app, "Bob Reviewer")
+    operator = make_operator(app, "Olga Operator")
+    submit_concern(client)
+    op, ann = login(client, operator), login(client, reviewer)
+    # What a reviewer reads, the operator does not: the administration log, pending changes,
+    # the list of reviewers, checkpoints.
+    for path in ("/api/v1/admin/log", "/api/v1/admin/changes", "/api/v1/reviewers"):
+        assert client.get(path, headers=ann).status_code == 200, path
+    walked = set()
+    snapshot = Snapshot(app)
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        for path in _outside_scope(app, method, api=True):
+            answer = client.open(path, method=method, json={}, headers=op)
+            assert answer.status_code == 403, (method, path, answer.get_data(as_text=True))
+            assert answer.get_json()["error"] == "forbidden", (method, path)
+            walked.add((method, path))
+    snapshot.assert_unchanged("an operator's refused API calls")
+    # The walk reached the routes it claims to.
+    assert {("GET", "/api/v1/admin/log"), ("GET", "/api/v1/admin/changes"),
+            ("GET", "/api/v1/reviewers"), ("POST", "/api/v1/admin/reviewers"),
+            ("POST", f"/api/v1/admin/changes/{'0' * 32}/approve")} <= walked, sorted(walked)
+    # Its own routes still answer: its identity, the (empty) list of cases, one case (404).
+    me = client.get("/api/v1/me", headers=op)
+    assert me.status_code == 200, me.get_data(as_text=True)
+    assert client.get("/api/v1/cases", headers=op).get_json()["cases"] == []
+    assert client.get(f"/api/v1/cases/{'0' * 28}", headers=op).status_code == 404
+
+
+def test_an_operator_sees_no_reviewer_page_and_its_home_is_the_form(
+        app: Flask, client: FlaskClient) -> None:
+    make_reviewer(app, "Ann Reviewer", admin=True)
+    reviewer = make_reviewer(app, "Bob Reviewer")
+    operator = make_operator(app, "Olga Operator")
+    submit_concern(client)
+    browser = html_login(app, operator)
+    home = browser.get("/reviewer/")
+    assert home.status_code == 302 and home.headers["Location"].endswith("/operator")
+    form = browser.get("/operator")
+    assert form.status_code == 200 and 'action="/operator/concerns"' in form.get_data(as_text=True)
+    # Its account page offers its own form, not the reviewers' pages.
+    account = browser.get("/reviewer/account").get_data(as_text=True)
+    assert 'href="/operator"' in account and 'href="/reviewer/stats"' not in account
+    token = csrf(browser, "/operator")
+    gets = _outside_scope(app, "GET", api=False)
+    assert {"/reviewer/admin-log", "/reviewer/changes", "/reviewer/stats"} <= set(gets)
+    snapshot = Snapshot(app)
+    for path in gets:
+        answer = browser.get(path)
+        assert answer.status_code == 403, (path, answer.status_code)
+    for path in _outside_scope(app, "POST", api=False):
+        answer = browser.post(path, data={"csrf_token": token})
+        assert answer.status_code == 403, (path, answer.status_code)
+    snapshot.assert_unchanged("an operator's refused pages")
+    # A reviewer reaches the same pages.
+    other = html_login(app, reviewer)
+    for path in ("/reviewer/admin-log", "/reviewer/changes", "/reviewer/stats"):
+        assert other.get(path).status_code == 200, path
+
+
+def test_operator_scope_names_only_routes_that_exist(app: Flask) -> None:
+    endpoints: set[Any] = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert access.OPERATOR_SCOPE <= endpoints, access.OPERATOR_SCOPE - endpoints
