@@ -9,9 +9,13 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from tests.support.factories import login, make_operator, make_reviewer, submit_concern
 from tests.support.probes import Snapshot, build_paths, csrf, html_login
+from tests.support.webflow import enrol_code, post_form, sign_in
+from whistle.store import db
+from whistle.store.models import Change, Reviewer
 from whistle.web import access
 
 _ARGS = {"case_ref": "0" * 28, "reviewer_id": "0" * 32, "agency_id": "0" * 32,
@@ -96,3 +100,46 @@ def test_an_operator_sees_no_reviewer_page_and_its_home_is_the_form(
 def test_operator_scope_names_only_routes_that_exist(app: Flask) -> None:
     endpoints: set[Any] = {rule.endpoint for rule in app.url_map.iter_rules()}
     assert access.OPERATOR_SCOPE <= endpoints, access.OPERATOR_SCOPE - endpoints
+
+
+def test_administrators_enrol_an_operator_on_the_web_page_and_a_second_one_approves(
+        app: Flask, client: FlaskClient, smtp: Any) -> None:
+    ada = make_reviewer(app, "Ada Admin", admin=True)
+    ben = make_reviewer(app, "Ben Admin", admin=True)
+    browser = sign_in(app, ada)
+    form = browser.get("/admin/reviewers/new").get_data(as_text=True)
+    assert 'name="operator"' in form
+    # Before the roster seals (one person setting up), the operator is enrolled at once.
+    made = post_form(browser, "/admin/reviewers", {"name": "Olga Early", "email":
+                                                   "early@example.org", "operator": "yes"},
+                     "/admin/reviewers/new")
+    assert made.status_code == 201, made.get_data(as_text=True)
+    with db.new_session(app) as s:
+        early = s.scalars(select(Reviewer).where(Reviewer.email == "early@example.org")).one()
+        assert early.is_operator and not early.is_reviewer and not early.is_admin
+    # An operator with another role is refused, with the words kept, and nothing is stored.
+    snapshot = Snapshot(app)
+    mixed = post_form(browser, "/admin/reviewers", {"name": "Mixed Roles", "email":
+                                                    "mixed@example.org", "operator": "yes",
+                                                    "admin": "yes"}, "/admin/reviewers/new")
+    assert mixed.status_code == 400, mixed.status_code
+    assert "no other role" in mixed.get_data(as_text=True)
+    assert 'value="Mixed Roles"' in mixed.get_data(as_text=True)
+    snapshot.assert_unchanged("an operator with another role")
+    # After sealing, it is a proposal that the proposer cannot approve and a second one can.
+    submit_concern(client)
+    proposed = post_form(browser, "/admin/reviewers", {"name": "Olga Later", "email":
+                                                       "later@example.org", "operator": "yes"},
+                         "/admin/reviewers/new")
+    assert proposed.status_code == 202, proposed.get_data(as_text=True)
+    with db.new_session(app) as s:
+        later = s.scalars(select(Reviewer).where(Reviewer.email == "later@example.org")).one()
+        assert later.state == "pending" and later.is_operator and not later.is_reviewer
+        change_id = s.scalars(select(Change.id).where(Change.subject == later.id)).one()
+    own = client.post(f"/api/v1/admin/changes/{change_id}/approve", headers=login(client, ada))
+    assert own.status_code == 409
+    second = sign_in(app, ben)
+    post_form(second, f"/reviewer/changes/{change_id}/approve", {}, "/reviewer/changes")
+    assert enrol_code(smtp, app, "later@example.org")
+    with db.new_session(app) as s:
+        assert s.get_one(Reviewer, later.id).state != "pending"

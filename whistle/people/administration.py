@@ -21,7 +21,7 @@ from whistle import errors, validation
 from whistle.cases import keys as casekeys
 from whistle.cases import clocks, sharing
 from whistle.keys import InstanceKeys
-from whistle.people import accounts, adminlog, firstrun, roster
+from whistle.people import accounts, adminlog, firstrun, operators, roster
 from whistle.store import options
 from whistle.store.models import Concern, Exclusion, Reviewer
 from whistle.errors import InvalidInput
@@ -40,9 +40,12 @@ class NewAccount:
     independent: bool = False
     admin: bool = False
     reviews: bool = True
+    operator: bool = False  # an intake operator (issue 24): no other role
 
 
 def _check_account(session: Session, settings: Settings, acc: NewAccount) -> None:
+    operators.check_roles(acc.operator, acc.reviews, acc.admin, acc.senior, acc.independent,
+                          acc.units)
     validation.line(acc.name, "name", settings.max_field_chars, required=True)
     email = validation.line(acc.email, "email", 254, required=True) or ""
     if not _EMAIL.fullmatch(email):
@@ -73,7 +76,7 @@ def enrol(session: Session, settings: Settings, acc: NewAccount, actor: str, *,
     password = acc.password if acc.password is not None else generated_password()
     r = accounts.enrol(session, settings, acc.name, acc.email, password, list(acc.units),
                        acc.senior, acc.independent, acc.admin, acc.reviews, actor=actor,
-                       keys=keys)
+                       keys=keys, operator=acc.operator)
     accounts.require_password_change(session, r.id)
     session.commit()
     return r, (password if acc.password is None else None)

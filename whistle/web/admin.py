@@ -62,14 +62,15 @@ def enrol() -> tuple[str, int]:
         password=form.get("password") or None, units=tuple(form.get("units", [])),
         senior=form.get("senior") == "yes", independent=form.get("independent") == "yes",
         admin=form.get("admin") == "yes" or form.get("admin_only") == "yes",
-        reviews=form.get("admin_only") != "yes")
+        reviews=form.get("admin_only") != "yes" and form.get("operator") != "yes",
+        operator=form.get("operator") == "yes")
     session = db.session()
     try:
         if roster.is_sealed(session):  # a proposal: a second person approves it
             r, _change = approvals.add_account(
                 session, approvals.Context(current_settings(), instance_keys(), utcnow()),
                 acc.name, acc.email, list(acc.units), acc.senior, acc.independent, acc.admin,
-                acc.reviews, g.signed.reviewer_id)
+                acc.reviews, g.signed.reviewer_id, operator=acc.operator)
             return render_template("admin/proposed.html", me=g.signed.reviewer,
                                    account=r), 202
         r, password = administration.enrol(session, current_settings(), acc,
