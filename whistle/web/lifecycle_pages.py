@@ -13,7 +13,7 @@ from flask import Blueprint, Response, flash, g, redirect, render_template, url_
 from sqlalchemy import select
 
 from whistle import current_settings, instance_keys
-from whistle.cases import erasure, identity, proposals, referrals
+from whistle.cases import erasure, holds, identity, proposals, referrals
 from whistle.errors import DomainError, NotFound
 from whistle.people import agencies
 from whistle.store import db
@@ -51,6 +51,7 @@ def case_page(case_ref: str) -> str:
         referrals=referrals.listing(session, g.signed, ref),
         erasures=[proposals.describe(c) for c in erasure.pending(session, ref)],
         purposes=referrals.PURPOSES, exceptions=referrals.EXCEPTIONS,
+        hold=holds.describe(session, g.signed, current_settings(), ref),
         identity_released=identity.state_of(session, ref, legacy) == identity.RELEASED)
 
 
@@ -113,6 +114,30 @@ def decide_erasure(case_ref: str, erasure_id: str, decision: str) -> Response:
     else:
         _act(lambda: erasure.reject(db.session(), g.signed, case_ref, erasure_id),
              "Erasure rejected.")
+    return _back(case_ref)
+
+
+@bp.post("/reviewer/cases/<case_ref>/hold")
+def propose_hold(case_ref: str) -> Response:
+    """Place a legal hold (a reason is required) or lift one: a proposal (issue 23)."""
+    form = common.form_fields()
+    lift = form.get("action") == "lift"
+    _act(lambda: holds.propose(db.session(), g.signed, current_settings(), case_ref,
+                               form.get("reason"), lift=lift),
+         "Lifting the hold proposed: another reviewer of this case must approve it." if lift
+         else "Hold proposed: another reviewer of this case must approve it.")
+    return _back(case_ref)
+
+
+@bp.post("/reviewer/cases/<case_ref>/hold/<decision>")
+def decide_hold(case_ref: str, decision: str) -> Response:
+    common.form_fields()
+    if decision not in ("approve", "reject"):
+        raise NotFound("no such action")
+    if decision == "approve":
+        _act(lambda: holds.approve(db.session(), g.signed, case_ref), "Hold decision approved.")
+    else:
+        _act(lambda: holds.reject(db.session(), g.signed, case_ref), "Hold proposal rejected.")
     return _back(case_ref)
 
 
