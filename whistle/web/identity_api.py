@@ -162,7 +162,33 @@ def reject_page(case_ref: str, request_id: str) -> Redirect:
     return redirect(url_for("reviewer.case", case_ref=case_ref))
 
 
-# -- the reporter's pages: verify a receipt, save one ----------------------------------------
+# -- the reporter's pages: add a name later, verify a receipt, save one ---------------------
+
+NAME_ADDED = "Your name was added."
+
+
+@pages.post("/status/identity")
+def status_identity() -> Any:
+    """The status page's "give my name" form (the token in the body, as every status form)."""
+    from whistle.web import report
+
+    return report._on_case(common.form_fields(), _add_identity)
+
+
+def _add_identity(view: reporter.ReporterView, form: dict[str, Any], token: str) -> Any:
+    from whistle.web import report
+
+    raw = {"name": form.get("name") or None, "role": form.get("role") or None,
+           "contact": form.get("contact") or None, "release": form.get("release") or None}
+    try:
+        identity.add_later(db.session(), instance_keys(), current_settings(), view.concern,
+                           view.thread_key, raw)
+    except DomainError as exc:  # nothing stored: say why, and the words come back
+        db.session().rollback()
+        return (report._status_page(view, token=token, error=exc.message, identity_draft=raw),
+                exc.status, exc.headers)
+    return report._status_page(view, token=token, notice=NAME_ADDED, own_action=True), 200
+
 
 
 @pages.get("/verify")

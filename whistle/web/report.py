@@ -209,7 +209,7 @@ def _status_page(view: reporter.ReporterView, **extra: Any) -> str:
     extra.setdefault("sent", experience.sent_copy(view))
     return render_template("report/status.html", status=shared.status_json(view),
                            allow_attachments=cfg.allow_later_attachments,
-                           max_files=cfg.max_attachments,
+                           max_files=cfg.max_attachments, field_chars=cfg.max_field_chars,
                            max_mib=cfg.max_attachment_bytes // 1048576, **extra)
 
 
