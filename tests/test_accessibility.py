@@ -98,6 +98,7 @@ def report_through_the_form(page: Any, base: str, lang: str = "en") -> list[str]
     page.select_option("#category", "conduct")  # no category is preselected (issue 21)
     page.click("button[name=step][value=review]")
     page.click("button[type=submit]:not([name])")
+    page.locator("span.w").nth(11).wait_for()  # the token page, not the form
     page.wait_for_load_state("load")  # the stylesheet too: callers measure the layout
     words: list[str] = page.locator("span.w").all_inner_texts()
     assert len(words) == 12
@@ -125,6 +126,7 @@ def test_reporter_pages_have_no_serious_accessibility_violations(
     page.click("button[name=step][value=review]")
     check("review")
     page.click("button[type=submit]:not([name])")
+    page.locator("span.w").nth(11).wait_for()  # the token page, not the form
     check("token")
     words = page.locator("span.w").all_inner_texts()
     positions = [int(p) for p in page.get_attribute("input[name=positions]", "value").split()]
@@ -280,6 +282,7 @@ def test_screenshots_of_the_reporter_journey_and_the_reviewer_inbox(
     page.click("button[name=step][value=review]")
     shot(page, "3-review-before-sending")
     page.click("button[type=submit]:not([name])")
+    page.locator("span.w").nth(11).wait_for()  # the token page, not the form
     words = page.locator("span.w").all_inner_texts()
     assert len(words) == 12  # the journey really reached the token page
     shot(page, "4-token")

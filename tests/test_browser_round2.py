@@ -138,6 +138,7 @@ def test_a_reporter_on_a_phone_without_javascript(
     assert page.get_attribute("html", "lang") == lang
     found["review"] = serious(page, javascript=False)
     page.click("button[type=submit]:not([name])")
+    page.locator("span.w").nth(11).wait_for()  # the token page, not the form
     words = page.locator("span.w").all_inner_texts()
     assert len(words) == 12
     ref = page.locator("strong.ref")
