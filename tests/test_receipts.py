@@ -13,7 +13,8 @@ import base64
 import datetime as dt
 import re
 import shutil
-import subprocess  # nosec B404 - runs openssl on files the test wrote
+import subprocess  # nosec B404 - runs openssl and the offline script on files the test wrote
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,50 @@ def test_it_verifies_offline_with_openssl(client: FlaskClient, sent: dict[str, A
     (tmp_path / "signed.bin").write_bytes(b"whistle:1:sign:" + body.replace(
         "Attachments: 0", "Attachments: 1").encode())
     assert verify() != 0
+
+
+def _resigned(text: str, signature: bytes) -> str:
+    """The receipt with its signature block replaced (base64 in 76-character lines)."""
+    lines = text.rstrip("\n").split("\n")
+    at = lines.index("Signature:")
+    encoded = base64.b64encode(signature).decode()
+    block = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+    return "\n".join(lines[:at + 1] + block + lines[-1:]) + "\n"
+
+
+def test_both_halves_verify_offline_with_the_standalone_script(
+        client: FlaskClient, sent: dict[str, Any], tmp_path: Path) -> None:
+    """``scripts/verify_receipt.py`` (docs/identity-and-receipts.md) checks the Ed25519 and
+    the ML-DSA-65 halves with the ``cryptography`` package alone: it is run isolated
+    (``-I``, from an empty directory), so nothing of Whistle can be imported. A receipt with
+    either half damaged, or one line edited, is refused; so is text one character off."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "verify_receipt.py"
+    (tmp_path / "keys.json").write_text(client.get("/api/v1/receipts/keys").get_data(
+        as_text=True))
+    (tmp_path / "details.txt").write_text(DETAILS, newline="")
+    (tmp_path / "other.txt").write_text(DETAILS + ".", newline="")
+
+    def run(receipt: str, *extra: str) -> tuple[int, str]:
+        (tmp_path / "receipt.txt").write_text(receipt)
+        done = subprocess.run(  # nosec B603 - this interpreter, the project's own script
+            [sys.executable, "-I", str(script), "receipt.txt", "keys.json", *extra],
+            cwd=tmp_path, capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout + done.stderr
+
+    text = sent["receipt"]
+    assert run(text) == (0, "VALID: signed by Whistle (both halves)\n")
+    assert run(text, "details.txt")[0] == 0
+    code, said = run(text, "other.txt")
+    assert code == 1 and "does not match" in said
+    lines = text.splitlines()
+    signature = base64.b64decode("".join(lines[lines.index("Signature:") + 1:-1]))
+    for index, half in ((100, "ML-DSA-65"), (10, "Ed25519")):
+        damaged = bytearray(signature)
+        damaged[index] ^= 1
+        code, said = run(_resigned(text, bytes(damaged)))
+        assert code == 1 and f"the {half} half does not verify" in said, said
+    code, said = run(text.replace("Attachments: 0", "Attachments: 1"))
+    assert code == 1 and "Ed25519 half does not verify" in said, said
 
 
 def test_the_pages_show_and_save_the_receipt_without_javascript(
