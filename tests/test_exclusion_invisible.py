@@ -11,6 +11,7 @@ unchanged by the case's arrival. Real app, real database (SQLite, or PostgreSQL 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -19,10 +20,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, text, update
 
-from tests.support.factories import make_reviewer, submit_concern
+from tests.support.factories import login, make_reviewer, submit_concern
 from tests.support.webflow import all_mail_bytes, deliver_mail, sign_in
-from whistle import crypto, notify
-from whistle.people import administration
+from whistle import crypto, notify, settings_of
+from whistle.people import accounts, administration
 from whistle.store import db
 from whistle.store.models import Concern, OutboxMail
 
@@ -187,3 +188,42 @@ def test_the_excluded_administrators_attention_list_does_not_change_when_the_cas
         seen = administration.attention(s, keys, axe["id"])
         assert seen.total == 2 and ref not in {c.id for c in seen.cases}
         assert administration.attention(s, keys, ada["id"]).total == 3
+
+
+def test_disabling_a_reviewer_of_the_case_about_him_leaves_no_count_in_the_log(
+        app: Flask, client: FlaskClient, people: dict[str, dict[str, str]]) -> None:
+    """Axel, excluded, disables Bob, who reviews the case about Axel: the case is left with
+    one reviewer. Every reviewer and administrator reads the administration log, so it must
+    not count that case (a count over every case, beside Axel's own notice that names only
+    the cases he may see, would tell him it exists). The same for a password reset."""
+    from whistle.store.models import AdminEvent
+
+    sent = submit_concern(client, exclude_reviewers=[people["axe"]["id"]])
+    ref = sent["case_ref"]
+    axel = sign_in(app, people["axe"])
+    page = axel.get("/admin/").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    done = axel.post(f"/admin/reviewers/{people['bob']['id']}/disable",
+                     data={"csrf_token": token}, follow_redirects=True)
+    assert done.status_code == 200
+    home = done.get_data(as_text=True)
+    assert "Disabled Bob Reviewer" in home and ref not in home
+    with db.new_session(app) as s:
+        assert s.get_one(Concern, ref).under_routed is True  # the case really is left short
+        logged = {e.type: e.data for e in s.scalars(select(AdminEvent))}
+    assert json.loads(logged["reviewer_disabled"]) == {"reviewer": people["bob"]["id"]}
+    shown = axel.get("/reviewer/admin-log").get_data(as_text=True)
+    assert "Account disabled" in shown and "too few reviewers" not in shown
+    api = client.get("/api/v1/admin/log", headers=login(client, people["axe"])).get_json()
+    assert "cases_left_short" not in json.dumps(api)
+    # A password reset of Ann, who holds the case: no count of her cases either.
+    with db.new_session(app) as s:
+        waiting = accounts.reset_password(s, settings_of(app), people["ann"]["id"],
+                                          "a long new password for ann", people["axe"]["id"],
+                                          keys=app.extensions["whistle_keys"])
+        assert ref in waiting
+        reset = s.scalars(select(AdminEvent.data).where(
+            AdminEvent.type == "password_reset")).one()
+    assert json.loads(reset) == {"reviewer": people["ann"]["id"]}
+    shown = axel.get("/reviewer/admin-log").get_data(as_text=True)
+    assert "Password reset" in shown and "shared again" not in shown

@@ -123,8 +123,7 @@ def reset_password(session: Session, settings: Settings, reviewer_id: str,
         audit.record(session, case_ref, "reviewer_key_reset", "admin", utcnow(),
                      {"reviewer": reviewer_id})
     require_password_change(session, reviewer_id)
-    adminlog.record(session, "password_reset", actor,
-                    {"reviewer": reviewer_id, "cases_waiting": len(waiting)})
+    adminlog.record(session, "password_reset", actor, {"reviewer": reviewer_id})  # no count
     roster.sign_entry(reviewer, keys, actor, session)  # the new key, before sealing only
     session.commit()
     return waiting
@@ -184,8 +183,11 @@ def disable(session: Session, settings: Settings, reviewer_id: str,
             concern = session.get(Concern, case_ref)
             if concern is not None:
                 concern.under_routed = True
-    adminlog.record(session, "reviewer_disabled", _log_actor(actor),
-                    {"reviewer": reviewer_id, "cases_left_short": len(short)})
+    # No count of cases here: every reviewer and administrator reads this log, and a count
+    # over every case would tell an excluded reader that a case they cannot see exists
+    # (issue 19). Each case's own trail records the event; the attention list names the
+    # cases left short to those who may know of them.
+    adminlog.record(session, "reviewer_disabled", _log_actor(actor), {"reviewer": reviewer_id})
     try:
         roster.sign_entry(reviewer, keys, session=session)  # the entry in force: disabled
     except roster.UnverifiedEntry:

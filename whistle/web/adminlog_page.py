@@ -81,15 +81,12 @@ def describe(event: Any, names: dict[str, str]) -> tuple[str, str]:
             if b[key] != a[key]:
                 parts.append(f"{label}: {_yes_no(b[key])} -> {_yes_no(a[key])}")
         return gettext("Routing of a reviewer changed"), f"{who}: " + "; ".join(parts)
+    # Counts of cases recorded before they were dropped (a leak to excluded readers) are
+    # not shown either.
     if event.type == "reviewer_disabled":
-        return gettext("Account disabled"), ngettext(
-            "%(who)s; %(num)d case left with too few reviewers",
-            "%(who)s; %(num)d cases left with too few reviewers",
-            data["cases_left_short"], who=who)
+        return gettext("Account disabled"), who
     if event.type == "password_reset":
-        return gettext("Password reset"), ngettext(
-            "%(who)s; %(num)d case waits to be shared again",
-            "%(who)s; %(num)d cases wait to be shared again", data["cases_waiting"], who=who)
+        return gettext("Password reset"), who
     if event.type == "form_options_changed":
         b, a = data["before"], data["after"]
         label_of = {c["id"]: c["label"] for c in a["categories"]}
