@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import zlib
 from typing import Any
@@ -145,3 +146,45 @@ def test_the_default_limits_never_refuse_a_realistic_burst(app: Flask,
     make_reviewer(app), make_reviewer(app)
     for _ in range(20):  # far more than any organisation files in a minute
         assert _send(client, [(b"a note", "note.txt")]).status_code == 201
+
+
+@pytest.mark.parametrize("app_config", [{"UPLOAD_LIMIT": "2 per minute"}])
+def test_files_kept_at_the_review_step_count_once_against_the_upload_limit(
+        app: Flask, client: FlaskClient) -> None:
+    """The review step stores the files chosen so far (sealed, for the next page): past the
+    site-wide upload limit it answers 429, keeps nothing and gives the words back. Files it
+    did keep were counted then, so sending them does not count them a second time."""
+    from tests.support.probes import Snapshot
+    from whistle.store.models import KeptUpload
+
+    make_reviewer(app), make_reviewer(app)
+
+    def review(names: list[str]) -> Any:
+        return client.post("/report", data={
+            "csrf_token": csrf(client, "/report"), "step": "review", "category": "conduct",
+            "details": "Review marker 51c2: keep my words.", "identity": "anonymous",
+            "idempotency_key": "ab" * 16,
+            "attachment": [(io.BytesIO(b"note " + n.encode()), n) for n in names]},
+            content_type="multipart/form-data")
+
+    kept = review(["a.txt", "b.txt"])
+    assert kept.status_code == 200, kept.get_data(as_text=True)
+    with db.new_session(app) as s:
+        assert s.scalar(select(func.count()).select_from(KeptUpload))  # kept, sealed
+    refs = re.findall(r'name="kept" value="([0-9a-f]{32}\.[0-9a-f]{64})"',
+                      kept.get_data(as_text=True))
+    assert len(refs) == 2
+    # The two kept files used up the window: one more file at the review step is refused.
+    snapshot = Snapshot(app)
+    refused = review(["c.txt"])
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "Review marker 51c2: keep my words." in refused.get_data(as_text=True)
+    snapshot.assert_unchanged("a file past the limit at the review step")
+    # Sending the two kept files does not count them again.
+    sent = client.post("/report", data={
+        "csrf_token": csrf(client, "/report"), "category": "conduct",
+        "details": "Review marker 51c2: keep my words.", "identity": "anonymous",
+        "idempotency_key": "ab" * 16, "kept": refs})
+    assert sent.status_code == 201, sent.get_data(as_text=True)
+    with db.new_session(app) as s:
+        assert s.scalar(select(func.count()).select_from(Attachment)) == 2

@@ -106,6 +106,9 @@ def _keep_new(form: dict[str, Any], files: list[Any]) -> list[kept.KeptRef]:
     limit = current_settings().max_attachments
     if len(earlier) + len(files) > limit:  # what the send would refuse is not kept either
         raise spool.too_many_files(limit)
+    # Kept files count against the site-wide upload limit here, where they are stored (the
+    # send then opens them without counting them again): 429 past it, nothing kept.
+    shared.bounded("upload", len(files))
     listed = earlier + (kept.keep(session, files) if files else [])
     session.commit()
     form["kept"] = [r.field for r in listed]
@@ -158,21 +161,24 @@ def _refused(form: dict[str, Any], files: list[Any], exc: DomainError) -> Answer
             listed, again = _keep_new(form, files), False
         except OperationalError:
             db.session().rollback()
+        except DomainError:  # too many files, or the upload limit: chosen again later
+            pass
     form["kept"] = [r.field for r in listed]
     html, status = _render_form(form, exc, exc.status, kept_files=listed, files_again=again)
     return html, status, exc.headers
 
 
-def _review_step(form: dict[str, Any], files: list[Any], step: str) -> tuple[str, int]:
+def _review_step(form: dict[str, Any], files: list[Any], step: str) -> Answer:
     """Show everything once more before sending (no JS: the review page re-posts it all in
     hidden fields, with the same idempotency key), or go back to the form to change it.
     Files chosen so far are kept sealed (whistle.cases.kept) and listed on both pages."""
     session = db.session()
     try:
         listed = _keep_new(form, files)
-    except InvalidInput as exc:
-        return _render_form(form, exc, exc.status, kept_files=_kept_names(form),
-                            files_again=True)
+    except DomainError as exc:  # too many files, or past the upload limit (429)
+        html, status = _render_form(form, exc, exc.status, kept_files=_kept_names(form),
+                                    files_again=True)
+        return html, status, exc.headers
     except OperationalError:
         session.rollback()
         return _render_form(form, errors.Unavailable(), 503, kept_files=_kept_names(form),

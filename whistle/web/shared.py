@@ -109,7 +109,11 @@ def bounded(kind: str, count: int = 1) -> None:
 
 
 def _posted(files: list[Any]) -> int:
-    return sum(1 for f in files if getattr(f, "filename", None))
+    """Files sent with this request; files kept from the review step were counted when they
+    were kept (whistle.web.report._keep_new), so they are not counted again."""
+    from whistle.cases.kept import KeptFile
+
+    return sum(1 for f in files if getattr(f, "filename", None) and not isinstance(f, KeptFile))
 
 
 def submit(data: Any, files: list[Any], idempotency_key: bytes | None = None,
