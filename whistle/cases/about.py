@@ -26,7 +26,7 @@ from whistle import keys as instancekeys
 from whistle.cases import keys as casekeys
 from whistle.config import Settings
 from whistle.errors import InvalidInput
-from whistle.store.models import Assignment, ConcernAbout
+from whistle.store.models import Assignment, ConcernAbout, Exclusion
 
 MAX_EMAIL_CHARS = 254
 # One "@", something before it, a dotted domain after it, no spaces: enough to catch a
@@ -106,10 +106,12 @@ def store(session: Session, settings: Settings, case_ref: str, case_key: bytes,
 
 
 def case_view(session: Session, reviewer_id: str, case_ref: str, case_key: bytes,
-              present: bool = True) -> dict[str, Any]:
+              present: bool = True, index_pepper: bytes | None = None) -> dict[str, Any]:
     """``about``, ``matched`` and ``linked`` of a reviewer's case view. ``linked``: the other
     cases about the same person that this reviewer can read themselves (assigned).
-    ``present=False``: the caller knows the concern names no one (nothing is read)."""
+    ``matched`` counts only the linked cases this reviewer is not excluded from (with
+    ``index_pepper``): to an excluded reviewer another concern does not exist (DESIGN
+    promise 3). ``present=False``: the caller knows the concern names no one."""
     row = session.get(ConcernAbout, case_ref) if present else None
     if row is None:
         return {"about": None, "matched": False, "linked": []}
@@ -118,6 +120,11 @@ def case_view(session: Session, reviewer_id: str, case_ref: str, case_key: bytes
     other = aliased(ConcernAbout)
     others = list(session.scalars(select(other.concern_id).where(
         other.match_tag == row.match_tag, other.concern_id != case_ref)))
+    if others and index_pepper is not None:
+        tags = {casekeys.exclusion_tag(index_pepper, ref, reviewer_id): ref for ref in others}
+        hidden = {tags[t] for t in session.scalars(select(Exclusion.tag).where(
+            Exclusion.tag.in_(list(tags))))}
+        others = [ref for ref in others if ref not in hidden]
     readable = sorted(session.scalars(select(Assignment.concern_id).where(
         Assignment.concern_id.in_(others), Assignment.reviewer_id == reviewer_id))
         ) if others else []

@@ -228,6 +228,8 @@ class _Sealed:
     wrapped: list[dict[str, Any]]
     snapshot: list[tuple[Any, ...]]  # the reviewers as routed, without their loads
     exclusions: list[bytes]  # keyed tags of the reviewers the reporter excluded
+    # Those reviewers, and any account whose address is the one the concern is about.
+    excluded: tuple[str, ...] = ()
     # The identity sealed apart and the signed receipt (whistle.cases.identity, receipts).
     proof_rows: list[Any] = field(default_factory=list)
     receipt: str | None = None
@@ -245,14 +247,28 @@ def _trusted(rows: list[Any], signing_public: bytes) -> tuple[list[Any], bool]:
     return trusted, len(trusted) < sum(1 for r in rows if r.state == instancekeys.ACTIVE)
 
 
+def _excluded(session: Session, sub: Submission) -> tuple[str, ...]:
+    """The reviewers the reporter excluded and, when the concern says whom it is about
+    (issue 25), every account whose own address is that one: a concern is never routed to,
+    counted for or mailed about the person it names, whether or not the reporter thought
+    to exclude them (DESIGN promise 3). The address is compared normalised, in memory."""
+    if sub.about is None:
+        return sub.exclude_reviewers
+    from whistle.cases import about
+
+    named = [rid for rid, email in session.execute(select(Reviewer.id, Reviewer.email))
+             if about.normalise_email(email) == sub.about.email]
+    return tuple(dict.fromkeys([*sub.exclude_reviewers, *sorted(named)]))
+
+
 def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submission,
           today: dt.date, idempotency_key: bytes | None, preset: Any = None) -> _Sealed:
     """``preset``: a held concern's reference, token lookup and reporter key
     (whistle.cases.escrow.Preset), kept when it is released."""
     active = _active_reviewers(session)
     trusted, lost = _trusted(active, keys.signing_public)
-    need = routing.Need(sub.category, sub.unit, sub.about_senior,
-                        frozenset(sub.exclude_reviewers))
+    excluded = _excluded(session, sub)
+    need = routing.Need(sub.category, sub.unit, sub.about_senior, frozenset(excluded))
     candidates = _candidates(session, trusted)
     route = routing.route(need, candidates, settings.min_reviewers)
     # From the same read: the escalation reviewers, whose copies are withheld until the case
@@ -294,7 +310,7 @@ def _seal(session: Session, keys: InstanceKeys, settings: Settings, sub: Submiss
     return _Sealed(case_ref, token, ck, route, reviewers, concern, wrapped,
                    [tuple(r)[:-1] for r in active],
                    [casekeys.exclusion_tag(keys.index_pepper, case_ref, rid)
-                    for rid in sub.exclude_reviewers],
+                    for rid in excluded], excluded,
                    *proof.at_intake(keys, sub, case_ref, today, ck, [
                        (rid, reviewers[rid].public_key) for rid in [*route.reviewer_ids,
                                                                     *standby]]))
@@ -386,7 +402,7 @@ def _store(session: Session, settings: Settings, sub: Submission, sealed: _Seale
     if route.under_routed:  # never to an administrator the reporter excluded (DESIGN promise 3)
         notify.queue_many(session, list(session.scalars(select(Reviewer.email).where(
             Reviewer.is_admin.is_(True), Reviewer.active.is_(True),
-            Reviewer.id.not_in(sub.exclude_reviewers)))), "admin_attention")
+            Reviewer.id.not_in(sealed.excluded)))), "admin_attention")
     if not sub.roster_sealed and options.put_once(
             session, options.ROSTER_SEALED, {"at": day.date().isoformat(), "by": "first_concern"}):
         if on_sealed is not None:

@@ -189,7 +189,8 @@ def open_case(session: Session, signed: Reader, case_ref: Any,
     # channel, record (issue 24); the person concerned (issue 25)
     data |= oral.reviewer_part(session, case_ref, keys.thread, present=concern.is_oral)
     data |= about.case_view(session, signed.reviewer_id, case_ref, keys.case,
-                            present=concern.has_about)
+                            present=concern.has_about,
+                            index_pepper=instance.index_pepper if instance else None)
     from whistle.cases.identity_release import reader_part  # opened by two (issue 22)
     data |= reader_part(session, instance, signed, case_ref, keys, concern.identity_ct, data,
                         has_row=concern.has_identity_row)
