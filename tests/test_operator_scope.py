@@ -143,3 +143,35 @@ def test_administrators_enrol_an_operator_on_the_web_page_and_a_second_one_appro
     assert enrol_code(smtp, app, "later@example.org")
     with db.new_session(app) as s:
         assert s.get_one(Reviewer, later.id).state != "pending"
+
+
+def test_every_route_about_one_case_answers_404_to_the_operator_who_filed_it(
+        app: Flask, client: FlaskClient) -> None:
+    """The operator's own filing, on every route that names a case (API and pages, every
+    method, every other id a well-formed unknown one): 404, and nothing changes."""
+    make_reviewer(app, "Ann Reviewer")
+    make_reviewer(app, "Bob Reviewer")
+    operator = make_operator(app, "Olga Operator")
+    op = login(client, operator)
+    filed = client.post("/api/v1/operator/concerns", headers=op, json={
+        "category": "conduct", "details": "Taken by phone.", "channel": "phone"})
+    assert filed.status_code == 201, filed.get_data(as_text=True)
+    ref = filed.get_json()["case_ref"]
+    browser = html_login(app, operator)
+    token = csrf(browser, "/operator")
+    args = _ARGS | {"case_ref": ref}
+    snapshot = Snapshot(app)
+    walked = 0
+    for api in (True, False):
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            for path in build_paths(app, method, api, args):
+                if ref not in path:
+                    continue
+                if api:
+                    answer = client.open(path, method=method, json={}, headers=op)
+                else:
+                    answer = browser.open(path, method=method, data={"csrf_token": token})
+                assert answer.status_code == 404, (method, path, answer.status_code)
+                walked += 1
+    snapshot.assert_unchanged("an operator on its own filing's routes")
+    assert walked >= 30, walked

@@ -133,7 +133,13 @@ def deadlines_command(as_of: str | None) -> None:
     with db.new_session(current_app) as s:  # held concerns past ESCROW_DAYS (issue 25)
         from whistle.cases import escrow
 
-        click.echo(f"{escrow.expire(s, now.date())} expired held concern(s) deleted")
+        from whistle.cases import stats
+
+        # Suppressed like the administrators' count of held concerns (a small number could
+        # tell someone that their own held concern was, or was not, among them).
+        gone = stats.shown(escrow.expire(s, now.date()))
+        click.echo(f"{gone} expired held concern(s) deleted" if gone is not None
+                   else f"fewer than {stats.THRESHOLD} expired held concerns deleted (or none)")
     with db.new_session(current_app) as s:
         report = deadlines.run(s, current_settings(), instance_keys(), now)
     click.echo(_checkpoint()[0])  # after the run's changes, so that they are covered at once

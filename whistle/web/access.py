@@ -42,8 +42,8 @@ SETUP_PAGES = {
 
 
 # What an intake operator (issue 24) may reach: its own form and API, its account, and the
-# list of cases (always empty for it). Routes about one case are left to the case's own
-# check, which answers 404 to an operator as to anyone not assigned. Everything else (the
+# list of cases (always empty for it). Routes about one case answer 404 at once, as they do
+# to anyone not assigned, whatever a future route's own check does. Everything else (the
 # administration log, pending changes, statistics, the list of reviewers) answers 403:
 # an operator reviews, administers and approves nothing, so it sees none of that either.
 OPERATOR_SCOPE = frozenset({
@@ -71,10 +71,12 @@ def current() -> sessions.SignedIn | None:
 
 def _operator_scope(signed: sessions.SignedIn) -> None:
     """403 when an intake operator asks for anything outside ``OPERATOR_SCOPE``."""
+    if not signed.operator_only or request.endpoint in OPERATOR_SCOPE:
+        return
     rule = request.url_rule.rule if request.url_rule is not None else ""
-    if (signed.operator_only and request.endpoint not in OPERATOR_SCOPE
-            and "<case_ref>" not in rule):
-        raise ApiError(403, "forbidden", "an intake operator files concerns and sees nothing else")
+    if "<case_ref>" in rule:  # about one case: 404, as to anyone not assigned, for any case
+        raise ApiError(404, "not_found", "no such case")
+    raise ApiError(403, "forbidden", "an intake operator files concerns and sees nothing else")
 
 
 def _api_guard() -> None:
