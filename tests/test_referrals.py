@@ -227,6 +227,23 @@ def test_the_package_opens_with_age_holds_the_chosen_parts_not_the_identity_and_
     assert package.verify(files, roster_key)
     forged = dict(files, **{"details.txt": b"something else"})
     assert not package.verify(forged, roster_key)
+    # The receipt the reporter was given is inside, listed in the signed manifest: the
+    # agency verifies it as anyone can, and the details against it.
+    from whistle.cases import receipts
+
+    keys = app.extensions["whistle_keys"]
+    published = receipts.published_keys(app.config["KEYS_DIR"], keys.signing_public)
+    given = files["receipt.txt"].decode()
+    checked = receipts.verify(given, published, files["details.txt"].decode())
+    assert checked.valid and checked.case_ref == ref and checked.content_matches is True
+    assert "receipt.txt" in {f["path"] for f in manifest["files"]}
+    assert manifest["receipt"]["case_ref"] == ref  # the receipt data is signed too
+    edited = json.loads(files["manifest.json"])
+    edited["receipt"]["received"] = "2000-01-01"
+    assert not package.verify(dict(files, **{"manifest.json": json.dumps(edited).encode()}),
+                              roster_key)
+    assert not package.verify(dict(files, **{"receipt.txt": given.replace(ref, "X" * len(
+        ref)).encode()}), roster_key)
     # The reporter's timeline says it was referred, and to whom.
     referred = [e for e in reporter_status(client, world["token"])["events"]
                 if e["type"] == "referred"]

@@ -5,17 +5,20 @@ Layout of the archive (POSIX pax, for names in any script and of any length; eve
 member 0600, times the approval's)::
 
     manifest.json        what is inside: case, agency, purpose, who proposed and approved,
-                         and per file its path, size and SHA-256
-    provenance.json      the receipt data (case reference, day received, category,
-                         SHA-256 of the details as received) and the instance signing key's
-                         signature over ``SIGNED_LABEL`` + the exact bytes of manifest.json
+                         the receipt data (case reference, day received, category, SHA-256
+                         of the details as received), and per file its path, size and SHA-256
+    provenance.json      the instance signing key's signature over ``SIGNED_LABEL`` + the
+                         exact bytes of manifest.json (so over everything listed there)
+    receipt.txt          the signed receipt the reporter was given, as it was given: the
+                         agency checks it as anyone can (``/verify``, scripts/verify_receipt.py),
+                         and details.txt against its ``Details`` line
     details.txt          the reporter's text            (part "details")
     messages.json        the conversation with the reporter (part "messages")
     notes.json           the reviewers' internal notes   (part "notes")
     attachments/NN-name  each chosen file                (part "attachments:<id>")
 
 The signature is Whistle's hybrid one (whistle.crypto.sign: 0x01 | Ed25519 | ML-DSA-65,
-both over ``b"whistle:1:signed:" + message``); the public key is ``signing_key`` of
+both over ``b"whistle:1:sign:" + message``); the public key is ``signing_key`` of
 ``GET /api/v1/roster``. ``verify`` checks a package's provenance. The identity is never
 put in here by this module.
 """
@@ -62,7 +65,7 @@ def _json(value: Any) -> bytes:
 def manifest_bytes(contents: Contents) -> bytes:
     return _json({
         "format": FORMAT, "case": contents.case, "agency": contents.agency,
-        "referral": contents.referral, "identity_included": any(
+        "referral": contents.referral, "receipt": contents.receipt, "identity_included": any(
             p == "identity" for p in contents.referral.get("parts", [])),
         "files": [{"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                   for path, data in contents.files],

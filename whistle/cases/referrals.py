@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from whistle import crypto
-from whistle.cases import attachments, audit, notices, package, proposals
+from whistle.cases import attachments, audit, notices, package, proposals, receipts
 from whistle.cases import identity as ident
 from whistle.cases import keys as casekeys
 from whistle.cases.reading import Reader, assigned_case, case_keys
@@ -195,7 +195,8 @@ def _names(session: Session, *ids: str) -> dict[str, str]:
 
 
 def _contents(session: Session, concern: Concern, ck: casekeys.CaseKeys, change: Change,
-              agency: Agency, approver: str, now: dt.datetime) -> package.Contents:
+              agency: Agency, approver: str, now: dt.datetime,
+              receipt_text: str | None = None) -> package.Contents:
     ref, plan = concern.id, proposals.payload(change)
     details = crypto.open_sealed(ck.case, concern.details_ct, casekeys.part(ref, "details"))
     names = _names(session, change.proposed_by, approver)
@@ -212,6 +213,8 @@ def _contents(session: Session, concern: Concern, ck: casekeys.CaseKeys, change:
                  "category": concern.category,
                  "details_sha256": hashlib.sha256(details).hexdigest()})
     parts = plan["parts"]
+    if receipt_text is not None:  # listed in the signed manifest like every file
+        contents.files.append(("receipt.txt", receipt_text.encode()))
     if "details" in parts:
         contents.files.append(("details.txt", details))
     if "identity" in parts:
@@ -274,8 +277,10 @@ def approve(session: Session, signed: Reader, instance: InstanceKeys, case_ref: 
     plan = proposals.payload(change)
     agency = usable_agency(session, instance, plan["agency"])
     concern, ck = case_keys(session, signed, concern.id)  # the approver's own session
+    receipt_text = receipts.for_case(session, concern.id,
+                                     receipts.storage_key(instance.reporter_pepper))
     archive = package.build(_contents(session, concern, ck, change, agency,
-                                      signed.reviewer_id, now),
+                                      signed.reviewer_id, now, receipt_text),
                             instance.signing_key, instance.signing_public, now)
     sealed = crypto.age_encrypt(archive, agency.age_recipient)
     digest = hashlib.sha256(sealed).digest()

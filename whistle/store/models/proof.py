@@ -106,8 +106,8 @@ class IdentityRequest(Base):
 
 
 class CaseReceipt(Base):
-    """The signed receipt given with the token, sealed under the case's thread key so that
-    the token fetches it again (whistle.cases.receipts)."""
+    """The signed receipt given with the token, sealed under a key derived from
+    ``keys/reporter_pepper`` so that the token fetches it again (whistle.cases.receipts)."""
 
     __tablename__ = "case_receipts"
 
