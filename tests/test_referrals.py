@@ -319,8 +319,6 @@ def test_a_released_identity_goes_only_with_a_stated_basis(
     # Released to the reviewers by two of them (issue 22's identity release).
     asked = client.post(f"/api/v1/cases/{ref}/identity/requests", headers=heads["ann"],
                         json={"reason": "The police asked for a named witness."})
-    if asked.status_code == 404:
-        pytest.skip("identity release (issue 22) is not registered in this tree")
     assert asked.status_code == 202, asked.get_data(as_text=True)
     request_id = asked.get_json()["request_id"]
     assert client.post(f"/api/v1/cases/{ref}/identity/requests/{request_id}/approve",
@@ -340,6 +338,13 @@ def test_a_released_identity_goes_only_with_a_stated_basis(
     assert world["secrets"]["name"].encode() in files["identity.json"]
     assert json.loads(files["manifest.json"])["identity_included"] is True
     assert "details.txt" not in files
+    # The reporter is told, on their timeline, that their name went with it (Art. 16(3)).
+    referred = [e for e in reporter_status(client, world["token"])["events"]
+                if e["type"] == "referred"]
+    assert referred and referred[-1]["agency"] == "Police"
+    assert referred[-1]["identity_included"] is True
+    page = post_form(client, "/status", {"token": world["token"]}, "/status")
+    assert "Your name was sent with it." in page.get_data(as_text=True)
 
 
 def test_the_pages_propose_and_approve_a_referral_and_register_an_agency(

@@ -298,7 +298,8 @@ def approve(session: Session, signed: Reader, instance: InstanceKeys, case_ref: 
         # Reporter-side time is a day (issue 20): the reporter's timeline shows this.
         audit.record(session, concern.id, "referred", "system",
                      dt.datetime.combine(now.date(), dt.time()),
-                     {"referral": change.id, "agency": agency.id, "agency_name": agency.name})
+                     {"referral": change.id, "agency": agency.id, "agency_name": agency.name,
+                      "identity_included": "identity" in plan["parts"]})
     notices.tell_reviewers(session, concern, besides=signed.reviewer_id)
     purge_expired(session, now.date())  # any case's packages past their keeping time
     session.commit()
@@ -371,12 +372,16 @@ def listing(session: Session, signed: Reader, case_ref: Any) -> list[dict[str, A
 
 
 def name_agencies(session: Session, case_ref: str, events: list[dict[str, Any]]) -> None:
-    """Say to whom on the reporter's ``referred`` events (in place, in order)."""
+    """Say to whom, and whether with the reporter's name, on the reporter's ``referred``
+    events (in place, in order)."""
     if not any(e.get("type") == "referred" for e in events):
         return
-    names = iter([json.loads(d).get("agency_name") for d in session.scalars(
+    found = iter([json.loads(d) for d in session.scalars(
         select(AuditEvent.data).where(AuditEvent.concern_id == case_ref,
                                       AuditEvent.type == "referred").order_by(AuditEvent.seq))])
     for event in events:
         if event.get("type") == "referred":
-            event["agency"] = next(names, None)
+            data = next(found, {})
+            event["agency"] = data.get("agency_name")
+            # Whether the reporter's name went with it (Art. 16(3): they are told).
+            event["identity_included"] = bool(data.get("identity_included"))
