@@ -41,9 +41,13 @@ from whistle.store.models import (
     Attachment,
     AttachmentChunk,
     AuditEvent,
+    CaseIdentity,
+    CaseReceipt,
     Concern,
+    IdentityShare,
     Message,
     OutboxMail,
+    ReporterCopy,
     WrappedKey,
     utcnow,
 )
@@ -106,8 +110,20 @@ def ciphertext_samples(app: Flask, ref: str) -> list[bytes]:
         blobs += list(s.scalars(select(Attachment.meta_ct).where(Attachment.concern_id == ref)))
         blobs += list(s.scalars(select(AttachmentChunk.blob).join(Attachment).where(
             Attachment.concern_id == ref)))
+        # What issues 21 to 23 added: the identity sealed apart and its shares, the signed
+        # receipt the token fetches, the reporter's own copy of what they sent.
+        later = [list(s.execute(select(CaseIdentity.identity_ct, CaseIdentity.recovery_ct)
+                                .where(CaseIdentity.concern_id == ref)).one()),
+                 list(s.scalars(select(IdentityShare.blob).where(
+                     IdentityShare.concern_id == ref))),
+                 list(s.scalars(select(CaseReceipt.receipt_ct).where(
+                     CaseReceipt.concern_id == ref))),
+                 list(s.scalars(select(ReporterCopy.body_ct).where(
+                     ReporterCopy.concern_id == ref)))]
+        assert all(later), [len(found) for found in later]  # each kind is there to be shredded
+        blobs += [b for found in later for b in found]
     samples = [bytes(b)[-40:-8] if len(b) > 40 else bytes(b) for b in blobs if b]
-    assert len(samples) >= 10
+    assert len(samples) >= 14
     return samples
 
 
@@ -208,8 +224,9 @@ def test_retention_deletes_every_byte_of_an_expired_case_and_keeps_the_held_one(
         last = s.scalars(select(AuditEvent.type).where(AuditEvent.concern_id == ref)
                          .order_by(AuditEvent.seq.desc())).first()
         assert last == "retention_ended"
-        for table in (WrappedKey, Message, Attachment):
-            assert not s.scalars(select(table).where(table.concern_id == ref)).all()
+        for table in (WrappedKey, Message, Attachment, CaseIdentity, IdentityShare,
+                      CaseReceipt, ReporterCopy):
+            assert not s.scalars(select(table).where(table.concern_id == ref)).all(), table
 
     # No byte of it at rest, in any encoding; the WAL was truncated (SQLite).
     stored = stored_bytes(app, tmp_path)
