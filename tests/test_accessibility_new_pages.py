@@ -72,3 +72,46 @@ def test_the_new_reviewer_operator_and_admin_pages_have_no_serious_findings(
     page.goto(f"{live}/reviewer/cases/{ref}")
     assert "Rae Reporter" not in page.content()  # sealed apart until two agree (issue 22)
     assert {name: v for name, v in found.items() if v} == {}
+
+
+def test_the_confirmation_changes_roster_and_identity_pages_have_no_serious_findings(
+        app: Flask, client: FlaskClient, live: str, browser: Any) -> None:  # noqa: F811
+    """The pages a consequential action passes through (issue 21: disable, step off), pending
+    changes, the public roster, the enrolment form, and the status page's "give my name"
+    form: each reached as a user reaches it, checked to be that page, then run through axe."""
+    ann = make_reviewer(app, "Ann Reviewer", admin=True)
+    make_reviewer(app, "Bob Reviewer")
+    sent = client.post("/api/v1/concerns", json={
+        "category": "conduct", "details": "An anonymous concern."}).get_json()
+    ref = sent["case_ref"]
+    assert sent["reviewer_count"] == 2  # Ann is one of its two reviewers
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    found: dict[str, list[str]] = {}
+    for path in ("/roster", "/roster?lang=ar"):
+        page.goto(f"{live}{path}")
+        assert page.url.endswith(path) and "Ann Reviewer" in page.content()
+        found[path] = serious_violations(page)
+    _status_page(page, live, sent["token"])
+    assert page.locator("form[action$='/status/identity']").count() == 1
+    page.locator("#identity summary").click()  # open the form, as a reporter would
+    assert page.locator("#later-name").is_visible()
+    found["give my name"] = serious_violations(page)
+
+    sign_in(page, live, ann)
+    page.goto(f"{live}/admin/reviewers/new")
+    assert page.locator("#operator").count() == 1
+    found["enrol a reviewer"] = serious_violations(page)
+    page.goto(f"{live}/admin/")
+    page.locator("form[action$='/disable'] button").first.click()
+    page.wait_for_url("**/disable")
+    assert page.locator("input[name=step][value=ask]").count() == 0  # the question itself
+    found["confirm disable"] = serious_violations(page)
+    page.goto(f"{live}/reviewer/changes")
+    assert page.url.endswith("/reviewer/changes")
+    found["changes"] = serious_violations(page)
+    page.goto(f"{live}/reviewer/cases/{ref}")
+    page.fill("#recuse-reason", "I know the person.")
+    page.locator("form:has(#recuse-reason) button[type=submit]").click()
+    page.wait_for_url("**/recuse")
+    found["confirm step off"] = serious_violations(page)
+    assert {name: v for name, v in found.items() if v} == {}
