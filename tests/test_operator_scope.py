@@ -175,3 +175,36 @@ def test_every_route_about_one_case_answers_404_to_the_operator_who_filed_it(
                 walked += 1
     snapshot.assert_unchanged("an operator on its own filing's routes")
     assert walked >= 30, walked
+
+
+def test_an_operators_web_filing_keeps_the_reporters_choices(
+        app: Flask, client: FlaskClient) -> None:
+    """What the reporter asks for on the phone, the operator's form carries: whom they
+    exclude, their name (sealed apart), "about a senior person" (an independent reviewer),
+    and whom it is about (never routed to that person)."""
+    ann = make_reviewer(app, "Ann Reviewer")
+    bob = make_reviewer(app, "Bob Reviewer")
+    ind = make_reviewer(app, "Ida Independent", independent=True)
+    pat = make_reviewer(app, "Pat Smith", email="pat.smith@example.org", senior=True)
+    operator = make_operator(app, "Olga Operator")
+    browser = html_login(app, operator)
+    form = browser.get("/operator").get_data(as_text=True)
+    assert 'name="about_email"' in form and 'name="escrow"' not in form
+    filed = post_form(browser, "/operator/concerns", {
+        "channel": "phone", "category": "conduct", "details": "The caller said: Pat did it.",
+        "exclude_reviewers": [bob["id"]], "about_senior": "yes", "identity": "named",
+        "name": "Rae Reporter", "about_email": "Pat.Smith@example.org", "about_name": "Pat",
+        "idempotency_key": "cd" * 16}, "/operator")
+    assert filed.status_code == 201, filed.get_data(as_text=True)[:800]
+    with db.new_session(app) as s:
+        from whistle.store.models import Assignment, Concern
+
+        concern = s.scalars(select(Concern)).one()
+        assigned = set(s.scalars(select(Assignment.reviewer_id).where(
+            Assignment.concern_id == concern.id)))
+    assert bob["id"] not in assigned and pat["id"] not in assigned
+    assert ind["id"] in assigned and assigned <= {ann["id"], ind["id"]}
+    seen = client.get(f"/api/v1/cases/{concern.id}", headers=login(client, ind)).get_json()
+    assert seen["about"]["email"] == "pat.smith@example.org" and seen["about_senior"] is True
+    assert seen["identity"] is None and seen["identity_provided"] is True  # sealed apart
+    assert seen["channel"] == "phone"
