@@ -7,6 +7,7 @@ they claim too many pixels or would need more memory than a cleaning may take.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -188,3 +189,30 @@ def test_files_kept_at_the_review_step_count_once_against_the_upload_limit(
     assert sent.status_code == 201, sent.get_data(as_text=True)
     with db.new_session(app) as s:
         assert s.scalar(select(func.count()).select_from(Attachment)) == 2
+
+
+def test_the_review_step_removes_kept_files_past_their_time(
+        app: Flask, client: FlaskClient) -> None:
+    """Kept files wait ``KEPT_UPLOAD_HOURS`` at most even when no cron job runs: each review
+    step that keeps files first removes those past their time."""
+    from sqlalchemy import update
+
+    from whistle.store.models import KeptUpload, utcnow
+
+    make_reviewer(app), make_reviewer(app)
+
+    def review(name: str) -> Any:
+        return client.post("/report", data={
+            "csrf_token": csrf(client, "/report"), "step": "review", "category": "conduct",
+            "details": "Kept for later.", "identity": "anonymous",
+            "attachment": [(io.BytesIO(b"note"), name)]}, content_type="multipart/form-data")
+
+    assert review("old.txt").status_code == 200
+    with db.new_session(app) as s:
+        old = set(s.scalars(select(KeptUpload.id)))
+        s.execute(update(KeptUpload).values(created=utcnow() - dt.timedelta(hours=7)))
+        s.commit()
+    assert review("new.txt").status_code == 200
+    with db.new_session(app) as s:
+        left = set(s.scalars(select(KeptUpload.id)))
+    assert left and not left & old

@@ -109,6 +109,8 @@ def _keep_new(form: dict[str, Any], files: list[Any]) -> list[kept.KeptRef]:
     # Kept files count against the site-wide upload limit here, where they are stored (the
     # send then opens them without counting them again): 429 past it, nothing kept.
     shared.bounded("upload", len(files))
+    if files:  # what has waited past KEPT_UPLOAD_HOURS goes now, not only at the next cron run
+        kept.purge_expired(session, current_settings().kept_upload_hours)
     listed = earlier + (kept.keep(session, files) if files else [])
     session.commit()
     form["kept"] = [r.field for r in listed]
