@@ -161,32 +161,41 @@ def test_the_command_line_exits_zero_only_for_a_valid_receipt(
     assert runner.invoke(args=["receipt", "verify", str(garbage)]).exit_code == 1
 
 
+def _documented_blocks() -> list[str]:
+    """The ``sh`` blocks of docs/identity-and-receipts.md's offline section, as written."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "identity-and-receipts.md").read_text()
+    section = doc.split("### Offline, with a standard tool (OpenSSL 3)", 1)[1]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+
+
 def test_it_verifies_offline_with_openssl(client: FlaskClient, sent: dict[str, Any],
                                           tmp_path: Path) -> None:
-    """The documented command (docs/identity-and-receipts.md): the Ed25519 half, with the
-    published PEM key and nothing from Whistle."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    text = sent["receipt"]
-    lines = text.splitlines()
-    body = "\n".join(lines[1:lines.index("Signature:")]) + "\n"
-    signature = base64.b64decode("".join(lines[lines.index("Signature:") + 1:-1]))
-    (tmp_path / "signed.bin").write_bytes(b"whistle:1:sign:" + body.encode())
-    (tmp_path / "ed25519.sig").write_bytes(signature[1:65])
+    """The documented commands (docs/identity-and-receipts.md), run word for word in a shell:
+    the Ed25519 half with ``openssl`` and the published PEM key, and the text's digest with
+    ``sha256sum``; nothing from Whistle. An edited line fails the signature."""
+    from tests.conftest import need
+
+    for tool in ("openssl", "xxd", "sha256sum", "base64", "dd"):
+        if shutil.which(tool) is None:
+            need(tool, FileNotFoundError(tool))
+    blocks = _documented_blocks()
+    verify_block = next(b for b in blocks if "openssl pkeyutl -verify" in b)
+    digest_block = next(b for b in blocks if "sha256sum" in b)
     pem = client.get("/api/v1/receipts/keys").get_json()["keys"][0]["ed25519_public_key_pem"]
     (tmp_path / "key.pem").write_text(pem)
+    (tmp_path / "details.txt").write_text(DETAILS, newline="")
 
-    def verify() -> int:
-        return subprocess.run(  # nosec B603 - fixed arguments
-            [openssl, "pkeyutl", "-verify", "-pubin", "-inkey", "key.pem", "-rawin",
-             "-in", "signed.bin", "-sigfile", "ed25519.sig"], cwd=tmp_path,
-            capture_output=True, check=False).returncode
+    def shell(block: str, receipt: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "receipt.txt").write_text(receipt)
+        return subprocess.run(  # nosec B603 B607 - bash running the documented commands
+            ["bash", "-c", block], cwd=tmp_path, capture_output=True, text=True, check=False)
 
-    assert verify() == 0
-    (tmp_path / "signed.bin").write_bytes(b"whistle:1:sign:" + body.replace(
-        "Attachments: 0", "Attachments: 1").encode())
-    assert verify() != 0
+    done = shell(verify_block, sent["receipt"])
+    assert done.returncode == 0 and "Signature Verified Successfully" in done.stdout, done
+    edited = shell(verify_block, sent["receipt"].replace("Attachments: 0", "Attachments: 1"))
+    assert edited.returncode != 0 and "Verified Successfully" not in edited.stdout
+    digest = shell(digest_block, sent["receipt"]).stdout.split()[0]
+    assert "Details: sha256:" + digest in sent["receipt"]
 
 
 def _resigned(text: str, signature: bytes) -> str:
