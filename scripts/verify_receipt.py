@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check a Whistle receipt offline, both halves of its signature, without Whistle.
 
-Needs only Python 3 and the ``cryptography`` package (44 or later, for ML-DSA); it imports
+Needs only Python 3 and a ``cryptography`` release with ML-DSA (Whistle pins 48.0.0); it imports
 nothing from Whistle, so anyone (a tribunal, a lawyer, an agency) can run it with the
 receipt and the instance's published keys:
 
