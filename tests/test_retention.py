@@ -236,6 +236,12 @@ def test_retention_deletes_every_byte_of_an_expired_case_and_keeps_the_held_one(
     for sample in samples:
         assert_bytes_gone(stored, sample)
 
+    # The reporter's receipt still proves what they sent, and when: it needs no database.
+    checked = client.post("/api/v1/receipts/verify", json={
+        "receipt": gone["receipt"], "details": texts["details"]}).get_json()
+    assert checked == {"valid": True, "case_ref": ref, "received": gone["receipt"].split(
+        "Received: ")[1].split("\n")[0], "content_matches": True}
+
     # The held case is whole.
     held = ok(client.get(f"/api/v1/cases/{kept['case_ref']}", headers=h["ann"]))
     assert held["details"] == texts["held"]
