@@ -265,3 +265,26 @@ def test_the_pages_show_and_save_the_receipt_without_javascript(
     checked = post_form(client, "/verify", {"receipt": text, "details": DETAILS}, "/verify")
     assert "This receipt is genuine." in checked.get_data(as_text=True)
     assert "The text matches what was sent." in checked.get_data(as_text=True)
+
+
+def test_each_attachment_line_is_the_salted_digest_of_the_file_as_stored(
+        app: Flask, client: FlaskClient) -> None:
+    """A reporter who kept a copy of their file can show it is the one they sent: the
+    ``Attachment:`` line is SHA-256(label | salt | SHA-256 of the file), in order."""
+    import hashlib
+    import io
+    import json
+
+    make_reviewer(app), make_reviewer(app)
+    files = [b"first file " + marker("F1").encode(), b"second file " + marker("F2").encode()]
+    sent = client.post("/api/v1/concerns", content_type="multipart/form-data", data={
+        "concern": json.dumps({"category": "conduct", "details": DETAILS}),
+        "attachment": [(io.BytesIO(files[0]), "one.txt"), (io.BytesIO(files[1]), "two.txt")]})
+    assert sent.status_code == 201, sent.get_data(as_text=True)
+    text = sent.get_json()["receipt"]
+    salt = bytes.fromhex(re.search(r"^Salt: ([0-9a-f]+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    lines = re.findall(r"^Attachment: (\S+)$", text, re.M)
+    assert "Attachments: 2" in text
+    assert lines == [receipts.file_digest(salt, hashlib.sha256(f).digest()) for f in files]
+    assert receipts.file_digest(salt, hashlib.sha256(files[0] + b"x").digest()) not in lines
+    assert check(client, text, DETAILS).get_json()["valid"] is True
