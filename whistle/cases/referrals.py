@@ -381,7 +381,7 @@ def name_agencies(session: Session, case_ref: str, events: list[dict[str, Any]])
                                       AuditEvent.type == "referred").order_by(AuditEvent.seq))])
     for event in events:
         if event.get("type") == "referred":
-            data = next(found, {})
+            data: dict[str, Any] = next(found, {})
             event["agency"] = data.get("agency_name")
             # Whether the reporter's name went with it (Art. 16(3): they are told).
             event["identity_included"] = bool(data.get("identity_included"))
