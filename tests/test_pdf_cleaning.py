@@ -167,7 +167,36 @@ def with_info_and_pieceinfo(m: str) -> bytes:
     return saved(pdf)
 
 
+def photo_jpeg(m: str) -> bytes:
+    """A small photo whose own header carries EXIF (description, artist, GPS), XMP and a
+    comment, each with the marker."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010E], exif[0x013B] = f"Description {m}", f"Artist {m}"
+    exif.get_ifd(0x8825)[2] = (51.0, 30.0, 0.0)  # GPS latitude
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(
+        out, "JPEG", exif=exif.tobytes(), comment=f"comment {m}".encode(),
+        xmp=xmp(m))
+    return out.getvalue()
+
+
+def with_photo_metadata(m: str) -> bytes:
+    """A page showing a JPEG photo (``/DCTDecode``) that carries its own metadata."""
+    pdf = base_pdf()
+    photo = pdf.make_stream(photo_jpeg(m), Type=pikepdf.Name.XObject,
+                            Subtype=pikepdf.Name.Image, Width=32, Height=24,
+                            ColorSpace=pikepdf.Name.DeviceRGB, BitsPerComponent=8,
+                            Filter=pikepdf.Name.DCTDecode)
+    page = pdf.pages[0].obj
+    page.Resources.XObject = pikepdf.Dictionary(Im1=photo)
+    page.Contents = pdf.make_stream(page.Contents.read_bytes() + b" q 32 0 0 24 72 600 cm /Im1 Do Q")
+    return saved(pdf)
+
+
 BUILDERS: dict[str, Callable[[str], bytes]] = {
+    "photo metadata": with_photo_metadata,
     "annotations": with_annotations,
     "embedded files": with_embedded_files,
     "javascript and actions": with_javascript_and_actions,
@@ -185,7 +214,10 @@ def everything_in(data: bytes) -> bytes:
         for obj in pdf.objects:
             if isinstance(obj, pikepdf.Stream):
                 parts.append(obj.stream_dict.unparse())
-                parts.append(obj.read_bytes())
+                try:
+                    parts.append(obj.read_bytes())
+                except pikepdf.PdfError:  # a photo (/DCTDecode): its bytes as stored
+                    parts.append(obj.read_raw_bytes())
             elif isinstance(obj, (pikepdf.Dictionary, pikepdf.Array, pikepdf.String)):
                 parts.append(obj.unparse())
     return b"\n".join(parts)
@@ -333,3 +365,28 @@ def test_an_unreadable_pdf_is_still_refused_as_unreadable() -> None:
         metadata.clean(b"%PDF-1.7\n" + b"\x00garbage" * 50, metadata.PDF)
     assert caught.value.reason in ("it could not be read as a PDF",
                                    "it holds hidden parts that could not all be removed")
+
+
+def test_a_photo_inside_a_pdf_loses_its_metadata_and_keeps_its_picture() -> None:
+    """Only the photo's header segments go: the compressed picture is the same bytes, so it
+    decodes to the same pixels; and ``pdf_images.left`` finds nothing left."""
+    from PIL import Image
+
+    from whistle import pdf_images
+
+    m = mark("PHOTO")
+    cleaned = metadata.clean(with_photo_metadata(m), metadata.PDF).data
+    assert cleaned is not None
+    original = photo_jpeg(m)
+    with pikepdf.open(io.BytesIO(cleaned)) as pdf:
+        image = pdf.pages[0].Resources.XObject.Im1
+        raw = image.read_raw_bytes()
+        assert pdf_images.left(pdf) is None
+    assert m.encode() not in raw and b"Exif" not in raw
+    before, after = Image.open(io.BytesIO(original)), Image.open(io.BytesIO(raw))
+    assert after.size == before.size and list(after.getdata()) == list(before.getdata())
+    assert raw.endswith(original[original.index(b"\xff\xda"):])  # the scan, byte for byte
+    # A JPEG whose header is broken is refused, never stored as cleaned.
+    broken = with_photo_metadata(m).replace(b"\xff\xd8\xff", b"\xff\xd8\x00", 1)
+    with pytest.raises(metadata.CannotClean):
+        metadata.clean(broken, metadata.PDF)

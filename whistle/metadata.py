@@ -44,6 +44,7 @@ from typing import Any
 import pikepdf
 from PIL import Image, UnidentifiedImageError
 
+from whistle import pdf_images
 from whistle.errors import Text
 
 # Pillow's own guard against decompression bombs, tightened from its default
@@ -452,6 +453,7 @@ def _clean_pdf(data: bytes) -> bytes:
             for obj in pdf.objects:
                 if isinstance(obj, (pikepdf.Dictionary, pikepdf.Stream, pikepdf.Array)):
                     _scrub_pdf_object(obj)
+            pdf_images.clean(pdf)  # the photos' own EXIF, XMP, IPTC and comments
             out = io.BytesIO()
             # Streams are copied without decoding (no deflate bomb is inflated);
             # QPDF rewrites the file from the object graph, so earlier
@@ -462,7 +464,7 @@ def _clean_pdf(data: bytes) -> bytes:
         # Check the result as a reader would see it: anything left is refused, never
         # stored as "cleaned".
         with pikepdf.open(io.BytesIO(out.getvalue())) as saved:
-            left = _left_in_pdf(saved)
+            left = _left_in_pdf(saved) or pdf_images.left(saved)
     except pikepdf.PasswordError as exc:
         raise CannotClean("it is password-protected") from exc
     except (pikepdf.PdfError, ValueError, RuntimeError, TypeError, KeyError) as exc:
