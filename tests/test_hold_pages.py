@@ -5,11 +5,13 @@ form changes nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.support.factories import login, make_reviewer, submit_concern
+from tests.support.factories import get_json, make_reviewer, submit_concern
 from tests.support.probes import Snapshot
 from tests.support.webflow import post_form, sign_in
 from whistle.store import db
@@ -22,11 +24,8 @@ def _page(browser: FlaskClient, ref: str) -> str:
     return response.get_data(as_text=True)
 
 
-def _hold(client: FlaskClient, reviewer: dict[str, str], ref: str) -> dict[str, object]:
-    answer = client.get(f"/api/v1/cases/{ref}/hold", headers=login(client, reviewer))
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    data: dict[str, object] = answer.get_json()
-    return data
+def _hold(client: FlaskClient, reviewer: dict[str, str], ref: str) -> dict[str, Any]:
+    return get_json(client, reviewer, f"/api/v1/cases/{ref}/hold")
 
 
 def test_two_reviewers_place_and_lift_a_hold_on_the_case_page(
@@ -41,6 +40,8 @@ def test_two_reviewers_place_and_lift_a_hold_on_the_case_page(
     form = f"/reviewer/cases/{ref}/referrals"
     assert 'href="/reviewer/cases/' in a.get(f"/reviewer/cases/{ref}").get_data(as_text=True)
     page = _page(a, ref)
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert "<" not in title and "Legal hold" not in title  # the page's own title, no more
     assert "Not on hold." in page and 'action="/reviewer/cases/' + ref + '/hold"' in page
 
     # No reason: refused, nothing stored.

@@ -10,17 +10,14 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.factories import database_bytes, login, make_reviewer, submit_concern
+from tests.support.factories import database_bytes, get_json, make_reviewer, submit_concern
 from tests.support.probes import Snapshot
 from tests.support.webflow import assert_not_at_rest, marker, post_form, reporter_status
 from tests.support.webflow import status_page
 
 
 def _case(client: FlaskClient, reviewer: dict[str, str], ref: str) -> dict[str, Any]:
-    answer = client.get(f"/api/v1/cases/{ref}", headers=login(client, reviewer))
-    assert answer.status_code == 200, answer.get_data(as_text=True)
-    data: dict[str, Any] = answer.get_json()
-    return data
+    return get_json(client, reviewer, f"/api/v1/cases/{ref}")
 
 
 def test_a_reporter_gives_their_name_later_sealed_until_two_agree(

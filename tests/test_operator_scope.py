@@ -110,27 +110,25 @@ def test_administrators_enrol_an_operator_on_the_web_page_and_a_second_one_appro
     form = browser.get("/admin/reviewers/new").get_data(as_text=True)
     assert 'name="operator"' in form
     # Before the roster seals (one person setting up), the operator is enrolled at once.
-    made = post_form(browser, "/admin/reviewers", {"name": "Olga Early", "email":
-                                                   "early@example.org", "operator": "yes"},
-                     "/admin/reviewers/new")
+    def enrol(name: str, email: str, **roles: str) -> Any:
+        return post_form(browser, "/admin/reviewers", {"name": name, "email": email} | roles,
+                         "/admin/reviewers/new")
+
+    made = enrol("Olga Early", "early@example.org", operator="yes")
     assert made.status_code == 201, made.get_data(as_text=True)
     with db.new_session(app) as s:
         early = s.scalars(select(Reviewer).where(Reviewer.email == "early@example.org")).one()
         assert early.is_operator and not early.is_reviewer and not early.is_admin
     # An operator with another role is refused, with the words kept, and nothing is stored.
     snapshot = Snapshot(app)
-    mixed = post_form(browser, "/admin/reviewers", {"name": "Mixed Roles", "email":
-                                                    "mixed@example.org", "operator": "yes",
-                                                    "admin": "yes"}, "/admin/reviewers/new")
+    mixed = enrol("Mixed Roles", "mixed@example.org", operator="yes", admin="yes")
     assert mixed.status_code == 400, mixed.status_code
     assert "no other role" in mixed.get_data(as_text=True)
     assert 'value="Mixed Roles"' in mixed.get_data(as_text=True)
     snapshot.assert_unchanged("an operator with another role")
     # After sealing, it is a proposal that the proposer cannot approve and a second one can.
     submit_concern(client)
-    proposed = post_form(browser, "/admin/reviewers", {"name": "Olga Later", "email":
-                                                       "later@example.org", "operator": "yes"},
-                         "/admin/reviewers/new")
+    proposed = enrol("Olga Later", "later@example.org", operator="yes")
     assert proposed.status_code == 202, proposed.get_data(as_text=True)
     with db.new_session(app) as s:
         later = s.scalars(select(Reviewer).where(Reviewer.email == "later@example.org")).one()

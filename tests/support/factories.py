@@ -74,6 +74,14 @@ def login(client: FlaskClient, reviewer: dict[str, str]) -> dict[str, str]:
     return {"Authorization": "Bearer " + response.get_json()["access_token"]}
 
 
+def get_json(client: FlaskClient, reviewer: dict[str, str], path: str) -> dict[str, Any]:
+    """``GET path`` as ``reviewer`` (bearer), asserting a 200; its JSON."""
+    answer = client.get(path, headers=login(client, reviewer))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    data: dict[str, Any] = answer.get_json()
+    return data
+
+
 def database_bytes(app: Flask) -> bytes:
     """Everything the database holds on disk (SQLite file, WAL and SHM), or a full dump (PG)."""
     url = app.config["DATABASE_URL"]
