@@ -7,6 +7,7 @@ imports included), so a shortcut taken in a hurry fails here, in CI.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,14 @@ def test_a_protected_route_added_later_is_refused_without_a_decorator(app: Flask
     client = app.test_client()
     assert client.get("/reviewer/added-later").status_code == 302
     assert client.get("/api/v1/added-later").status_code == 401
+
+
+def test_every_page_title_is_text() -> None:
+    """A ``title`` block holds words only: markup in it ends up as text in the browser's tab
+    (a careless edit once put a whole section there)."""
+    templates = PACKAGE.parent / "templates"
+    titles = {path.name: found for path in sorted(templates.rglob("*.html"))
+              for found in re.findall(r"{% block title %}(.*?){% endblock %}",
+                                      path.read_text(), flags=re.S)}
+    assert len(titles) > 20
+    assert {name: t for name, t in titles.items() if "<" in t or "\n" in t} == {}
