@@ -501,19 +501,45 @@ def test_disabling_asks_first_and_a_second_person_re_enables(
     assert sign_in(app, rita)
 
 
-def test_a_password_reset_from_the_pages_is_a_proposal(app: Flask, client: FlaskClient) -> None:
+def test_a_password_reset_from_the_pages_asks_first_and_is_a_proposal(
+        app: Flask, client: FlaskClient, smtp: Any) -> None:
+    """Asked once more, then proposed; a second administrator approves on the changes page;
+    the owner chooses the new password through the mailed link (issue 21, item 9)."""
+    from tests.support.probes import Snapshot
+    from tests.support.webflow import enrol_code
+    from whistle.store.models import Change
+
     ada = make_reviewer(app, "Ada Admin", admin=True, reviews=False)
+    ben = make_reviewer(app, "Ben Admin", admin=True, reviews=False)
     rita = make_reviewer(app, "Rita Reviewer")
     make_reviewer(app)
     submit_concern(client)
     browser = sign_in(app, ada)
+    home = browser.get("/admin/").get_data(as_text=True)
+    assert re.search(rf'action="/admin/reviewers/{rita["id"]}/reset" class="inline">'
+                     r'<input type="hidden" name="csrf_token" value="[^"]+">'
+                     r'<input type="hidden" name="step" value="ask">', home)
+    snapshot = Snapshot(app)
+    asked = post_form(browser, f"/admin/reviewers/{rita['id']}/reset", {"step": "ask"},
+                      "/admin/")
+    assert asked.status_code == 200
+    assert "Reset the password of Rita Reviewer?" in asked.get_data(as_text=True)
+    snapshot.assert_unchanged("the question alone")
     post_form(browser, f"/admin/reviewers/{rita['id']}/reset", {}, "/admin/")
     with db.new_session(app) as s:
-        from whistle.store.models import Change
-
-        assert s.scalars(select(Change).where(Change.subject == rita["id"],
-                                              Change.type == "reset_password")).one()
+        change = s.scalars(select(Change).where(Change.subject == rita["id"],
+                                                Change.type == "reset_password")).one()
     assert sign_in(app, rita)  # nothing changes until a second person approves
+    post_form(sign_in(app, ben), f"/reviewer/changes/{change.id}/approve", {},
+              "/reviewer/changes")
+    assert client.post("/api/v1/auth/login", json={
+        "email": rita["email"], "password": rita["password"]}).status_code == 401
+    code = enrol_code(smtp, app, rita["email"])
+    chosen = "a new passphrase Rita chose herself"
+    assert client.post("/api/v1/auth/enrol", json={"code": code, "password": chosen}
+                       ).status_code == 200
+    assert client.post("/api/v1/auth/login", json={"email": rita["email"],
+                                                   "password": chosen}).status_code == 200
 
 
 def test_admin_pages_speak_polish(app: Flask) -> None:

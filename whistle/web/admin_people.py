@@ -58,7 +58,10 @@ def reenable(reviewer_id: str) -> Response:
 
 
 @bp.post("/reviewers/<reviewer_id>/reset")
-def reset(reviewer_id: str) -> Response:
+def reset(reviewer_id: str) -> Response | tuple[str, int]:
+    if common.form_fields().get("step") == "ask":  # asked once more first, as disabling
+        r = _account(reviewer_id)
+        return render_template("admin/confirm_reset.html", me=g.signed.reviewer, r=r), 200
     return _propose(reviewer_id, approvals.RESET, lambda name: gettext(
         "A password reset for %(name)s is proposed: once a second person approves it, they get "
         "a link by mail to choose a new password.", name=name))
