@@ -61,6 +61,7 @@ def people(app: Flask) -> dict[str, dict[str, str]]:
 def serious_violations(page: Any) -> list[str]:
     from axe_playwright_python.sync_playwright import Axe
 
+    page.wait_for_load_state("load")  # never a page still arriving after a click
     results = Axe().run(page)
     return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
             for v in results.response["violations"] if v.get("impact") in SERIOUS]
@@ -216,6 +217,7 @@ def _keyboard_journey(page: Any, base: str) -> None:
     tab_to(page, lambda f: f["tag"] == "BUTTON" and f["text"] == "Send my concern")
     page.keyboard.press("Enter")
     page.wait_for_selector("text=Your concern was received")
+    page.locator("span.w").nth(11).wait_for()  # all 12 words, not a page still arriving
     words = page.locator("span.w").all_inner_texts()
     positions = [int(p) for p in page.get_attribute("input[name=positions]", "value").split()]
     tab_to(page, lambda f: f["id"] == "word-1")

@@ -19,6 +19,7 @@ def _status_page(page: Any, base: str, token: str) -> None:
     page.goto(f"{base}/status")
     page.fill("#token", token)
     page.click("button[type=submit]")
+    page.wait_for_load_state("load")  # the status page itself, not the form still showing
 
 
 def test_the_new_reporter_pages_have_no_serious_findings(

@@ -145,6 +145,7 @@ def test_reviewer_journey_two_reviewers_close_a_case(site: dict[str, Any], brows
     assert "A manager shouts at pupils." in ann.inner_text("#details")
     ann.fill("#msg-body", "Thank you. We are looking into it.")
     ann.locator("form:has(#msg-body) button[type=submit]").click()
+    ann.wait_for_load_state("load")
     ann.wait_for_selector("#details")
     assert "We are looking into it." in ann.inner_text("main")
     ann.select_option("#outcome", "substantiated")
@@ -172,6 +173,7 @@ def test_reviewer_journey_two_reviewers_close_a_case(site: dict[str, Any], brows
     reporter.goto(f"{base}/status")
     reporter.fill("#token", token)
     reporter.locator("form[action$='/status'] button[type=submit]").first.click()
+    reporter.wait_for_load_state("load")
     reporter.wait_for_selector("main")
     text = reporter.inner_text("main")
     assert "We are looking into it." in text and "We found that it happened and acted." in text

@@ -68,6 +68,7 @@ def serious(page: Any, javascript: bool = True) -> list[str]:
     as the same HTML at the same address in a page that runs axe (axe needs JavaScript)."""
     from axe_playwright_python.sync_playwright import Axe
 
+    page.wait_for_load_state("load")  # never a page still arriving after a click
     if not javascript:
         html, url = page.content(), page.url.split("#")[0]
         checker = page.context.browser.new_page(viewport=page.viewport_size)
@@ -150,16 +151,20 @@ def test_a_reporter_on_a_phone_without_javascript(
     page.goto(f"{live}/status?lang={lang}")
     page.fill("#token", " ".join(words))
     page.click("main button[type=submit]")
+    page.locator("#sent-details").wait_for()
+    page.wait_for_load_state("load")  # the stylesheet too: fits() measures the layout
     assert page.locator("#sent-details").is_visible()
     assert "4" in page.locator("#sent-details").inner_text()
     assert fits(page, "#sent-details") and fits(page, "dd.ref") and fits(page, "#sent")
     found["status"] = serious(page, javascript=False)
     shot(page, f"{lang}-4-status-what-you-sent")
     page.click("form.rotate button[type=submit]")
+    page.locator("#rotate-confirm").wait_for()
     assert page.locator("#rotate-confirm").is_visible()  # asked first
     found["rotate confirmation"] = serious(page, javascript=False)
     shot(page, f"{lang}-5-replace-token-asks")
     page.click("#rotate-cancel button")
+    page.locator("#sent-details").wait_for()
     assert page.locator("#sent-details").is_visible()  # back on the report, words unchanged
     assert {name: v for name, v in found.items() if v} == {}
     context.close()
@@ -189,10 +194,12 @@ def test_a_reviewer_sees_new_activity_and_confirms_closure(
     found["inbox"] = serious(page)
     shot(page, "reviewer-1-inbox-new-activity")
     page.click(f"a[href*='{ref}']")
+    page.locator("#outcome").wait_for()
     assert page.eval_on_selector("#outcome", "s => s.value") == ""
     found["case"] = serious(page)
     page.select_option("#outcome", "referred")
     page.locator("form.propose button[type=submit]").click()
+    page.locator("#confirm-form").wait_for()
     assert page.locator("#confirm-form").is_visible()
     found["confirm"] = serious(page)
     shot(page, "reviewer-2-confirm-closure")
