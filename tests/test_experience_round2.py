@@ -398,7 +398,12 @@ def test_the_trail_names_who_and_shows_no_fake_midnight(app: Flask, client: Flas
               f"/reviewer/cases/{ref}")
     html = browser.get(f"/reviewer/cases/{ref}").get_data(as_text=True)
     trail = html[html.index('id="audit"'):]
-    assert "T00:00:00" not in trail and ", 00:00 UTC" not in trail
+    assert "T00:00:00" not in trail
+    from whistle.store.models import utcnow
+
+    now = utcnow()
+    if not (now.hour == 0 and now.minute <= 1):  # a reviewer's own event at 00:00 is real
+        assert ", 00:00 UTC" not in trail
     assert re.search(r"Reviewer assigned: <span class=\"subject\">(Ann|Bob) Reviewer</span> "
                      r"<span class=\"actor\">\(by Whistle\)</span>", trail)
     assert "(system)" not in trail and "UTC" in trail  # reviewer events keep their time
