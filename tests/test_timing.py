@@ -87,11 +87,16 @@ def test_the_outbox_command_sends_nothing_before_the_boundary(
     with db.new_session(app) as s:
         boundary = s.scalars(select(OutboxMail.next_attempt)).first()
     assert boundary is not None
+    first = result.output
     if utcnow() < boundary:
-        assert "sent 0" in result.output, result.output
+        assert "sent 0" in first, first
     at = boundary.isoformat(sep=" ")
     result = app.test_cli_runner().invoke(args=["outbox", "--now", at])
-    assert result.exit_code == 0 and "sent 2" in result.output, result.output
+    # Both mails go at the boundary: now, or already by the first run if a boundary passed
+    # between submitting and that run (an hour's last instants).
+    assert result.exit_code == 0, result.output
+    assert "sent 2" in result.output or ("sent 2" in first and "sent 0" in result.output), (
+        first, result.output)
     assert len(smtp.wait_for(2)) == 2
 
 
